@@ -1,0 +1,3 @@
+from orlop.cli.main import main
+
+main()

@@ -1,0 +1,130 @@
+"""The Backend protocol: what every storage backend implements, and nothing about Docker.
+
+A backend is constructed once per configured driver with a `BackendContext`. Its methods
+are plain blocking calls; the service runs them in worker threads, holding the volume's
+lock, so a backend never sees two operations on the same volume at once. Every method
+must be idempotent: the service repeats steps after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from orlop.core.model import Usage
+from orlop.core.options import OptionSet
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do beyond the basic lifecycle; the service asks these, never a class."""
+
+    scope: Literal["local", "global"] = "local"
+    snapshot: bool = False
+    clone: bool = False
+    resize: bool = False
+    quota: bool = False
+    exclusive_attach: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class BackendContext:
+    """What a backend instance gets from the daemon."""
+
+    driver: str
+    state_dir: str  # private to this driver: <state_dir>/drivers/<driver>
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # backend-level config
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.state_dir, *parts)
+
+
+@dataclass(slots=True)
+class VolumeRef:
+    """A volume as a backend sees it: name, canonical options, and its own record."""
+
+    name: str
+    options: dict[str, str]
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One `orlop doctor` finding: what was checked, whether it passed, how to fix it."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    fix: str = ""
+
+
+def tool_check(command: str, package: str) -> Check:
+    """Doctor check: is `command` installed?"""
+    from orlop.host.run import which
+
+    path = which(command)
+    return Check(
+        f"command {command}", path is not None, path or "not found", f"apt-get install {package}"
+    )
+
+
+def filesystem_check(fstype: str, why: str) -> Check:
+    """Doctor check: does the kernel know filesystem `fstype`?"""
+    try:
+        with open("/proc/filesystems", encoding="ascii") as table:
+            known = {line.split()[-1] for line in table if line.strip()}
+    except OSError:
+        known = set()
+    return Check(
+        f"kernel filesystem {fstype}",
+        fstype in known,
+        why,
+        f"modprobe {fstype} (or install a kernel with {fstype} support)",
+    )
+
+
+@runtime_checkable
+class Backend(Protocol):
+    kind: ClassVar[str]
+    options: ClassVar[OptionSet]
+    capabilities: Capabilities
+
+    def validate(self, name: str, options: dict[str, str]) -> None:
+        """Reject combinations of (already canonical) options the backend cannot honour."""
+
+    def create(self, volume: VolumeRef) -> dict[str, Any]:
+        """Allocate storage; return the record to persist. Same name+options twice: no-op."""
+
+    def remove(self, volume: VolumeRef) -> None:
+        """Free the storage; a volume that is already gone is not an error."""
+
+    def mountpoint(self, volume: VolumeRef) -> str:
+        """Where the volume's data appears once attached; pure, no I/O."""
+
+    def attach(self, volume: VolumeRef) -> str:
+        """Make the data reachable at its mountpoint; return that path."""
+
+    def detach(self, volume: VolumeRef) -> None:
+        """Undo attach; a volume that is not attached is not an error."""
+
+    def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
+        """Whether the data is reachable now; `mounted` is the host's current mount points."""
+
+    def usage(self, volume: VolumeRef) -> Usage | None:
+        """Size, used and free bytes, or None when the backend cannot tell."""
+
+    @classmethod
+    def host_checks(cls) -> list[Check]:
+        """What this backend needs from the host (tools, kernel features), for `orlop doctor`."""
+
+
+@runtime_checkable
+class Resizable(Protocol):
+    def resize(self, volume: VolumeRef, size: int) -> dict[str, Any]:
+        """Grow the volume to `size` bytes (online if attached); return the new record."""

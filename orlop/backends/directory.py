@@ -1,0 +1,211 @@
+"""Directory volumes: the embedded default, with the options of Docker's `local` driver.
+
+A volume is `<state>/volumes/<name>/_data`. With no `type` it is a plain directory. With
+Docker local's `type`/`device`/`o` it is a mount made on first use and removed after last
+use: tmpfs, a bind of a host directory (`type=none o=bind device=/path`), or a filesystem on
+a block device or image file (ext4, xfs, btrfs). `uid`, `gid` and `mode` set the owner and
+permissions of the volume root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import time
+from typing import Any, ClassVar
+
+from orlop.backends.base import (
+    BackendContext,
+    Capabilities,
+    Check,
+    VolumeRef,
+    filesystem_check,
+    tool_check,
+)
+from orlop.core.model import BackendError, InvalidOption, Usage
+from orlop.core.options import (
+    Option,
+    OptionSet,
+    canonical_int,
+    canonical_mode,
+    one_of,
+    parse_id,
+)
+from orlop.host import mounts
+
+MOUNT_TYPES = ("tmpfs", "none", "bind", "ext4", "xfs", "btrfs")
+BLOCK_TYPES = ("ext4", "xfs", "btrfs")
+USAGE_WALK_SECONDS = 2.0
+
+
+def _is_bind(options: dict[str, str]) -> bool:
+    return options.get("type") in ("none", "bind") or "bind" in _mount_flags(options)
+
+
+def _mount_flags(options: dict[str, str]) -> list[str]:
+    return [flag for flag in options.get("o", "").split(",") if flag]
+
+
+class DirectoryBackend:
+    kind: ClassVar[str] = "directory"
+    options: ClassVar[OptionSet] = OptionSet(
+        [
+            Option("uid", canonical_int(parse_id), "owner of the volume root"),
+            Option("gid", canonical_int(parse_id), "group of the volume root"),
+            Option("mode", canonical_mode, "permissions of the volume root, octal (0755)"),
+            Option("type", one_of(*MOUNT_TYPES), "filesystem type to mount (Docker local)"),
+            Option("device", help="what to mount: tmpfs, a host directory, a device or image"),
+            Option("o", help="mount options, comma-separated (Docker local)"),
+        ]
+    )
+    capabilities = Capabilities(scope="local")
+
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+        self.root = context.path("volumes")
+        os.makedirs(self.root, mode=0o701, exist_ok=True)
+
+    # Backend protocol -------------------------------------------------------------------
+    def validate(self, name: str, options: dict[str, str]) -> None:
+        # Docker local's rules: device needs type, type needs device, o needs both.
+        mandatory = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
+        for option, required in mandatory.items():
+            for needed in required:
+                if option in options and needed not in options:
+                    raise InvalidOption(
+                        f"option {option} requires option {needed} "
+                        "(device and type go together; o needs both)"
+                    )
+        if "type" not in options:
+            return
+        device, fstype = options["device"], options["type"]
+        if _is_bind(options):
+            if not os.path.isabs(device) or not os.path.isdir(device):
+                raise InvalidOption(
+                    f"device {device!r} must be an existing host directory (absolute path) "
+                    "for a bind mount"
+                )
+            if fstype not in ("none", "bind"):
+                raise InvalidOption("a bind mount needs type=none (or type=bind)")
+        elif fstype in BLOCK_TYPES:
+            if not os.path.isabs(device) or not os.path.exists(device):
+                raise InvalidOption(
+                    f"device {device!r} must be an existing block device or image file "
+                    f"(absolute path) for type={fstype}"
+                )
+            mode = os.stat(device).st_mode
+            if not (stat.S_ISBLK(mode) or stat.S_ISREG(mode)):
+                raise InvalidOption(f"device {device!r} is neither a block device nor a file")
+        elif fstype == "none":
+            raise InvalidOption("type=none is only for bind mounts: add o=bind")
+
+    def mountpoint(self, volume: VolumeRef) -> str:
+        return os.path.join(self.root, volume.name, "_data")
+
+    def create(self, volume: VolumeRef) -> dict[str, Any]:
+        data = self.mountpoint(volume)
+        os.makedirs(os.path.dirname(data), mode=0o701, exist_ok=True)
+        os.makedirs(data, mode=0o755, exist_ok=True)
+        if "type" not in volume.options:
+            self._apply_ownership(data, volume.options)
+            return {}
+        # Mount once now: a wrong device, type or option fails the create, not a later
+        # container start, and ownership lands on filesystems that keep it.
+        self.attach(volume)
+        self.detach(volume)
+        return {}
+
+    def remove(self, volume: VolumeRef) -> None:
+        directory = os.path.join(self.root, volume.name)
+        if not os.path.lexists(directory):
+            return
+        for mounted in mounts.mounts_under(directory):
+            mounts.unmount(mounted)
+        if mounts.mounts_under(directory):
+            raise BackendError(f"{directory} still has mounts below it; not deleting")
+        # A bind volume's host directory was unmounted above: only our own files go.
+        shutil.rmtree(directory)
+
+    def attach(self, volume: VolumeRef) -> str:
+        data = self.mountpoint(volume)
+        os.makedirs(data, mode=0o755, exist_ok=True)
+        options = volume.options
+        if "type" not in options:
+            return data
+        if not mounts.is_mountpoint(data):
+            fstype = options["type"]
+            flags = _mount_flags(options)
+            if _is_bind(options):
+                fstype = None
+                flags = flags if "bind" in flags else ["bind", *flags]
+            mounts.mount(options["device"], data, fstype, flags)
+            self._apply_ownership(data, options)
+        return data
+
+    def detach(self, volume: VolumeRef) -> None:
+        if "type" in volume.options:
+            mounts.unmount(self.mountpoint(volume))
+
+    def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
+        if "type" not in volume.options:
+            return False  # nothing to attach: a plain directory is always there
+        return self.mountpoint(volume) in mounted
+
+    def usage(self, volume: VolumeRef) -> Usage | None:
+        data = self.mountpoint(volume)
+        if "type" in volume.options and not _is_bind(volume.options):
+            if not mounts.is_mountpoint(data):
+                return None
+            fs = os.statvfs(data)
+            size = fs.f_blocks * fs.f_frsize
+            free = fs.f_bavail * fs.f_frsize
+            return Usage(used=size - fs.f_bfree * fs.f_frsize, size=size, free=free)
+        used = _disk_usage(data, time.monotonic() + USAGE_WALK_SECONDS)
+        if used is None:
+            return None
+        fs = os.statvfs(data)
+        return Usage(used=used, size=None, free=fs.f_bavail * fs.f_frsize)
+
+    @classmethod
+    def host_checks(cls) -> list[Check]:
+        return [
+            tool_check("mount", "mount"),
+            tool_check("umount", "mount"),
+            filesystem_check("tmpfs", "needed for type=tmpfs volumes"),
+        ]
+
+    # helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _apply_ownership(path: str, options: dict[str, str]) -> None:
+        if "uid" in options or "gid" in options:
+            os.chown(path, int(options.get("uid", "-1")), int(options.get("gid", "-1")))
+        if "mode" in options:
+            os.chmod(path, int(options["mode"], 8))
+
+
+def _disk_usage(path: str, deadline: float) -> int | None:
+    """Bytes allocated below `path`, staying on its filesystem; None past the deadline."""
+    total = 0
+    try:
+        root_dev = os.lstat(path).st_dev
+    except OSError:
+        return None
+    stack = [path]
+    while stack:
+        if time.monotonic() > deadline:
+            return None
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += info.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False) and info.st_dev == root_dev:
+                    stack.append(entry.path)
+    return total

@@ -1,0 +1,132 @@
+"""Configuration: a YAML file plus environment overrides, validated; an embedded default.
+
+    state_dir: /var/lib/orlop          # SQLite store and per-driver data
+    plugin_dir: /run/docker/plugins    # where Docker looks for <driver>.sock
+    admin_socket: /run/orlop/admin.sock
+    log_level: info
+    drivers:
+      orlop:                           # the driver name Docker sees
+        backend: directory
+        options: {mode: "0755"}        # defaults for every volume of this driver
+        settings: {}                   # backend-level settings (not per volume)
+
+Environment: ORLOP_CONFIG (the file), ORLOP_STATE_DIR, ORLOP_PLUGIN_DIR,
+ORLOP_ADMIN_SOCKET, ORLOP_LOG_LEVEL override the file's values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orlop.core.model import ConfigError, InvalidName, validate_name
+
+DEFAULT_CONFIG_PATH = "/etc/orlop/orlop.yaml"
+
+EMBEDDED_DEFAULT: dict[str, Any] = {
+    "state_dir": "/var/lib/orlop",
+    "plugin_dir": "/run/docker/plugins",
+    "admin_socket": "/run/orlop/admin.sock",
+    "log_level": "info",
+    "drivers": {"orlop": {"backend": "directory"}},
+}
+
+_ENV = {
+    "ORLOP_STATE_DIR": "state_dir",
+    "ORLOP_PLUGIN_DIR": "plugin_dir",
+    "ORLOP_ADMIN_SOCKET": "admin_socket",
+    "ORLOP_LOG_LEVEL": "log_level",
+}
+
+
+class DriverConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str
+    options: dict[str, str] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        # YAML reads `mode: 0755` as an int and `readonly: true` as a bool; Docker sends
+        # strings, so options are strings everywhere.
+        if isinstance(value, Mapping):
+            return {
+                str(k): (str(v).lower() if isinstance(v, bool) else str(v))
+                for k, v in value.items()
+            }
+        return value
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: str = "/var/lib/orlop"
+    plugin_dir: str = "/run/docker/plugins"
+    admin_socket: str = "/run/orlop/admin.sock"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    drivers: dict[str, DriverConfig] = Field(min_length=1)
+    source: str = "embedded default"
+
+    @field_validator("drivers")
+    @classmethod
+    def _driver_names(cls, drivers: dict[str, DriverConfig]) -> dict[str, DriverConfig]:
+        for name in drivers:
+            try:
+                validate_name(name, "driver name")
+            except InvalidName as error:
+                raise ValueError(str(error)) from None
+        return drivers
+
+    @field_validator("state_dir", "plugin_dir", "admin_socket")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        if not os.path.isabs(path):
+            raise ValueError(f"{path!r} must be an absolute path")
+        return path
+
+    def socket_path(self, driver: str) -> str:
+        return os.path.join(self.plugin_dir, f"{driver}.sock")
+
+    def driver_state_dir(self, driver: str) -> str:
+        return os.path.join(self.state_dir, "drivers", driver)
+
+    @property
+    def database(self) -> str:
+        return os.path.join(self.state_dir, "orlop.db")
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the config file (or the embedded default when there is none), apply the environment."""
+    environ = os.environ if environ is None else environ
+    explicit = path or environ.get("ORLOP_CONFIG")
+    path = explicit or DEFAULT_CONFIG_PATH
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as file:
+                raw = yaml.safe_load(file) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping (state_dir, drivers, …)")
+        source = path
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist")
+    else:
+        raw, source = dict(EMBEDDED_DEFAULT), "embedded default"
+    for variable, key in _ENV.items():
+        if environ.get(variable):
+            raw[key] = environ[variable]
+    raw["source"] = source
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"invalid configuration ({source}): {problems}") from None

@@ -1,0 +1,1 @@
+"""The core: one VolumeService deciding everything, over a SQLite store."""

@@ -1,0 +1,101 @@
+"""Volumes, their states, and the errors users see."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class OrlopError(Exception):
+    """Base of every error Orlop reports to a user; the message is written for them."""
+
+
+class InvalidName(OrlopError):
+    """A volume name that breaks the naming rule."""
+
+
+class InvalidOption(OrlopError):
+    """An unknown option, or an option with a value outside what is allowed."""
+
+
+class NotFound(OrlopError):
+    """No such volume, driver or snapshot."""
+
+
+class Conflict(OrlopError):
+    """The request contradicts existing state (different options, volume in use, …)."""
+
+
+class BackendError(OrlopError):
+    """The storage failed to do what was asked."""
+
+
+class ConfigError(OrlopError):
+    """The configuration file or environment is invalid."""
+
+
+NAME_RULE = "[a-zA-Z0-9][a-zA-Z0-9_.-]*"
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
+MAX_NAME_LENGTH = 255
+
+
+def validate_name(name: object, what: str = "volume name") -> str:
+    """Return `name` if it is a safe volume name, else raise InvalidName saying the rule."""
+    if not isinstance(name, str) or not name:
+        raise InvalidName(f"{what} is empty: it must match {NAME_RULE}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(
+            f"{what} is {len(name)} characters long: at most {MAX_NAME_LENGTH} are allowed"
+        )
+    if not _NAME_RE.match(name):
+        raise InvalidName(
+            f"invalid {what} {name!r}: it must match {NAME_RULE} "
+            "(ASCII letters, digits, '_', '.', '-'; starting with a letter or digit)"
+        )
+    return name
+
+
+class State(StrEnum):
+    """Where a volume is in its lifecycle; every transition is recorded before it happens."""
+
+    CREATING = "creating"
+    READY = "ready"
+    ATTACHING = "attaching"
+    ATTACHED = "attached"
+    DETACHING = "detaching"
+    REMOVING = "removing"
+
+
+@dataclass(slots=True)
+class Usage:
+    """Capacity of a volume in bytes; `size` and `free` are None when unbounded."""
+
+    used: int
+    size: int | None = None
+    free: int | None = None
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {"size": self.size, "used": self.used, "free": self.free}
+
+
+@dataclass(slots=True)
+class Volume:
+    """One volume as the store knows it."""
+
+    driver: str
+    name: str
+    backend: str
+    options: dict[str, str]
+    record: dict[str, Any]
+    created_at: str
+    state: State = State.READY
+    mount_ids: set[str] = field(default_factory=set)
+    mountpoint: str = ""
+    fault: str = ""
+    usage: Usage | None = None
+
+    @property
+    def mounts(self) -> int:
+        return len(self.mount_ids)

@@ -1,0 +1,364 @@
+"""VolumeService: the one place that decides what happens to a volume.
+
+Docker's protocol, the admin API and the CLI all come through here. The rules:
+
+* Every volume has a lock; operations on one volume serialise, different volumes proceed in
+  parallel (backend calls run in worker threads).
+* The state a volume is about to enter is committed to the store before the backend acts,
+  so `recover()` can finish or undo whatever a crash interrupted.
+* Docker's Mount IDs are persisted: the backend attaches on the first and detaches after the
+  last; a repeated Mount of a known ID, or an Unmount of an unknown one, changes nothing.
+* Get, List and Path answer from memory (a mirror of the store) and never wait on a backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from orlop.backends.base import Backend, VolumeRef
+from orlop.core.model import (
+    BackendError,
+    Conflict,
+    InvalidOption,
+    NotFound,
+    OrlopError,
+    State,
+    Volume,
+    validate_name,
+)
+from orlop.core.store import Store, now_rfc3339
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# States in which a volume exists for users; CREATING and REMOVING ones are being decided.
+_VISIBLE = {State.READY, State.ATTACHING, State.ATTACHED, State.DETACHING}
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """One driver name Docker sees: a configured backend instance."""
+
+    name: str
+    backend: Backend
+    defaults: dict[str, str]
+
+    @property
+    def kind(self) -> str:
+        return self.backend.kind
+
+
+class VolumeService:
+    def __init__(self, store: Store, drivers: Iterable[Driver], workers: int = 32) -> None:
+        self.store = store
+        self.drivers = {driver.name: driver for driver in drivers}
+        self._volumes: dict[str, dict[str, Volume]] = {name: {} for name in self.drivers}
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="orlop-backend")
+        # Bumped on every change a driver's List would show; frontends cache on it.
+        self.generation: dict[str, int] = dict.fromkeys(self.drivers, 0)
+        self._load()
+
+    def _load(self) -> None:
+        self._pending: list[Volume] = []
+        for volume in self.store.load():
+            driver = self.drivers.get(volume.driver)
+            if driver is None:
+                log.warning(
+                    "volume %s belongs to driver %s, which is not configured: kept, not served",
+                    volume.name,
+                    volume.driver,
+                )
+                continue
+            volume.mountpoint = driver.backend.mountpoint(_ref(volume))
+            if volume.state in _VISIBLE:
+                self._volumes[volume.driver][volume.name] = volume
+            self._pending.append(volume)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # reads: memory only -----------------------------------------------------------------
+    def driver(self, name: str) -> Driver:
+        try:
+            return self.drivers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.drivers)) or "none"
+            raise NotFound(f"no driver named {name!r}: configured drivers are {known}") from None
+
+    def get(self, driver: str, name: str) -> Volume:
+        try:
+            return self._volumes[driver][name]
+        except KeyError:
+            self.driver(driver)
+            validate_name(name)
+            raise NotFound(f"volume {name} not found (driver {driver})") from None
+
+    def list(self, driver: str) -> list[Volume]:
+        self.driver(driver)
+        return list(self._volumes[driver].values())
+
+    def find(self, name: str) -> list[Volume]:
+        """Volumes called `name`, across every driver."""
+        return [vols[name] for vols in self._volumes.values() if name in vols]
+
+    def path(self, driver: str, name: str) -> str:
+        return self.get(driver, name).mountpoint
+
+    def redacted_options(self, volume: Volume) -> dict[str, str]:
+        return self.drivers[volume.driver].backend.options.redact(volume.options)
+
+    # writes -----------------------------------------------------------------------------
+    async def create(self, driver_name: str, name: str, options: dict[str, str]) -> Volume:
+        """Create a volume; the same name with the same (or no) options is a no-op."""
+        driver = self.driver(driver_name)
+        validate_name(name)
+        backend = driver.backend
+        canonical = backend.options.validate(options, driver.defaults)
+        backend.validate(name, canonical)
+        async with self._lock(driver_name, name):
+            existing = self._volumes[driver_name].get(name)
+            if existing is not None:
+                if options and canonical != existing.options:
+                    raise Conflict(_difference(name, existing.options, canonical, backend))
+                return existing
+            volume = Volume(
+                driver=driver_name,
+                name=name,
+                backend=backend.kind,
+                options=canonical,
+                record={},
+                created_at=now_rfc3339(),
+                state=State.CREATING,
+            )
+            self.store.insert(volume)  # intent first: recover() removes a half-made volume
+            ref = _ref(volume)
+            try:
+                volume.record = await self._call(backend.create, ref)
+            except BaseException as error:
+                await self._undo_create(driver, volume)
+                raise _as_user_error(error, f"creating volume {name}") from error
+            volume.state = State.READY
+            volume.mountpoint = backend.mountpoint(_ref(volume))
+            self.store.update(volume)
+            self._volumes[driver_name][name] = volume
+            self._changed(driver_name)
+            log.info("created volume %s (driver %s)", name, driver_name)
+            return volume
+
+    async def _undo_create(self, driver: Driver, volume: Volume) -> None:
+        try:
+            await self._call(driver.backend.remove, _ref(volume))
+        except Exception:
+            # Keep the CREATING row: recover() will retry the cleanup at the next start.
+            log.exception("cleaning up the failed create of %s", volume.name)
+            return
+        self.store.delete(volume.driver, volume.name)
+
+    async def remove(self, driver_name: str, name: str) -> None:
+        driver = self.driver(driver_name)
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            if volume.mount_ids:
+                raise Conflict(
+                    f"volume {name} is in use by {volume.mounts} mount"
+                    f"{'s' if volume.mounts != 1 else ''}: stop the containers using it first"
+                )
+            volume.state = State.REMOVING
+            self.store.update(volume)
+            del self._volumes[driver_name][name]
+            self._changed(driver_name)
+            try:
+                await self._call(driver.backend.remove, _ref(volume))
+            except BaseException as error:
+                volume.state = State.READY
+                volume.fault = f"remove failed: {error}"
+                self.store.update(volume)
+                self._volumes[driver_name][name] = volume
+                self._changed(driver_name)
+                raise _as_user_error(error, f"removing volume {name}") from error
+            self.store.delete(driver_name, name)
+            log.info("removed volume %s (driver %s)", name, driver_name)
+
+    async def mount(self, driver_name: str, name: str, mount_id: str) -> str:
+        """Attach on the first mount ID; a known ID changes nothing. Returns the mountpoint."""
+        driver = self.driver(driver_name)
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            if mount_id in volume.mount_ids:
+                return volume.mountpoint
+            first = not volume.mount_ids
+            if first:
+                volume.state = State.ATTACHING
+                self.store.update(volume)
+            try:
+                # Also on later IDs: attach is idempotent, and repairs a dead network mount.
+                path = await self._call(driver.backend.attach, _ref(volume))
+            except BaseException as error:
+                if first:
+                    await self._settle_detached(driver, volume)
+                raise _as_user_error(error, f"mounting volume {name}") from error
+            volume.state = State.ATTACHED
+            volume.fault = ""
+            volume.mountpoint = path
+            volume.mount_ids.add(mount_id)
+            self.store.update(volume, add_mount=mount_id)
+            self._changed(driver_name)
+            return path
+
+    async def unmount(self, driver_name: str, name: str, mount_id: str) -> None:
+        """Forget `mount_id`; detach after the last one. An unknown ID changes nothing."""
+        driver = self.driver(driver_name)
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            if mount_id not in volume.mount_ids:
+                return
+            volume.mount_ids.discard(mount_id)
+            if volume.mount_ids:
+                self.store.update(volume, drop_mount=mount_id)
+                self._changed(driver_name)
+                return
+            volume.state = State.DETACHING
+            self.store.update(volume, drop_mount=mount_id)
+            self._changed(driver_name)
+            await self._settle_detached(driver, volume, raise_errors=True)
+
+    async def _settle_detached(
+        self, driver: Driver, volume: Volume, raise_errors: bool = False
+    ) -> None:
+        """Detach and record READY; on failure keep the fault for Status and recover()."""
+        try:
+            await self._call(driver.backend.detach, _ref(volume))
+        except BaseException as error:
+            volume.fault = f"detach failed: {error}"
+            self.store.update(volume)
+            log.error("detaching %s: %s", volume.name, error)
+            if raise_errors:
+                raise _as_user_error(error, f"unmounting volume {volume.name}") from error
+            return
+        volume.state = State.READY
+        volume.fault = ""
+        self.store.update(volume)
+
+    async def refresh_usage(self, driver_name: str, name: str, timeout: float = 10.0) -> Volume:
+        """Ask the backend for size/used/free now, and remember it for Status."""
+        driver = self.driver(driver_name)
+        volume = self.get(driver_name, name)
+        try:
+            usage = await asyncio.wait_for(self._call(driver.backend.usage, _ref(volume)), timeout)
+        except TimeoutError:
+            volume.fault = f"usage did not answer within {timeout:g}s"
+            return volume
+        except OrlopError as error:
+            volume.fault = str(error)
+            return volume
+        if usage != volume.usage:
+            volume.usage = usage
+            self.store.set_usage(volume)
+            self._changed(driver_name)
+        return volume
+
+    async def resize(self, driver_name: str, name: str, size: int) -> Volume:
+        driver = self.driver(driver_name)
+        resize = getattr(driver.backend, "resize", None)
+        if resize is None or not driver.backend.capabilities.resize:
+            raise InvalidOption(f"driver {driver_name} ({driver.kind}) cannot resize volumes")
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            volume.record = await self._call(resize, _ref(volume), size)
+            volume.options["size"] = str(size)
+            self.store.update(volume)
+            self._changed(driver_name)
+        return await self.refresh_usage(driver_name, name)
+
+    # crash recovery ---------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Finish or undo what a crash interrupted; make mounts match the mount IDs."""
+        from orlop.host.mounts import mounted_paths
+
+        mounted = await asyncio.get_running_loop().run_in_executor(self._executor, mounted_paths)
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*(self._recover_one(v, mounted) for v in pending))
+
+    async def _recover_one(self, stored: Volume, mounted: set[str]) -> None:
+        driver = self.drivers[stored.driver]
+        async with self._lock(stored.driver, stored.name):
+            volume = self._volumes[stored.driver].get(stored.name, stored)
+            try:
+                await self._reconcile(driver, volume, mounted)
+            except Exception as error:
+                log.error("recovering volume %s: %s", volume.name, error)
+                volume.fault = f"recovery failed: {error}"
+                self.store.update(volume)
+                self._changed(volume.driver)
+
+    async def _reconcile(self, driver: Driver, volume: Volume, mounted: set[str]) -> None:
+        backend, ref = driver.backend, _ref(volume)
+        if volume.state in (State.CREATING, State.REMOVING):
+            log.info("finishing interrupted %s of %s", volume.state.value, volume.name)
+            await self._call(backend.remove, ref)
+            self.store.delete(volume.driver, volume.name)
+            return
+        attached = backend.is_attached(ref, mounted)
+        if volume.mount_ids:
+            if not attached or volume.state != State.ATTACHED:
+                log.info("re-attaching %s for %d mount(s)", volume.name, volume.mounts)
+                volume.mountpoint = await self._call(backend.attach, ref)
+            volume.state = State.ATTACHED
+            volume.fault = ""
+            self.store.update(volume)
+        elif attached or volume.state != State.READY:
+            log.info("detaching %s: no container holds it", volume.name)
+            await self._settle_detached(driver, volume, raise_errors=True)
+        self._changed(volume.driver)
+
+    # helpers ----------------------------------------------------------------------------
+    def _lock(self, driver: str, name: str) -> asyncio.Lock:
+        key = (driver, name)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def _changed(self, driver: str) -> None:
+        self.generation[driver] += 1
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+
+def _ref(volume: Volume) -> VolumeRef:
+    return VolumeRef(volume.name, volume.options, volume.record)
+
+
+def _as_user_error(error: BaseException, doing: str) -> OrlopError:
+    if isinstance(error, OrlopError):
+        return error
+    return BackendError(f"{doing}: {error}")
+
+
+def _difference(
+    name: str, existing: dict[str, str], requested: dict[str, str], backend: Backend
+) -> str:
+    shown_old = backend.options.redact(existing)
+    shown_new = backend.options.redact(requested)
+    changed = sorted(
+        key for key in set(existing) | set(requested) if existing.get(key) != requested.get(key)
+    )
+    details = ", ".join(
+        f"{key}: {shown_old.get(key, '(unset)')} → {shown_new.get(key, '(unset)')}"
+        for key in changed
+    )
+    return (
+        f"volume {name} already exists with different options ({details}); "
+        "remove it first or create it with the same options"
+    )

@@ -1,0 +1,174 @@
+"""Node state in SQLite (WAL): volumes, Docker's mount IDs, and each volume's lifecycle state.
+
+The store is the record of intent: the service writes the state a volume is about to enter
+*before* it asks the backend to act, so that after a crash `recover()` knows what was under
+way. Every method is one transaction; the daemon calls them from its event-loop thread only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from orlop.core.model import State, Usage, Volume
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS volumes (
+    driver      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    backend     TEXT NOT NULL,
+    options     TEXT NOT NULL,
+    record      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    fault       TEXT NOT NULL DEFAULT '',
+    usage       TEXT,
+    PRIMARY KEY (driver, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mounts (
+    driver      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    mount_id    TEXT NOT NULL,
+    mounted_at  TEXT NOT NULL,
+    PRIMARY KEY (driver, name, mount_id),
+    FOREIGN KEY (driver, name) REFERENCES volumes (driver, name) ON DELETE CASCADE
+) WITHOUT ROWID;
+"""
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Store:
+    """SQLite-backed node state."""
+
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed intent survives power loss, not just a daemon crash.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{path} was written by a newer Orlop (schema {version} > {SCHEMA_VERSION})"
+            )
+        with self._transaction():
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # reads ------------------------------------------------------------------------------
+    def load(self) -> list[Volume]:
+        """Every volume with its mount IDs, whatever its state."""
+        mount_ids: dict[tuple[str, str], set[str]] = {}
+        for driver, name, mount_id in self._db.execute("SELECT driver, name, mount_id FROM mounts"):
+            mount_ids.setdefault((driver, name), set()).add(mount_id)
+        volumes = []
+        for row in self._db.execute(
+            "SELECT driver, name, backend, options, record, created_at, state, fault, usage "
+            "FROM volumes"
+        ):
+            driver, name, backend, options, record, created_at, state, fault, usage = row
+            volumes.append(
+                Volume(
+                    driver=driver,
+                    name=name,
+                    backend=backend,
+                    options=json.loads(options),
+                    record=json.loads(record),
+                    created_at=created_at,
+                    state=State(state),
+                    mount_ids=mount_ids.get((driver, name), set()),
+                    fault=fault,
+                    usage=Usage(**json.loads(usage)) if usage else None,
+                )
+            )
+        return volumes
+
+    # writes -----------------------------------------------------------------------------
+    def insert(self, volume: Volume) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO volumes"
+                " (driver, name, backend, options, record, created_at, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    volume.driver,
+                    volume.name,
+                    volume.backend,
+                    json.dumps(volume.options, sort_keys=True),
+                    json.dumps(volume.record, sort_keys=True),
+                    volume.created_at,
+                    volume.state.value,
+                ),
+            )
+
+    def update(
+        self,
+        volume: Volume,
+        *,
+        add_mount: str | None = None,
+        drop_mount: str | None = None,
+    ) -> None:
+        """Write the volume's state, record and fault, and add or drop one mount ID, atomically."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE volumes SET state = ?, record = ?, fault = ?, options = ? "
+                "WHERE driver = ? AND name = ?",
+                (
+                    volume.state.value,
+                    json.dumps(volume.record, sort_keys=True),
+                    volume.fault,
+                    json.dumps(volume.options, sort_keys=True),
+                    volume.driver,
+                    volume.name,
+                ),
+            )
+            if add_mount is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO mounts (driver, name, mount_id, mounted_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (volume.driver, volume.name, add_mount, now_rfc3339()),
+                )
+            if drop_mount is not None:
+                db.execute(
+                    "DELETE FROM mounts WHERE driver = ? AND name = ? AND mount_id = ?",
+                    (volume.driver, volume.name, drop_mount),
+                )
+
+    def set_usage(self, volume: Volume) -> None:
+        usage = json.dumps(volume.usage.as_dict()) if volume.usage else None
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE volumes SET usage = ? WHERE driver = ? AND name = ?",
+                (usage, volume.driver, volume.name),
+            )
+
+    def delete(self, driver: str, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM volumes WHERE driver = ? AND name = ?", (driver, name))

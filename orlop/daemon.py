@@ -1,0 +1,120 @@
+"""`orlop serve`: wire config → backends → service → sockets, and run until SIGTERM.
+
+Sockets listen before crash recovery runs, so Docker is answered within a second even on
+a host with thousands of volumes; recovery takes each volume's lock, so a Mount that
+arrives meanwhile waits for that volume's repair and no longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import Any
+
+from orlop.backends import make_backend
+from orlop.backends.base import BackendContext
+from orlop.config import Config
+from orlop.core.service import Driver, VolumeService
+from orlop.core.store import Store
+from orlop.frontends.admin.api import AdminApi
+from orlop.frontends.docker.plugin import DockerPlugin
+from orlop.frontends.http import HttpServer
+
+log = logging.getLogger("orlop")
+
+
+def build_drivers(config: Config) -> list[Driver]:
+    drivers = []
+    for name, driver_config in config.drivers.items():
+        context = BackendContext(
+            driver=name,
+            state_dir=config.driver_state_dir(name),
+            defaults=dict(driver_config.options),
+            settings=dict(driver_config.settings),
+        )
+        backend = make_backend(driver_config.backend, context)
+        # Check the driver's defaults now: a bad config fails at start, not at first use.
+        backend.options.validate({}, driver_config.options)
+        drivers.append(Driver(name, backend, dict(driver_config.options)))
+    return drivers
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+        self.store = Store(config.database)
+        self.service = VolumeService(self.store, build_drivers(config))
+        self.servers: list[HttpServer] = []
+        self._stop = asyncio.Event()
+
+    def describe_driver(self, name: str) -> dict[str, Any]:
+        driver = self.service.driver(name)
+        backend = driver.backend
+        return {
+            "name": name,
+            "backend": driver.kind,
+            "socket": self.config.socket_path(name),
+            "capabilities": backend.capabilities.as_dict(),
+            "defaults": backend.options.redact(driver.defaults),
+            "options": sorted(backend.options.options),
+            "volumes": len(self.service.list(name)),
+        }
+
+    async def start(self) -> None:
+        admin = HttpServer(AdminApi(self.service, self.describe_driver).routes(), root_only=True)
+        await admin.start(self.config.admin_socket, mode=0o600)
+        self.servers.append(admin)
+        for name in self.service.drivers:
+            server = HttpServer(DockerPlugin(self.service, name).routes())
+            await server.start(self.config.socket_path(name), mode=0o600)
+            self.servers.append(server)
+            log.info("driver %s listening on %s", name, server.path)
+        log.info("orlop ready (%s, state in %s)", self.config.source, self.config.state_dir)
+
+    async def stop(self) -> None:
+        """Close and remove sockets; mounts that containers still use stay mounted."""
+        for server in self.servers:
+            await server.close()
+        self.servers.clear()
+        self.service.close()
+        self.store.close()
+        log.info("orlop stopped")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        try:
+            await self.start()
+            recovery = asyncio.ensure_future(self.service.recover())
+            recovery.add_done_callback(_log_failure)
+            await self._stop.wait()
+            if not recovery.done():
+                recovery.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await recovery
+        finally:
+            await self.stop()
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("crash recovery failed: %s", task.exception())
+
+
+def serve(config: Config) -> None:
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio works too
+        runner = asyncio.run
+    runner(Daemon(config).run())

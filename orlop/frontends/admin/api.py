@@ -1,0 +1,153 @@
+"""Admin API: POST /v1/<call> with a JSON body; answers JSON, errors as {"Err": …}.
+
+It says what Docker's protocol cannot: every driver, fresh usage, resize, the daemon's
+version and configuration. Only root may connect (checked with SO_PEERCRED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import orlop
+from orlop.core.model import Conflict, InvalidName, InvalidOption, NotFound, OrlopError, Volume
+from orlop.core.options import parse_size
+from orlop.core.service import VolumeService
+from orlop.frontends.docker.plugin import status_of
+from orlop.frontends.http import Handler, Response
+
+_STATUS = {NotFound: 404, Conflict: 409, InvalidName: 400, InvalidOption: 400}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ListBody(_Body):
+    driver: str | None = None
+    usage: bool = False
+
+
+class CreateBody(_Body):
+    name: str
+    driver: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class VolumeBody(_Body):
+    name: str
+    driver: str | None = None
+
+
+class ResizeBody(VolumeBody):
+    size: str
+
+
+class AdminApi:
+    def __init__(self, service: VolumeService, describe_driver: Callable[[str], dict[str, Any]]):
+        self.service = service
+        self.describe_driver = describe_driver
+
+    def routes(self) -> dict[bytes, Handler]:
+        calls: dict[str, tuple[type[_Body] | None, Callable[..., Awaitable[Any]]]] = {
+            "version": (None, self.version),
+            "drivers": (None, self.drivers),
+            "volumes/list": (ListBody, self.list),
+            "volumes/create": (CreateBody, self.create),
+            "volumes/inspect": (VolumeBody, self.inspect),
+            "volumes/remove": (VolumeBody, self.remove),
+            "volumes/resize": (ResizeBody, self.resize),
+        }
+        return {f"/v1/{name}".encode(): self._wrap(*call) for name, call in calls.items()}
+
+    def _wrap(self, model: type[_Body] | None, call: Callable[..., Awaitable[Any]]) -> Handler:
+        async def handle(body: bytes) -> Response:
+            try:
+                result = await (call(model.model_validate_json(body or b"{}")) if model else call())
+            except ValidationError as error:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
+                )
+                return 400, json.dumps({"Err": f"bad request: {problems}"}).encode()
+            except OrlopError as error:
+                status = next((s for t, s in _STATUS.items() if isinstance(error, t)), 500)
+                return status, json.dumps({"Err": str(error)}).encode()
+            return 200, json.dumps(result).encode()
+
+        return handle
+
+    # calls ------------------------------------------------------------------------------
+    async def version(self) -> dict[str, Any]:
+        return {"version": orlop.__version__, "drivers": sorted(self.service.drivers)}
+
+    async def drivers(self) -> list[dict[str, Any]]:
+        return [self.describe_driver(name) for name in sorted(self.service.drivers)]
+
+    async def list(self, body: ListBody) -> list[dict[str, Any]]:
+        drivers = [body.driver] if body.driver else sorted(self.service.drivers)
+        volumes = [v for d in drivers for v in self.service.list(d)]
+        if body.usage:
+            await asyncio.gather(
+                *(self.service.refresh_usage(v.driver, v.name, timeout=5) for v in volumes)
+            )
+        return [self._describe(v) for v in volumes]
+
+    async def create(self, body: CreateBody) -> dict[str, Any]:
+        driver = body.driver or _only_driver(self.service)
+        volume = await self.service.create(driver, body.name, body.options)
+        return self._describe(volume)
+
+    async def inspect(self, body: VolumeBody) -> dict[str, Any]:
+        volume = self._find(body)
+        volume = await self.service.refresh_usage(volume.driver, volume.name, timeout=5)
+        return self._describe(volume)
+
+    async def remove(self, body: VolumeBody) -> dict[str, Any]:
+        volume = self._find(body)
+        await self.service.remove(volume.driver, volume.name)
+        return {"removed": volume.name, "driver": volume.driver}
+
+    async def resize(self, body: ResizeBody) -> dict[str, Any]:
+        volume = self._find(body)
+        try:
+            size = parse_size(body.size)
+        except ValueError as error:
+            raise InvalidOption(f"invalid size: {error}") from None
+        volume = await self.service.resize(volume.driver, volume.name, size)
+        return self._describe(volume)
+
+    # helpers ----------------------------------------------------------------------------
+    def _find(self, body: VolumeBody) -> Volume:
+        if body.driver:
+            return self.service.get(body.driver, body.name)
+        found = self.service.find(body.name)
+        if not found:
+            raise NotFound(f"volume {body.name} not found in any driver")
+        if len(found) > 1:
+            drivers = ", ".join(v.driver for v in found)
+            raise Conflict(
+                f"volume {body.name} exists in drivers {drivers}: name one with --driver"
+            )
+        return found[0]
+
+    def _describe(self, volume: Volume) -> dict[str, Any]:
+        return {
+            "name": volume.name,
+            "driver": volume.driver,
+            "mountpoint": volume.mountpoint,
+            "created_at": volume.created_at,
+            **status_of(self.service, volume),
+        }
+
+
+def _only_driver(service: VolumeService) -> str:
+    if len(service.drivers) == 1:
+        return next(iter(service.drivers))
+    raise InvalidOption(
+        f"several drivers are configured ({', '.join(sorted(service.drivers))}): "
+        "name one with --driver"
+    )

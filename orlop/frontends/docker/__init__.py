@@ -1,0 +1,1 @@
+"""Docker's volume plugin protocol, one socket per driver, over VolumeService."""

@@ -1,0 +1,149 @@
+"""The Docker volume plugin protocol for one driver: request → VolumeService → response.
+
+No storage logic here: decode, call the service, encode. OrlopError becomes {"Err": …}.
+Get, Path and List are answered synchronously from the service's memory; List's encoded
+body is cached until the driver's volumes change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from orlop.core.model import OrlopError, Volume
+from orlop.core.service import VolumeService
+from orlop.frontends.docker.messages import CreateRequest, MountRequest, NameRequest, describe
+from orlop.frontends.http import Handler, Response
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+_ACTIVATE = json.dumps({"Implements": ["VolumeDriver"]}).encode()
+_OK = b'{"Err":""}'
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _err(message: str, status: int = 200) -> Response:
+    return status, _dumps({"Err": message}).encode()
+
+
+class DockerPlugin:
+    """Handlers for `/VolumeDriver.*` on the socket of `driver`."""
+
+    def __init__(self, service: VolumeService, driver: str) -> None:
+        self.service = service
+        self.driver = driver
+        scope = service.driver(driver).backend.capabilities.scope
+        self._capabilities = _dumps({"Capabilities": {"Scope": scope}}).encode()
+        self._list_cache: tuple[int, bytes] = (-1, b"")
+
+    def routes(self) -> dict[bytes, Handler]:
+        return {
+            b"/Plugin.Activate": lambda body: (200, _ACTIVATE),
+            b"/VolumeDriver.Capabilities": lambda body: (200, self._capabilities),
+            b"/VolumeDriver.Create": self._async("Create", CreateRequest, self.create),
+            b"/VolumeDriver.Remove": self._async("Remove", NameRequest, self.remove),
+            b"/VolumeDriver.Mount": self._async("Mount", MountRequest, self.mount),
+            b"/VolumeDriver.Unmount": self._async("Unmount", MountRequest, self.unmount),
+            b"/VolumeDriver.Get": self._sync("Get", NameRequest, self.get),
+            b"/VolumeDriver.Path": self._sync("Path", NameRequest, self.path),
+            b"/VolumeDriver.List": self.list,
+        }
+
+    # decoding ---------------------------------------------------------------------------
+    def _sync(self, call: str, model: type[M], handler: Callable[[M], bytes]) -> Handler:
+        endpoint = f"/VolumeDriver.{call}"
+
+        def handle(body: bytes) -> Response:
+            try:
+                return 200, handler(model.model_validate_json(body or b"{}"))
+            except ValidationError as error:
+                return _err(describe(error, endpoint), 400)
+            except OrlopError as error:
+                return _err(str(error))
+
+        return handle
+
+    def _async(
+        self, call: str, model: type[M], handler: Callable[[M], Awaitable[bytes]]
+    ) -> Handler:
+        endpoint = f"/VolumeDriver.{call}"
+
+        def handle(body: bytes) -> Response | Awaitable[Response]:
+            try:
+                request = model.model_validate_json(body or b"{}")
+            except ValidationError as error:
+                return _err(describe(error, endpoint), 400)
+            return self._guard(handler(request), endpoint)
+
+        return handle
+
+    @staticmethod
+    async def _guard(call: Awaitable[bytes], endpoint: str) -> Response:
+        try:
+            return 200, await call
+        except OrlopError as error:
+            log.info("%s: %s", endpoint, error)
+            return _err(str(error))
+
+    # endpoints --------------------------------------------------------------------------
+    async def create(self, request: CreateRequest) -> bytes:
+        await self.service.create(self.driver, request.Name, dict(request.Opts or {}))
+        return _OK
+
+    async def remove(self, request: NameRequest) -> bytes:
+        await self.service.remove(self.driver, request.Name)
+        return _OK
+
+    async def mount(self, request: MountRequest) -> bytes:
+        path = await self.service.mount(self.driver, request.Name, request.ID)
+        return _dumps({"Mountpoint": path, "Err": ""}).encode()
+
+    async def unmount(self, request: MountRequest) -> bytes:
+        await self.service.unmount(self.driver, request.Name, request.ID)
+        return _OK
+
+    def get(self, request: NameRequest) -> bytes:
+        volume = self.service.get(self.driver, request.Name)
+        return _dumps({"Volume": self._describe(volume), "Err": ""}).encode()
+
+    def path(self, request: NameRequest) -> bytes:
+        return _dumps(
+            {"Mountpoint": self.service.path(self.driver, request.Name), "Err": ""}
+        ).encode()
+
+    def list(self, body: bytes) -> Response:
+        generation = self.service.generation[self.driver]
+        if self._list_cache[0] != generation:
+            volumes = [
+                {"Name": v.name, "Mountpoint": v.mountpoint, "CreatedAt": v.created_at}
+                for v in self.service.list(self.driver)
+            ]
+            self._list_cache = (generation, _dumps({"Volumes": volumes, "Err": ""}).encode())
+        return 200, self._list_cache[1]
+
+    def _describe(self, volume: Volume) -> dict[str, Any]:
+        return {
+            "Name": volume.name,
+            "Mountpoint": volume.mountpoint,
+            "CreatedAt": volume.created_at,
+            "Status": status_of(self.service, volume),
+        }
+
+
+def status_of(service: VolumeService, volume: Volume) -> dict[str, Any]:
+    """What `docker volume inspect` shows under Status; secrets redacted."""
+    status: dict[str, Any] = {
+        "backend": volume.backend,
+        "state": volume.state.value,
+        "options": service.redacted_options(volume),
+        "mounts": volume.mounts,
+        "usage": volume.usage.as_dict() if volume.usage else None,
+    }
+    if volume.fault:
+        status["fault"] = volume.fault
+    return status

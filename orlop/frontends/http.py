@@ -1,0 +1,266 @@
+"""A small, fast HTTP/1.1 server for JSON-over-unix-socket APIs, on asyncio and httptools.
+
+Both of Orlop's sockets (one per Docker driver, and the admin socket) are RPC APIs: a POST to
+a path, a JSON body in, a JSON body out. That needs no framework, and the request rate of
+`docker ps`/`docker inspect` rewards a thin layer: a handler is called straight from the
+parser callback and, when it can answer synchronously (Get, Path, List), its response is
+written before the next request is even parsed. Asynchronous handlers (Mount, Create) run
+as tasks; responses on one connection still leave in request order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
+
+import httptools
+
+log = logging.getLogger(__name__)
+
+Response = tuple[int, bytes]
+Handler = Callable[[bytes], "Response | Awaitable[Response]"]
+
+MAX_BODY = 1024 * 1024
+REQUEST_TIMEOUT = 30.0  # a started request must arrive whole within this
+CONTENT_TYPE = b"application/json"
+
+
+def _status_line(status: int) -> bytes:
+    return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
+
+
+def error_body(message: str) -> bytes:
+    import json
+
+    return json.dumps({"Err": message}).encode()
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_closing",
+        "_in_message",
+        "_parser",
+        "_pending",
+        "_server",
+        "_timer",
+        "_transport",
+        "_url",
+    )
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._pending: deque[list[object]] = deque()  # [ready, response bytes, keep_alive]
+        self._closing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_message = False
+
+    # asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        if not self._server.accept_peer(transport):
+            self._fail(403, "permission denied: the admin socket is for root only")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._transport = None
+        self._cancel_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "protocol upgrades are not supported")
+        except httptools.HttpParserError as error:
+            self._fail(400, f"malformed HTTP request: {error}")
+        if self._in_message and self._timer is None and not self._closing:
+            # Part of a request is buffered: it must be completed in time.
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(REQUEST_TIMEOUT, self._timeout)
+
+    # httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._in_message = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        too_large = value.isdigit() and int(value) > self._server.max_body
+        if too_large and name.lower() == b"content-length":
+            raise httptools.HttpParserError("body too large")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._server.max_body:
+            raise httptools.HttpParserError("body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._cancel_timer()
+        url, body = self._url, b"".join(self._body)
+        self._url, self._body, self._body_size = b"", [], 0
+        keep_alive = self._parser.should_keep_alive()
+        path = url.split(b"?", 1)[0]
+        handler = self._server.routes.get(path)
+        if handler is None:
+            result: Response | Awaitable[Response] = (
+                404,
+                error_body(f"unknown endpoint {path.decode(errors='replace')}"),
+            )
+        else:
+            try:
+                result = handler(body)
+            except Exception as error:  # a handler bug must not take the connection down
+                log.exception("handler for %s failed", path)
+                result = (500, error_body(f"internal error: {error}"))
+        if isinstance(result, tuple):
+            if not self._pending:
+                self._write(result, keep_alive)
+                return
+            self._pending.append([True, self._format(*result, keep_alive), keep_alive])
+            return
+        slot: list[object] = [False, b"", keep_alive]
+        self._pending.append(slot)
+        task = asyncio.ensure_future(result)
+        task.add_done_callback(lambda t: self._async_done(slot, t))
+
+    # internals --------------------------------------------------------------------------
+    def _async_done(self, slot: list[object], task: asyncio.Future[Response]) -> None:
+        try:
+            status, body = task.result()
+        except Exception as error:
+            log.exception("async handler failed")
+            status, body = 500, error_body(f"internal error: {error}")
+        slot[0], slot[1] = True, self._format(status, body, bool(slot[2]))
+        while self._pending and self._pending[0][0]:
+            _, data, keep_alive = self._pending.popleft()
+            if self._transport is not None and not self._closing:
+                self._transport.write(data)  # type: ignore[arg-type]
+                if not keep_alive:
+                    self._close()
+
+    def _write(self, response: Response, keep_alive: bool) -> None:
+        if self._transport is None:
+            return
+        self._transport.write(self._format(*response, keep_alive))
+        if not keep_alive:
+            self._close()
+
+    @staticmethod
+    def _format(status: int, body: bytes, keep_alive: bool) -> bytes:
+        head = _status_line(status) if status != 200 else b"HTTP/1.1 200 OK\r\n"
+        return b"".join(
+            (
+                head,
+                b"Content-Type: ",
+                CONTENT_TYPE,
+                b"\r\nContent-Length: ",
+                str(len(body)).encode(),
+                b"\r\n" if keep_alive else b"\r\nConnection: close\r\n",
+                b"\r\n",
+                body,
+            )
+        )
+
+    def _fail(self, status: int, message: str) -> None:
+        if self._transport is not None and not self._closing:
+            self._transport.write(self._format(status, error_body(message), False))
+        self._close()
+
+    def _timeout(self) -> None:
+        self._timer = None
+        self._fail(408, f"request not completed within {REQUEST_TIMEOUT:g}s")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close(self) -> None:
+        self._closing = True
+        self._cancel_timer()
+        if self._transport is not None:
+            self._transport.close()
+
+
+class HttpServer:
+    """Serve `routes` (path → handler) on a unix socket."""
+
+    def __init__(
+        self,
+        routes: Mapping[bytes, Handler],
+        *,
+        max_body: int = MAX_BODY,
+        root_only: bool = False,
+    ) -> None:
+        self.routes = dict(routes)
+        self.max_body = max_body
+        self.root_only = root_only
+        self._server: asyncio.base_events.Server | None = None
+        self.path = ""
+
+    def accept_peer(self, transport: asyncio.Transport) -> bool:
+        if not self.root_only:
+            return True
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        return uid == 0
+
+    async def start(self, path: str, mode: int = 0o660) -> None:
+        """Listen on `path`, replacing a stale socket left by a crashed daemon."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _remove_stale_socket(path)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(lambda: _Connection(self), path, backlog=1024)
+        os.chmod(path, mode)
+        self.path = path
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+        if self.path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(f"{path} exists and is not a socket; remove it or choose another path")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: a leftover of a crashed daemon
+        return
+    finally:
+        probe.close()
+    raise OSError(f"{path} is in use by a running process: is another orlop serving it?")
