@@ -125,6 +125,13 @@ class Backend(Protocol):
 
 
 @runtime_checkable
+class Describable(Protocol):
+    def describe(self, volume: VolumeRef) -> dict[str, Any]:
+        """Backend facts for Status (device, IDs, zone, …), from the record alone: no I/O,
+        never a secret."""
+
+
+@runtime_checkable
 class Resizable(Protocol):
     def resize(self, volume: VolumeRef, size: int) -> dict[str, Any]:
         """Grow the volume to `size` bytes (online if attached); return the new record."""

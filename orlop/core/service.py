@@ -116,6 +116,11 @@ class VolumeService:
     def redacted_options(self, volume: Volume) -> dict[str, str]:
         return self.drivers[volume.driver].backend.options.redact(volume.options)
 
+    def backend_facts(self, volume: Volume) -> dict[str, Any]:
+        """What the backend says about the volume for Status; from its record, no I/O."""
+        describe = getattr(self.drivers[volume.driver].backend, "describe", None)
+        return describe(_ref(volume)) if describe is not None else {}
+
     # writes -----------------------------------------------------------------------------
     async def create(self, driver_name: str, name: str, options: dict[str, str]) -> Volume:
         """Create a volume; the same name with the same (or no) options is a no-op."""

@@ -15,7 +15,30 @@ from pathlib import Path
 from orlop.host.mounts import mounts_under, unmount
 
 IMAGE = "orlop-test-busybox:1"
-BUSYBOX_APPLETS = ["sh", "cat", "echo", "ls", "sleep", "dd", "sha256sum", "mkdir", "rm", "touch", "df", "stat", "id", "head", "tail", "wc", "seq", "test", "true", "false", "sync", "grep"]
+BUSYBOX_APPLETS = [
+    "sh",
+    "cat",
+    "echo",
+    "ls",
+    "sleep",
+    "dd",
+    "sha256sum",
+    "mkdir",
+    "rm",
+    "touch",
+    "df",
+    "stat",
+    "id",
+    "head",
+    "tail",
+    "wc",
+    "seq",
+    "test",
+    "true",
+    "false",
+    "sync",
+    "grep",
+]
 
 
 class DockerError(AssertionError):

@@ -144,6 +144,9 @@ def status_of(service: VolumeService, volume: Volume) -> dict[str, Any]:
         "mounts": volume.mounts,
         "usage": volume.usage.as_dict() if volume.usage else None,
     }
+    facts = service.backend_facts(volume)
+    if facts:
+        status["backend_status"] = facts
     if volume.fault:
         status["fault"] = volume.fault
     return status
