@@ -101,6 +101,13 @@ class Config(BaseModel):
         return os.path.join(self.state_dir, "orlop.db")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `mode: 0755` as the integer 493; keep integers as written instead."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: loader.construct_scalar(node))
+
+
 def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read the config file (or the embedded default when there is none), apply the environment."""
     environ = os.environ if environ is None else environ
@@ -109,7 +116,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     if os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as file:
-                raw = yaml.safe_load(file) or {}
+                raw = yaml.load(file, Loader=_Loader) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path} is not valid YAML: {error}") from None
         if not isinstance(raw, dict):

@@ -14,6 +14,7 @@ Docker's protocol, the admin API and the CLI all come through here. The rules:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import weakref
 from collections.abc import Callable, Iterable
@@ -106,7 +107,7 @@ class VolumeService:
         self.driver(driver)
         return list(self._volumes[driver].values())
 
-    def find(self, name: str) -> list[Volume]:
+    def find(self, name: str) -> builtins.list[Volume]:
         """Volumes called `name`, across every driver."""
         return [vols[name] for vols in self._volumes.values() if name in vols]
 

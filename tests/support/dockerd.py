@@ -114,7 +114,8 @@ class Dockerd:
         )
         if check and result.returncode != 0:
             raise DockerError(
-                f"docker {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}"
+                f"docker {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stderr}{result.stdout}"
             )
         return result
 
