@@ -126,7 +126,8 @@ class Dockerd:
         busybox = shutil.which("busybox") or "/bin/busybox"
         rootfs = self.root / "rootfs"
         (rootfs / "bin").mkdir(parents=True, exist_ok=True)
-        for directory in ("tmp", "data", "proc", "sys", "dev", "etc"):
+        # No /data in the image: Docker would copy its mode and owner onto empty volumes.
+        for directory in ("tmp", "proc", "sys", "dev", "etc"):
             (rootfs / directory).mkdir(exist_ok=True)
         shutil.copy2(busybox, rootfs / "bin" / "busybox")
         for applet in BUSYBOX_APPLETS:
