@@ -4,6 +4,7 @@
     plugin_dir: /run/docker/plugins    # where Docker looks for <driver>.sock
     admin_socket: /run/orlop/admin.sock
     log_level: info
+    usage_interval: 300                # seconds between refreshes of usage for Status
     drivers:
       orlop:                           # the driver name Docker sees
         backend: directory
@@ -70,6 +71,7 @@ class Config(BaseModel):
     plugin_dir: str = "/run/docker/plugins"
     admin_socket: str = "/run/orlop/admin.sock"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    usage_interval: float = Field(default=300.0, ge=1.0)  # seconds between usage refreshes
     drivers: dict[str, DriverConfig] = Field(min_length=1)
     source: str = "embedded default"
 

@@ -92,7 +92,9 @@ class Daemon:
             await self.start()
             recovery = asyncio.ensure_future(self.service.recover())
             recovery.add_done_callback(_log_failure)
+            measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
             await self._stop.wait()
+            measuring.cancel()
             if not recovery.done():
                 recovery.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Iterable
@@ -66,6 +67,7 @@ class VolumeService:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="orlop-backend")
         # Bumped on every change a driver's List would show; frontends cache on it.
         self.generation: dict[str, int] = dict.fromkeys(self.drivers, 0)
+        self._background: set[asyncio.Future[None]] = set()
         self._load()
 
     def _load(self) -> None:
@@ -85,6 +87,8 @@ class VolumeService:
             self._pending.append(volume)
 
     def close(self) -> None:
+        for task in self._background:
+            task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # reads: memory only -----------------------------------------------------------------
@@ -158,6 +162,7 @@ class VolumeService:
             self._volumes[driver_name][name] = volume
             self._changed(driver_name)
             log.info("created volume %s (driver %s)", name, driver_name)
+            self._measure_later(volume)
             return volume
 
     async def _undo_create(self, driver: Driver, volume: Volume) -> None:
@@ -236,6 +241,7 @@ class VolumeService:
             self.store.update(volume, drop_mount=mount_id)
             self._changed(driver_name)
             await self._settle_detached(driver, volume, raise_errors=True)
+        self._measure_later(volume)
 
     async def _settle_detached(
         self, driver: Driver, volume: Volume, raise_errors: bool = False
@@ -257,20 +263,41 @@ class VolumeService:
     async def refresh_usage(self, driver_name: str, name: str, timeout: float = 10.0) -> Volume:
         """Ask the backend for size/used/free now, and remember it for Status."""
         driver = self.driver(driver_name)
-        volume = self.get(driver_name, name)
-        try:
-            usage = await asyncio.wait_for(self._call(driver.backend.usage, _ref(volume)), timeout)
-        except TimeoutError:
-            volume.fault = f"usage did not answer within {timeout:g}s"
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            try:
+                usage = await asyncio.wait_for(
+                    self._call(driver.backend.usage, _ref(volume)), timeout
+                )
+            except (TimeoutError, OrlopError, OSError) as error:
+                # Usage is a hint for Status, not a fault of the volume: keep the last value.
+                log.debug("usage of %s: %s", name, error or "timed out")
+                return volume
+            if usage is not None and usage != volume.usage:  # None: unknown now, keep the last
+                volume.usage = usage
+                self.store.set_usage(volume)
+                self._changed(driver_name)
             return volume
-        except OrlopError as error:
-            volume.fault = str(error)
-            return volume
-        if usage != volume.usage:
-            volume.usage = usage
-            self.store.set_usage(volume)
-            self._changed(driver_name)
-        return volume
+
+    def _measure_later(self, volume: Volume) -> None:
+        """Refresh usage soon, in the background, once the caller has released the lock."""
+
+        async def measure() -> None:
+            with contextlib.suppress(OrlopError):  # removed meanwhile
+                await self.refresh_usage(volume.driver, volume.name)
+
+        task = asyncio.ensure_future(measure())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def measure_all(self, interval: float) -> None:
+        """Refresh every volume's usage for Status, one at a time, every `interval` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            for driver, volumes in self._volumes.items():
+                for name in list(volumes):
+                    with contextlib.suppress(OrlopError):
+                        await self.refresh_usage(driver, name)
 
     async def resize(self, driver_name: str, name: str, size: int) -> Volume:
         driver = self.driver(driver_name)

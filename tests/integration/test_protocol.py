@@ -52,6 +52,14 @@ def test_volume_lifecycle(client: PluginClient) -> None:
     Path(mounted, "file").write_text("kept")
     assert client.ok("Get", Name="db")["Volume"]["Status"]["mounts"] == 1
     client.ok("Unmount", Name="db", ID="c1")
+    # Status carries usage, measured in the background after the last unmount.
+    deadline = time.monotonic() + 10
+    while not (usage := client.ok("Get", Name="db")["Volume"]["Status"]["usage"]) or usage[
+        "used"
+    ] < 4:
+        assert time.monotonic() < deadline, f"usage never measured: {usage}"
+        time.sleep(0.05)
+    assert usage["free"] > 0 and usage["size"] is None  # a plain directory has no size limit
     client.ok("Remove", Name="db")
     assert not os.path.exists(path)
     assert "not found" in client.call("Get", Name="db")["Err"]
