@@ -54,9 +54,10 @@ def test_volume_lifecycle(client: PluginClient) -> None:
     client.ok("Unmount", Name="db", ID="c1")
     # Status carries usage, measured in the background after the last unmount.
     deadline = time.monotonic() + 10
-    while not (usage := client.ok("Get", Name="db")["Volume"]["Status"]["usage"]) or usage[
-        "used"
-    ] < 4:
+    while True:
+        usage = client.ok("Get", Name="db")["Volume"]["Status"]["usage"]
+        if usage and usage["used"] >= 4:
+            break
         assert time.monotonic() < deadline, f"usage never measured: {usage}"
         time.sleep(0.05)
     assert usage["free"] > 0 and usage["size"] is None  # a plain directory has no size limit
