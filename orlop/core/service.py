@@ -18,7 +18,7 @@ import builtins
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -68,6 +68,8 @@ class VolumeService:
         # Bumped on every change a driver's List would show; frontends cache on it.
         self.generation: dict[str, int] = dict.fromkeys(self.drivers, 0)
         self._background: set[asyncio.Future[None]] = set()
+        self._active = 0  # operations holding (or waiting for) a volume lock
+        self._idle = asyncio.Event()
         self._load()
 
     def _load(self) -> None:
@@ -354,12 +356,33 @@ class VolumeService:
         self._changed(volume.driver)
 
     # helpers ----------------------------------------------------------------------------
-    def _lock(self, driver: str, name: str) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def _lock(self, driver: str, name: str) -> AsyncIterator[None]:
+        """Hold the volume's lock; counted, so that `drain()` can wait for operations."""
         key = (driver, name)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
-        return lock
+        self._active += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for operations in flight; True if none is left."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._active:
+            self._idle.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), remaining)
+        return True
 
     def _changed(self, driver: str) -> None:
         self.generation[driver] += 1

@@ -206,3 +206,19 @@ def test_recovery_finishes_interrupted_detach(harness: Harness, backend: MemoryB
         assert again.get("v").state == State.READY and again.get("v").mounts == 0
     finally:
         again.close()
+
+
+def test_drain_waits_for_operations_in_flight(harness: Harness, backend: MemoryBackend) -> None:
+    harness.create("v")
+    gate = backend.gate["attach"] = threading.Event()
+
+    async def scenario() -> tuple[bool, bool, int]:
+        mount = asyncio.ensure_future(harness.service.mount("mem", "v", "c"))
+        await asyncio.sleep(0.05)
+        timed_out = await harness.service.drain(0.1)
+        asyncio.get_running_loop().call_later(0.05, gate.set)
+        finished = await harness.service.drain(5)
+        assert mount.done()
+        return timed_out, finished, harness.get("v").mounts
+
+    assert harness.run(scenario()) == (False, True, 1)
