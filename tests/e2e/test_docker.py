@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -29,19 +28,7 @@ def test_volume_create_ls_inspect_rm(dockerd: Dockerd, orlop_e2e: OrlopDaemon) -
     assert info["Status"]["backend"] == "directory"
     assert info["Status"]["options"] == {"mode": "0700", "uid": "1000"}
     assert info["Mountpoint"].endswith(f"/volumes/{name}/_data")
-    out = dockerd.run(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        f"{name}:/data",
-        IMAGE,
-        "stat",
-        "-c",
-        "%a %u",
-        "/data",
-    ).stdout.split()
+    out = dockerd.sh(name, "stat -c '%a %u' /data").split()
     assert out == ["700", "1000"]
     dockerd.run("volume", "rm", name)
     assert name not in _volume_names(dockerd, driver)
@@ -51,32 +38,8 @@ def test_volume_create_ls_inspect_rm(dockerd: Dockerd, orlop_e2e: OrlopDaemon) -
 def test_create_on_demand_with_v_and_mount(dockerd: Dockerd, orlop_e2e: OrlopDaemon) -> None:
     driver = next(iter(orlop_e2e.drivers))
     by_v, by_mount = unique("v"), unique("m")
-    dockerd.run(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--volume-driver",
-        driver,
-        "-v",
-        f"{by_v}:/data",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo v > /data/f",
-    )
-    dockerd.run(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--mount",
-        f"type=volume,src={by_mount},dst=/data,volume-driver={driver}",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo m > /data/f",
-    )
+    dockerd.sh(by_v, "echo v > /data/f", "--volume-driver", driver)
+    dockerd.sh(f"type=volume,src={by_mount},dst=/data,volume-driver={driver}", "echo m > /data/f")
     assert {by_v, by_mount} <= _volume_names(dockerd, driver)
     client = orlop_e2e.client()
     for name, content in ((by_v, "v"), (by_mount, "m")):
@@ -91,18 +54,7 @@ def test_mount_without_volume_driver_is_local(dockerd: Dockerd, orlop_e2e: Orlop
     """The README's pitfall: --volume-driver does not apply to --mount."""
     driver = next(iter(orlop_e2e.drivers))
     name = unique("pitfall")
-    dockerd.run(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--volume-driver",
-        driver,
-        "--mount",
-        f"type=volume,src={name},dst=/data",
-        IMAGE,
-        "true",
-    )
+    dockerd.sh(f"type=volume,src={name},dst=/data", "true", "--volume-driver", driver)
     (info,) = json.loads(dockerd.run("volume", "inspect", name).stdout)
     assert info["Driver"] == "local"
     assert "not found" in orlop_e2e.client().call("Get", Name=name)["Err"]
@@ -126,9 +78,7 @@ def test_data_outlives_containers_and_is_shared(dockerd: Dockerd, orlop_e2e: Orl
     finally:
         dockerd.run("rm", "-f", second, check=False)
     assert client.ok("Get", Name=name)["Volume"]["Status"]["mounts"] == 0
-    out = dockerd.run(
-        "run", "--rm", "--network", "none", "-v", f"{name}:/data", IMAGE, "cat", "/data/two"
-    ).stdout
+    out = dockerd.sh(name, "cat /data/two")
     assert out == "from-first\n"
     dockerd.run("volume", "rm", name)
 
@@ -153,18 +103,9 @@ def test_daemon_kill_9_keeps_mounts_counted(dockerd: Dockerd, orlop_e2e: OrlopDa
     dockerd.run(
         "volume", "create", "-d", driver, "--opt", "type=tmpfs", "--opt", "device=tmpfs", name
     )
-    container = dockerd.run(
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "-v",
-        f"{name}:/data",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo alive > /data/f; sleep 300",
-    ).stdout.strip()
+    script = "echo alive > /data/f; sleep 300"
+    run = ["run", "-d", "--network", "none", "-v", f"{name}:/data", IMAGE, "sh", "-c", script]
+    container = dockerd.run(*run).stdout.strip()
     try:
         orlop_e2e.kill(signal.SIGKILL)
         orlop_e2e.start()
@@ -183,23 +124,10 @@ def test_dockerd_restart_keeps_volumes(dockerd: Dockerd, orlop_e2e: OrlopDaemon)
     driver = next(iter(orlop_e2e.drivers))
     name = unique("persist")
     dockerd.run("volume", "create", "-d", driver, name)
-    dockerd.run(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        f"{name}:/data",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo kept > /data/f",
-    )
+    dockerd.sh(name, "echo kept > /data/f")
     dockerd.restart()
     assert name in _volume_names(dockerd, driver)
-    out = dockerd.run(
-        "run", "--rm", "--network", "none", "-v", f"{name}:/data", IMAGE, "cat", "/data/f"
-    ).stdout
+    out = dockerd.sh(name, "cat /data/f")
     assert out == "kept\n"
     dockerd.run("volume", "rm", name)
 
@@ -210,20 +138,7 @@ def test_orlop_restart_while_dockerd_runs(dockerd: Dockerd, orlop_e2e: OrlopDaem
     dockerd.run("volume", "create", "-d", driver, name)
     assert orlop_e2e.kill(signal.SIGTERM) == 0
     orlop_e2e.start()
-    started = time.monotonic()
-    result = dockerd.run(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        f"{name}:/data",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo ok > /data/f && cat /data/f",
-    )
-    assert result.stdout == "ok\n" and time.monotonic() - started < 60
+    assert dockerd.sh(name, "echo ok > /data/f && cat /data/f") == "ok\n"
     dockerd.run("volume", "rm", name)
 
 

@@ -119,6 +119,31 @@ class Dockerd:
             )
         return result
 
+    def sh(self, volume: str, script: str, *options: str, check: bool = True) -> str:
+        """Run `sh -c script` in a throw-away container with `volume` at /data; its stdout.
+
+        `volume` is a `-v` spec (`name` or `name:/path`), or a full `--mount` spec when it
+        starts with `type=`; `options` go before the image (e.g. --volume-driver D).
+        """
+        if volume.startswith("type="):
+            where = ["--mount", volume]
+        else:
+            where = ["-v", volume if ":" in volume else f"{volume}:/data"]
+        result = self.run(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            *where,
+            *options,
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+            check=check,
+        )
+        return result.stdout
+
     def ensure_image(self) -> str:
         """Import a busybox-static image (no registry is reachable)."""
         if self.run("image", "inspect", IMAGE, check=False).returncode == 0:
