@@ -97,7 +97,9 @@ def test_data_is_kept_for_a_new_container(
     assert status["mounts"] == 0
     listed = orlop_block.cli("volume", "ls", "--driver", driver_name).stdout
     row = next(line for line in listed.splitlines() if line.startswith(volume))
-    assert "/" in row.split()[3], row  # used/size
+    used, size = row.split()[3].split("/")  # e.g. 101M/243M: the 100 MiB blob in 256M
+    assert used.endswith("M") and 100 <= float(used[:-1]) < float(size[:-1]) <= 256, row
+    assert row.split()[4].endswith("M"), row  # free
     assert leftovers(str(orlop_block.root)) == {"mounts": [], "loop_devices": []}
 
 
