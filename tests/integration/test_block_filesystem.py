@@ -254,3 +254,31 @@ def test_usage_while_detached_is_the_last_measured(harness: Harness) -> None:
     assert usage is not None and usage.used >= 8 * MiB
     assert usage.size is not None and usage.size <= 64 * MiB
     assert usage.free is not None and usage.free < usage.size
+
+
+def test_admin_may_allow_suid_and_dev_per_driver(tmp_path: Path, root: str) -> None:
+    trusting = LoopFileBackend(BackendContext("blk", root, settings={"allow_suid_dev": True}))
+    harness = Harness(trusting, "blk", store_path=str(tmp_path / "trusting.db"))
+    try:
+        harness.create("v", size="64M", mount_options="suid,dev,noatime")
+        entry = mount_at(harness.mount("v", "c1"))
+        assert entry is not None
+        flags = set(entry.options.split(","))
+        assert "noatime" in flags and not flags & {"nosuid", "nodev"}
+        harness.create("safe", size="64M")  # not asked: still nodev,nosuid
+        entry = mount_at(harness.mount("safe", "c1"))
+        assert entry is not None and {"nosuid", "nodev"} <= set(entry.options.split(","))
+        harness.unmount("v", "c1")
+        harness.unmount("safe", "c1")
+    finally:
+        harness.close()
+
+
+def test_size_not_a_multiple_of_the_sector_size(harness: Harness, root: str) -> None:
+    harness.create("odd", size="20000001")
+    for mount_id in ("c1", "c2"):
+        path = harness.mount("odd", mount_id)
+        with open(os.path.join(path, mount_id), "w") as mark:
+            mark.write(mount_id)
+        harness.unmount("odd", mount_id)
+    assert leftovers(root) == {"mounts": [], "loop_devices": []}

@@ -63,13 +63,15 @@ class BlockBackend:
         self.context = context
         self.provider = provider if provider is not None else self.provider_class(context)
         self.journal = Journal(context.path("block"))
+        # Driver setting (the host admin's, never a volume's): let volumes ask for dev/suid.
+        self.allow_suid_dev = context.settings.get("allow_suid_dev") is True
         self.mounts_root = context.path("mounts")
         os.makedirs(self.mounts_root, mode=0o700, exist_ok=True)
 
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
         size = int(options["size"]) if options.get("size", "").isdigit() else None
-        filesystem.check(options, size)
+        filesystem.check(options, size, self.allow_suid_dev)
         self.provider.validate(name, options)
 
     def mountpoint(self, volume: VolumeRef) -> str:
@@ -101,7 +103,13 @@ class BlockBackend:
                 fstype = self._ensure_filesystem(volume, device)
                 self._grow_unmounted(volume, device, fstype)
                 os.makedirs(target, mode=0o755, exist_ok=True)
-                filesystem.mount(device, target, fstype, volume.options.get("mount_options", ""))
+                filesystem.mount(
+                    device,
+                    target,
+                    fstype,
+                    volume.options.get("mount_options", ""),
+                    self.allow_suid_dev,
+                )
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.detach(volume)
@@ -144,7 +152,7 @@ class BlockBackend:
                 f"{format_size(size)} is not supported (filesystems grow online but cannot "
                 "shrink safely): create a smaller volume and copy the data"
             )
-        filesystem.check(volume.options, size)
+        filesystem.check(volume.options, size, self.allow_suid_dev)
         self.journal.update(volume.name, resizing=size, usage=None)
         try:
             record = self.provider.grow(volume, size)
