@@ -62,6 +62,8 @@ class BlockBackend:
     def __init__(self, context: BackendContext, provider: DeviceProvider | None = None) -> None:
         self.context = context
         self.provider = provider if provider is not None else self.provider_class(context)
+        # A provider may decide its capabilities per instance (from settings): follow it.
+        self.capabilities = dataclasses.replace(self.provider.capabilities, resize=True)
         self.journal = Journal(context.path("block"))
         # Driver setting (the host admin's, never a volume's): let volumes ask for dev/suid.
         self.allow_suid_dev = context.settings.get("allow_suid_dev") is True
@@ -228,8 +230,14 @@ class BlockBackend:
         pending = self.journal.get(volume.name).get("resizing")
         if not isinstance(pending, int):
             return
-        self.provider.grow(volume, pending)
-        if filesystem.grow_unmounted(device, fstype):
+        try:
+            self.provider.grow(volume, pending)
+            grown = filesystem.grow_unmounted(device, fstype)
+        except Exception as error:
+            # Mount the data anyway; the grow is retried after mounting and at the next attach.
+            log.error("volume %s: growing before the mount failed: %s", volume.name, error)
+            return
+        if grown:
             self.journal.update(volume.name, resizing=None)
 
     def _finish_resize(self, volume: VolumeRef, target: str) -> None:
