@@ -282,3 +282,33 @@ def test_size_not_a_multiple_of_the_sector_size(harness: Harness, root: str) -> 
             mark.write(mount_id)
         harness.unmount("odd", mount_id)
     assert leftovers(root) == {"mounts": [], "loop_devices": []}
+
+
+def test_many_volumes_attach_at_once(harness: Harness, root: str) -> None:
+    """Parallel Mounts race for free loop devices: each volume gets its own, none is lost."""
+    import asyncio
+
+    names = [f"p{i}" for i in range(8)]
+    for name in names:
+        harness.create(name, size="32M")
+
+    async def mount_all() -> list[str]:
+        return await asyncio.gather(*(harness.service.mount("blk", n, "c") for n in names))
+
+    paths = harness.run(mount_all())
+    for name, path in zip(names, paths, strict=True):
+        with open(os.path.join(path, "who"), "w") as who:
+            who.write(name)
+    devices = {mount_at(path).source for path in paths}  # type: ignore[union-attr]
+    assert len(devices) == len(names)
+    assert len(leftovers(root)["loop_devices"]) == len(names)
+
+    async def unmount_all() -> None:
+        await asyncio.gather(*(harness.service.unmount("blk", n, "c") for n in names))
+
+    harness.run(unmount_all())
+    assert leftovers(root) == {"mounts": [], "loop_devices": []}
+    for name in names:
+        with open(os.path.join(harness.mount(name, "again"), "who")) as who:
+            assert who.read() == name
+        harness.unmount(name, "again")
