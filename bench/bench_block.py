@@ -90,13 +90,17 @@ def io_benchmark(dockerd: Dockerd, driver: str, runs: int, mib: int) -> list[lis
         rows.append(
             [
                 label,
-                f"{write:.0f}",
-                f"{read:.0f}",
+                _with_spread(write, results[label]["write"]),
+                _with_spread(read, results[label]["read"]),
                 f"{write / statistics.median(peer['write']):.2f}x",
                 f"{read / statistics.median(peer['read']):.2f}x",
             ]
         )
     return rows
+
+
+def _with_spread(median: float, samples: list[float]) -> str:
+    return f"{median:.0f} ({min(samples):.0f}-{max(samples):.0f})"
 
 
 def first_mount_orlop(daemon: OrlopDaemon, fs: str) -> float:
@@ -189,7 +193,7 @@ def main() -> None:
         table(
             f"Sequential direct I/O of {args.mib} MiB in a container, MB/s "
             f"(median of {args.runs}; target ≥ 0.90x docker local)",
-            ["volume", "write", "read", "write xlocal", "read xlocal"],
+            ["volume", "write (min-max)", "read (min-max)", "write xlocal", "read xlocal"],
             io_rows,
         )
     )
