@@ -50,6 +50,7 @@ class _Connection(asyncio.Protocol):
         "_body_size",
         "_busy",
         "_closing",
+        "_forbidden",
         "_in_message",
         "_parser",
         "_queued",
@@ -66,6 +67,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._body: list[bytes] = []
         self._body_size = 0
+        self._forbidden = False
         self._busy = False  # an asynchronous handler is serving this connection
         self._queued: deque[tuple[bytes, bytes, bool]] = deque()
         self._closing = False
@@ -75,8 +77,9 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        if not self._server.accept_peer(transport):
-            self._fail(403, "permission denied: the admin socket is for root only")
+        # A refused peer still gets its request read and a 403 answer: closing at once
+        # would show the client only a broken pipe.
+        self._forbidden = not self._server.accept_peer(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -127,6 +130,9 @@ class _Connection(asyncio.Protocol):
         self._url, self._body, self._body_size = b"", [], 0
         keep_alive = self._parser.should_keep_alive()
         path = url.split(b"?", 1)[0]
+        if self._forbidden:
+            self._fail(403, "permission denied: the admin socket is for root only")
+            return
         if self._busy or self._queued:
             # Pipelined behind a request still being served: run it after, in order.
             self._queued.append((path, body, keep_alive))
