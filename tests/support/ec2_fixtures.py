@@ -1,0 +1,135 @@
+"""pytest fixtures for EBS tests: import them into a test module (`from … import *`-free:
+name each one), so only EBS tests start a moto server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orlop.backends.base import BackendContext
+from orlop.backends.block.ebs import EbsProvider
+from tests.support.ec2 import (
+    CREDENTIALS,
+    REGION,
+    ZONE,
+    LoopPool,
+    MotoServer,
+    SimulatedNode,
+    run_instance,
+    unset_ca_bundles,
+)
+from tests.support.names import unique
+
+
+@dataclass
+class SimulatedHost:
+    """One EC2 instance as Orlop sees it: its node side, and the settings for its driver."""
+
+    instance_id: str
+    node: SimulatedNode
+    settings: dict[str, Any]
+    state_dir: Path
+    providers: list[EbsProvider] = field(default_factory=list)
+
+    def provider(self, **overrides: Any) -> EbsProvider:
+        context = BackendContext(
+            "ebs-" + self.instance_id, str(self.state_dir), settings={**self.settings, **overrides}
+        )
+        provider = EbsProvider(context)
+        self.providers.append(provider)
+        return provider
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    saved = dict(os.environ)
+    unset_ca_bundles()
+    server = MotoServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def loop_pool() -> Iterator[LoopPool]:
+    pool = LoopPool()
+    try:
+        yield pool
+    finally:
+        pool.destroy()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return unique("ns")
+
+
+@pytest.fixture
+def ec2_host(
+    moto: MotoServer, loop_pool: LoopPool, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., SimulatedHost]]:
+    """Make simulated hosts: `ec2_host(style="xen", present=True, endpoint_url=…)`."""
+    hosts: list[SimulatedHost] = []
+
+    def make(
+        style: str = "nvme", present: bool = True, endpoint_url: str | None = None
+    ) -> SimulatedHost:
+        client = moto.client()
+        instance_id = run_instance(client)
+        root = tmp_path / instance_id
+        node = SimulatedNode(client, instance_id, loop_pool, root, style, present)
+        node.start()
+        settings: dict[str, Any] = {
+            **CREDENTIALS,
+            "region": REGION,
+            "endpoint_url": endpoint_url or moto.url,
+            "instance_id": instance_id,
+            "availability_zone": ZONE,
+            "namespace": namespace,
+            "attach_timeout": 8,
+            "detach_timeout": 8,
+            "create_timeout": 8,
+            "claim_settle": 0.3,
+            "api_retry_base": 0.01,
+            "api_retry_cap": 0.05,
+            "poll_max": 0.2,
+            **node.settings(),
+        }
+        host = SimulatedHost(instance_id, node, settings, root / "state")
+        hosts.append(host)
+        return host
+
+    try:
+        yield make
+    finally:
+        client = moto.client()
+        for host in hosts:
+            host.node.stop()
+        # Leave no attachment behind for the next test's nodes to present.
+        for volume in _namespace_volumes(client, namespace):
+            for attachment in volume.get("Attachments", []):
+                with contextlib.suppress(Exception):
+                    client.detach_volume(
+                        VolumeId=volume["VolumeId"], InstanceId=attachment["InstanceId"]
+                    )
+        for host in hosts:
+            with contextlib.suppress(Exception):
+                client.terminate_instances(InstanceIds=[host.instance_id])
+
+
+def _namespace_volumes(client: Any, namespace: str) -> list[dict[str, Any]]:
+    filters = [{"Name": "tag:orlop:namespace", "Values": [namespace]}]
+    return list(client.describe_volumes(Filters=filters)["Volumes"])
+
+
+def namespace_volumes(moto: MotoServer, namespace: str) -> list[dict[str, Any]]:
+    return _namespace_volumes(moto.client(), namespace)
