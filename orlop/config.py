@@ -32,7 +32,11 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
     "plugin_dir": "/run/docker/plugins",
     "admin_socket": "/run/orlop/admin.sock",
     "log_level": "info",
-    "drivers": {"orlop": {"backend": "directory"}},
+    "drivers": {
+        "orlop": {"backend": "directory"},
+        # Size-limited volumes with their own filesystem, on sparse image files.
+        "orlop-block": {"backend": "loopfile", "options": {"size": "10G", "fs": "ext4"}},
+    },
 }
 
 _ENV = {
