@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -283,6 +284,58 @@ class VolumeService:
             self.store.update(volume)
             self._changed(driver_name)
         return await self.refresh_usage(driver_name, name)
+
+    # snapshots: an optional capability ---------------------------------------------------
+    def snapshot_drivers(self) -> list[str]:
+        """The drivers whose backend can take snapshots."""
+        return sorted(n for n, d in self.drivers.items() if d.backend.capabilities.snapshot)
+
+    def _snapshotter(self, driver_name: str) -> Any:
+        driver = self.driver(driver_name)
+        if not driver.backend.capabilities.snapshot:
+            able = ", ".join(self.snapshot_drivers()) or "none"
+            raise InvalidOption(
+                f"driver {driver_name} ({driver.kind}) cannot take snapshots; "
+                f"drivers that can: {able}"
+            )
+        return driver.backend
+
+    async def create_snapshot(
+        self, driver_name: str, name: str, snapshot_name: str | None = None
+    ) -> dict[str, Any]:
+        """Snapshot volume `name`; the snapshot's name defaults to <volume>-<UTC time>."""
+        backend = self._snapshotter(driver_name)
+        snapshot_name = snapshot_name or f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        validate_name(snapshot_name, "snapshot name")
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            try:
+                made = await self._call(backend.create_snapshot, _ref(volume), snapshot_name)
+            except BaseException as error:
+                raise _as_user_error(error, f"snapshotting volume {name}") from error
+        log.info("snapshot %s of volume %s (driver %s)", snapshot_name, name, driver_name)
+        return {**made, "driver": driver_name}
+
+    async def list_snapshots(
+        self, driver_name: str, volume: str | None = None
+    ) -> list[dict[str, Any]]:
+        backend = self._snapshotter(driver_name)
+        if volume is not None:
+            validate_name(volume)
+        try:
+            found = await self._call(backend.list_snapshots, volume)
+        except BaseException as error:
+            raise _as_user_error(error, "listing snapshots") from error
+        return [{**snapshot, "driver": driver_name} for snapshot in found]
+
+    async def delete_snapshot(self, driver_name: str, snapshot: str) -> dict[str, Any]:
+        backend = self._snapshotter(driver_name)
+        try:
+            deleted = await self._call(backend.delete_snapshot, snapshot)
+        except BaseException as error:
+            raise _as_user_error(error, f"deleting snapshot {snapshot}") from error
+        log.info("deleted snapshot %s (driver %s)", snapshot, driver_name)
+        return {**deleted, "driver": driver_name}
 
     # crash recovery ---------------------------------------------------------------------
     async def recover(self) -> None:

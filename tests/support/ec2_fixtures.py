@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from orlop.backends.base import BackendContext
-from orlop.backends.block.ebs import EbsProvider
+from orlop.backends.block.ebs import EbsBackend, EbsProvider
 from tests.support.ec2 import (
     CREDENTIALS,
     REGION,
@@ -44,6 +44,17 @@ class SimulatedHost:
         provider = EbsProvider(context)
         self.providers.append(provider)
         return provider
+
+    def backend(self, **overrides: Any) -> EbsBackend:
+        """The EBS driver as the daemon builds it: the block layer over the provider."""
+        context = BackendContext(
+            "ebs-" + self.instance_id, str(self.state_dir), settings={**self.settings, **overrides}
+        )
+        return EbsBackend(context)
+
+    def driver_config(self, **options: str) -> dict[str, Any]:
+        """This host's driver entry for an orlop.yaml."""
+        return {"backend": "ebs", "options": options, "settings": self.settings}
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,7 @@ from orlop.backends.block.ebs_tags import (
     tag,
 )
 from orlop.backends.block.ec2 import Ec2, Ec2Error, Ec2Settings, instance_identity, wait_until
+from orlop.backends.block.volume import BlockBackend
 from orlop.core.model import BackendError, Conflict, InvalidOption
 from orlop.core.options import Option, OptionSet, canonical_bool, one_of
 
@@ -602,3 +603,20 @@ def _device_bytes(device: str) -> int:
             return int(size.read()) * 512
     except OSError:
         return 0
+
+
+class EbsBackend(BlockBackend):
+    """EBS volumes with a filesystem: the shared block layer over `EbsProvider`."""
+
+    provider_class = EbsProvider
+    provider: EbsProvider
+
+    # Snapshottable: EBS snapshots of the volume's device ------------------------------------
+    def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
+        return self.provider.create_snapshot(volume, name)
+
+    def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
+        return self.provider.list_snapshots(volume)
+
+    def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
+        return self.provider.delete_snapshot(snapshot)
