@@ -17,8 +17,9 @@ import pytest
 
 from orlop.backends.base import VolumeRef
 from orlop.backends.block.ebs import EbsProvider
+from orlop.backends.block.ec2 import Ec2Error
 from orlop.core.model import BackendError, Conflict, InvalidOption, NotFound
-from tests.support.ec2 import MotoServer
+from tests.support.ec2 import MotoServer, ThrottlingProxy
 from tests.support.ec2_fixtures import SimulatedHost, namespace_volumes
 
 pytest_plugins = ["tests.support.ec2_fixtures"]
@@ -261,3 +262,43 @@ def test_grow_shows_on_the_device(ec2_host: Host) -> None:
         provider.grow(VolumeRef("grow", volume.options, record), 1024**3)
     provider.detach_device(volume)
     provider.remove(volume)
+
+
+def test_throttling_is_retried_with_backoff(ec2_host: Host, moto: MotoServer) -> None:
+    proxy = ThrottlingProxy(moto.url)  # answers RequestLimitExceeded as EC2 does (HTTP 503)
+    try:
+        provider = ec2_host(endpoint_url=proxy.url).provider()
+        proxy.throttle.update({"DescribeVolumes": 2, "CreateVolume": 3, "AttachVolume": 2})
+        volume = make(provider, "busy", size="1G")
+        assert proxy.refused["CreateVolume"] == 3 and proxy.forwarded["CreateVolume"] == 1
+        assert proxy.refused["DescribeVolumes"] == 2
+        provider.attach_device(volume)
+        assert proxy.refused["AttachVolume"] == 2 and proxy.forwarded["AttachVolume"] == 1
+        provider.detach_device(volume)
+
+        proxy.throttle["DeleteVolume"] = 1000
+        with pytest.raises(Ec2Error, match=r"DeleteVolume still throttled .* after 10 attempts"):
+            provider.remove(volume)
+        assert proxy.refused["DeleteVolume"] == 10  # api_max_attempts, then a clear error
+        proxy.throttle.clear()
+        provider.remove(volume)
+        assert proxy.forwarded["DeleteVolume"] == 1
+    finally:
+        proxy.stop()
+
+
+def test_server_error_on_attach_is_a_failure_not_a_retry(ec2_host: Host, moto: MotoServer) -> None:
+    # A 500 from AttachVolume is never repeated blindly (moto's 500s may still have moved the
+    # attachment): Orlop reports it and makes sure it holds no attachment afterwards.
+    proxy = ThrottlingProxy(moto.url)
+    try:
+        provider = ec2_host(endpoint_url=proxy.url).provider()
+        volume = make(provider, "flaky", size="1G")
+        proxy.fail["AttachVolume"] = 1
+        with pytest.raises(BackendError, match=r"attaching flaky .*InternalError"):
+            provider.attach_device(volume)
+        assert proxy.refused["AttachVolume"] == 1 and proxy.forwarded["AttachVolume"] == 0
+        assert attachments(moto, volume.record["volume_id"]) == []
+        provider.remove(volume)
+    finally:
+        proxy.stop()

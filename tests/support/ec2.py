@@ -225,13 +225,15 @@ def run_instance(client: Any, zone: str = ZONE) -> str:
 
 
 class ThrottlingProxy(http.server.ThreadingHTTPServer):
-    """Forwards to moto, but answers `throttle[action]` requests with RequestLimitExceeded."""
+    """Forwards to moto, but answers `throttle[action]` requests with RequestLimitExceeded
+    (HTTP 503) and `fail[action]` ones with InternalError (HTTP 500), then forwards again."""
 
     daemon_threads = True
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.throttle: Counter[str] = Counter()  # action → how many more to refuse
+        self.fail: Counter[str] = Counter()  # action → how many more to answer HTTP 500
         self.refused: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
@@ -251,6 +253,11 @@ THROTTLED_BODY = (
 )
 
 
+INTERNAL_ERROR_BODY = THROTTLED_BODY.replace(b"RequestLimitExceeded", b"InternalError").replace(
+    b"Request limit exceeded.", b"An internal error has occurred."
+)
+
+
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     server: ThrottlingProxy
 
@@ -260,11 +267,15 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         action = urllib.parse.parse_qs(body.decode()).get("Action", [""])[0]
-        if self.server.throttle[action] > 0:
-            self.server.throttle[action] -= 1
-            self.server.refused[action] += 1
-            self._answer(503, THROTTLED_BODY, "text/xml")
-            return
+        for refusals, status, answer in (
+            (self.server.throttle, 503, THROTTLED_BODY),
+            (self.server.fail, 500, INTERNAL_ERROR_BODY),
+        ):
+            if refusals[action] > 0:
+                refusals[action] -= 1
+                self.server.refused[action] += 1
+                self._answer(status, answer, "text/xml")
+                return
         self.server.forwarded[action] += 1
         request = urllib.request.Request(
             self.server.upstream + self.path, data=body, method="POST", headers=dict(self.headers)
