@@ -152,3 +152,13 @@ class Snapshottable(Protocol):
 
     def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
         """Delete a snapshot by ID or name; return what was deleted."""
+
+
+@runtime_checkable
+class Discoverable(Protocol):
+    """A global backend whose storage knows the volumes (by name) better than this host."""
+
+    discover_interval: float  # seconds between the daemon's discovery rounds
+
+    def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        """Every volume the storage holds for this driver: (name, options, record)."""

@@ -253,7 +253,7 @@ def snapshot_create(
 ) -> None:
     """Snapshot VOLUME, as NAME (default: VOLUME-<UTC time>)."""
     try:
-        made = ctx.client().call("snapshots/create", volume=volume, name=name, driver=driver)
+        made = ctx.client().call("snapshots/create", volume=volume, snapshot=name, driver=driver)
     except OrlopError as error:
         _fail(error)
         return

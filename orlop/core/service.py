@@ -66,6 +66,8 @@ class VolumeService:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="orlop-backend")
         # Bumped on every change a driver's List would show; frontends cache on it.
         self.generation: dict[str, int] = dict.fromkeys(self.drivers, 0)
+        # When each volume was last removed here, so discovery does not bring it back.
+        self._removed_at: dict[tuple[str, str], float] = {}
         self._load()
 
     def _load(self) -> None:
@@ -192,6 +194,7 @@ class VolumeService:
                 self._changed(driver_name)
                 raise _as_user_error(error, f"removing volume {name}") from error
             self.store.delete(driver_name, name)
+            self._removed_at[(driver_name, name)] = time.monotonic()
             log.info("removed volume %s (driver %s)", name, driver_name)
 
     async def mount(self, driver_name: str, name: str, mount_id: str) -> str:
@@ -336,6 +339,47 @@ class VolumeService:
             raise _as_user_error(error, f"deleting snapshot {snapshot}") from error
         log.info("deleted snapshot %s (driver %s)", snapshot, driver_name)
         return {**deleted, "driver": driver_name}
+
+    # discovery: volumes other hosts made on shared storage --------------------------------
+    async def discover(self, driver_name: str) -> list[Volume]:
+        """Take in the volumes a Discoverable backend knows and this host's store does not."""
+        driver = self.driver(driver_name)
+        list_volumes = getattr(driver.backend, "list_volumes", None)
+        if list_volumes is None or driver.backend.capabilities.scope != "global":
+            return []
+        adopted = []
+        started = time.monotonic()
+        for name, options, record in await self._call(list_volumes):
+            try:
+                validate_name(name)
+            except OrlopError:
+                log.warning("driver %s: skipping volume with invalid name %r", driver_name, name)
+                continue
+            async with self._lock(driver_name, name):
+                removed = self._removed_at.get((driver_name, name), -1.0)
+                if name in self._volumes[driver_name] or removed >= started:
+                    continue  # known here, or removed here while the backend was listing
+                volume = Volume(
+                    driver=driver_name,
+                    name=name,
+                    backend=driver.kind,
+                    options=options,
+                    record=record,
+                    created_at=record.get("created_at") or now_rfc3339(),
+                    state=State.READY,
+                )
+                volume.mountpoint = driver.backend.mountpoint(_ref(volume))
+                try:
+                    self.store.insert(volume)
+                except Exception as error:  # a row in CREATING/REMOVING: recover() owns it
+                    log.info("not discovering %s: %s", name, error)
+                    continue
+                self._volumes[driver_name][name] = volume
+                adopted.append(volume)
+                log.info("discovered volume %s (driver %s)", name, driver_name)
+        if adopted:
+            self._changed(driver_name)
+        return adopted
 
     # crash recovery ---------------------------------------------------------------------
     async def recover(self) -> None:

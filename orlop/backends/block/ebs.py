@@ -15,6 +15,7 @@ by serial on Nitro (NVMe) or by name on Xen; if the device never appears it deta
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import math
@@ -149,6 +150,18 @@ class EbsProvider(SnapshotsMixin):
         found = self.ec2.paginate("DescribeVolumes", "Volumes", Filters=filters)
         return [v for v in found if v["State"] not in GONE_STATES]
 
+    def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        """Every volume of this namespace in EC2: (name, options, record), for discovery."""
+        filters = [{"Name": f"tag:{TAG_NAMESPACE}", "Values": [self.settings.namespace]}]
+        found = self.ec2.paginate("DescribeVolumes", "Volumes", Filters=filters)
+        volumes = []
+        for volume in found:
+            name = tag(volume, TAG_VOLUME)
+            if name and volume["State"] not in GONE_STATES:
+                options = {"size": str(volume["Size"] * GIB), "type": volume["VolumeType"]}
+                volumes.append((name, options, {**self._record(volume), "adopted": True}))
+        return volumes
+
     @staticmethod
     def _volume_id(volume: VolumeRef) -> str:
         volume_id: str | None = volume.record.get("volume_id")
@@ -280,6 +293,7 @@ class EbsProvider(SnapshotsMixin):
             "encrypted": bool(found.get("Encrypted")),
             "kms_key_id": found.get("KmsKeyId"),
             "snapshot_id": found.get("SnapshotId") or None,
+            "created_at": _rfc3339(found.get("CreateTime")),
         }
 
     def remove(self, volume: VolumeRef) -> None:
@@ -596,6 +610,12 @@ class EbsProvider(SnapshotsMixin):
             os.unlink(self._file(key))
 
 
+def _rfc3339(moment: Any) -> str | None:
+    if not isinstance(moment, datetime.datetime):
+        return None
+    return moment.astimezone(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _device_bytes(device: str) -> int:
     name = os.path.basename(os.path.realpath(device))
     try:
@@ -620,3 +640,11 @@ class EbsBackend(BlockBackend):
 
     def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
         return self.provider.delete_snapshot(snapshot)
+
+    # Discoverable: EC2 is the source of truth for which volumes exist ----------------------
+    @property
+    def discover_interval(self) -> float:
+        return self.provider.settings.discover_interval
+
+    def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        return self.provider.list_volumes()

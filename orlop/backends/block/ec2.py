@@ -70,6 +70,7 @@ class Ec2Settings:
     api_retry_base: float = 0.25
     api_retry_cap: float = 20.0
     poll_max: float = 2.0
+    discover_interval: float = 30.0  # how often the daemon adopts volumes other hosts made
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> Ec2Settings:

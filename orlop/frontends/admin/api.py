@@ -49,7 +49,7 @@ class ResizeBody(VolumeBody):
 
 class SnapshotCreateBody(_Body):
     volume: str
-    name: str | None = None
+    snapshot: str | None = None  # its name
     driver: str | None = None
 
 
@@ -141,7 +141,7 @@ class AdminApi:
 
     async def snapshot_create(self, body: SnapshotCreateBody) -> dict[str, Any]:
         volume = self._find(VolumeBody(name=body.volume, driver=body.driver))
-        return await self.service.create_snapshot(volume.driver, volume.name, body.name)
+        return await self.service.create_snapshot(volume.driver, volume.name, body.snapshot)
 
     async def snapshot_list(self, body: SnapshotListBody) -> list[dict[str, Any]]:
         drivers = [body.driver] if body.driver else self.service.snapshot_drivers()
