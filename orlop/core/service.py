@@ -14,6 +14,7 @@ Docker's protocol, the admin API and the CLI all come through here. The rules:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 import weakref
@@ -321,7 +322,7 @@ class VolumeService:
 
     async def list_snapshots(
         self, driver_name: str, volume: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         backend = self._snapshotter(driver_name)
         if volume is not None:
             validate_name(volume)
@@ -341,7 +342,7 @@ class VolumeService:
         return {**deleted, "driver": driver_name}
 
     # discovery: volumes other hosts made on shared storage --------------------------------
-    async def discover(self, driver_name: str) -> list[Volume]:
+    async def discover(self, driver_name: str) -> builtins.list[Volume]:
         """Take in the volumes a Discoverable backend knows and this host's store does not."""
         driver = self.driver(driver_name)
         list_volumes = getattr(driver.backend, "list_volumes", None)
