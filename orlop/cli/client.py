@@ -31,7 +31,8 @@ class AdminClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def call(self, name: str, **body: Any) -> Any:
+    def call(self, name: str, /, **body: Any) -> Any:
+        # `name` is positional-only: request bodies have a `name` field of their own.
         connection = _UnixConnection(self.socket_path, self.timeout)
         try:
             connection.request(
