@@ -6,6 +6,7 @@ thing the two hosts share: host B learns of host A's volume from EC2's tags, not
 
 from __future__ import annotations
 
+import http.client
 import json
 import secrets
 import time
@@ -112,3 +113,55 @@ def test_two_daemons_share_a_volume_by_name(
         for v in moto.client().describe_volumes()["Volumes"]
         if any(t["Value"] == host_a.settings["namespace"] for t in v.get("Tags", []))
     ] == []
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "left_in_ec2"),
+    [("block.after_create", False), ("block.after_attach_device", True)],
+)
+def test_crash_leaves_no_half_volume_and_no_attachment(
+    ec2_host: Host,
+    moto: MotoServer,
+    daemons: Callable[[dict[str, dict[str, object]]], OrlopDaemon],
+    failpoint: str,
+    left_in_ec2: bool,
+) -> None:
+    host = ec2_host()
+    driver = unique("ebs")
+    daemon = daemons({driver: host.driver_config()})
+    client = daemon.client(driver)
+    if left_in_ec2:
+        client.ok("Create", Name="crashy", Opts={"size": "1G"})
+    daemon.stop()
+    daemon.start(extra_env={"ORLOP_FAILPOINTS": failpoint}, wait=True)
+    # The daemon dies mid-request, as with kill -9.
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        daemon.client(driver).call(
+            "Mount" if left_in_ec2 else "Create", Name="crashy", ID="c1", Opts={"size": "1G"}
+        )
+    assert daemon.wait() == 86
+    tagged = [
+        v
+        for v in moto.client().describe_volumes()["Volumes"]
+        if any(t["Value"] == host.settings["namespace"] for t in v.get("Tags", []))
+    ]
+    assert len(tagged) == 1  # made in EC2 before the crash
+    assert bool(tagged[0]["Attachments"]) == left_in_ec2
+
+    daemon.start()  # recovery: finish or undo what the crash interrupted
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = [
+            v
+            for v in moto.client().describe_volumes()["Volumes"]
+            if v["VolumeId"] == tagged[0]["VolumeId"]
+        ]
+        if (bool(now) == left_in_ec2) and not (now and now[0]["Attachments"]):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"recovery did not settle {failpoint}: {now}\n{daemon.log()[-3000:]}")
+    listed = [v["Name"] for v in daemon.client(driver).ok("List")["Volumes"]]
+    assert listed == (["crashy"] if left_in_ec2 else [])
+    if left_in_ec2:
+        daemon.client(driver).ok("Remove", Name="crashy")

@@ -14,6 +14,7 @@ import pytest
 
 from orlop.backends.base import BackendContext
 from orlop.backends.block.ebs import EbsBackend, EbsProvider
+from orlop.host.mounts import mounts_under, unmount
 from tests.support.ec2 import (
     CREDENTIALS,
     REGION,
@@ -121,7 +122,12 @@ def ec2_host(
 
     try:
         yield make
+        # Every test ends with its volumes unmounted: no mount of ours may linger.
+        assert mounts_under(str(tmp_path)) == []
     finally:
+        for mounted in mounts_under(str(tmp_path)):
+            with contextlib.suppress(Exception):
+                unmount(mounted, lazy_if_busy=True)
         client = moto.client()
         for host in hosts:
             host.node.stop()

@@ -182,6 +182,8 @@ class EbsProvider(SnapshotsMixin, AttachMixin):
                 f"{self.settings.namespace}: {ids}; remove the Orlop tags from all but one"
             )
         if existing:
+            # Not ours to delete if this create fails: forget any token of an earlier one.
+            self._delete(("creating", volume.name))
             return self._adopt(volume, existing[0])
         options = volume.options
         zone = options.get("availability_zone") or self.identity()[1]
@@ -202,7 +204,7 @@ class EbsProvider(SnapshotsMixin, AttachMixin):
             )
         check_volume_options({**options, "size": str(size * GIB)})
         token = uuid.uuid4().hex
-        self._write(("creating", volume.name), token)  # before CreateVolume: crash → cleanup
+        self._write(("creating", volume.name), token)  # before CreateVolume, see below
         params: dict[str, Any] = {
             "AvailabilityZone": zone,
             "Size": size,
@@ -229,7 +231,8 @@ class EbsProvider(SnapshotsMixin, AttachMixin):
             f"EBS volume {volume_id} to become available",
             self.settings.poll_max,
         )
-        self._delete(("creating", volume.name))
+        # The token stays until remove: after a crash before the service keeps the record,
+        # recovery's remove (with an empty record) finds this volume by it and deletes it.
         return self._record(created)
 
     def _available(self, volume_id: str) -> dict[str, Any] | None:
@@ -261,7 +264,7 @@ class EbsProvider(SnapshotsMixin, AttachMixin):
     def _check_zone(self, zone: str) -> None:
         try:
             zones = self.ec2.call("DescribeAvailabilityZones", ZoneNames=[zone])
-        except Ec2Error as error:
+        except Ec2Error as error:  # AWS refuses an unknown zone; moto answers an empty list
             if error.code not in ("InvalidParameterValue", "InvalidZone.NotFound"):
                 raise
             zones = {"AvailabilityZones": []}
