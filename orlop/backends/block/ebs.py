@@ -382,11 +382,8 @@ class EbsProvider(SnapshotsMixin, AttachMixin):
         if record.get("throughput"):
             facts["throughput"] = record["throughput"]
         known = self._attached.get(volume.name)
-        instance = self._identity[0] if self._identity else None
         facts["attachment"] = (
-            {"instance_id": instance, "device": known["device"], "path": known["path"]}
-            if known
-            else None
+            {key: known.get(key) for key in ("instance_id", "device", "path")} if known else None
         )
         return facts
 

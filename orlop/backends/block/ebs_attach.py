@@ -61,6 +61,7 @@ class AttachMixin:
     def attach_device(self, volume: VolumeRef) -> str:
         volume_id, me = self._volume_id(volume), self.instance_id
         found = self._must_describe(volume)
+        found = self._settle_detaching(volume, found)
         mine = next((a for a in active_attachments(found) if a["InstanceId"] == me), None)
         if mine is None:
             self._prepare_attach(volume, found)
@@ -69,6 +70,23 @@ class AttachMixin:
         else:
             mine = self._wait_attached(volume, volume_id)
         return self._wait_device(volume, volume_id, mine["Device"])
+
+    def _settle_detaching(self, volume: VolumeRef, found: dict[str, Any]) -> dict[str, Any]:
+        """Wait out detaches in flight (ours after a crash, or another host's unmount)."""
+        if not any(a["State"] == "detaching" for a in active_attachments(found)):
+            return found
+
+        def settled() -> dict[str, Any] | None:
+            now = self._must_describe(volume)
+            busy = any(a["State"] == "detaching" for a in active_attachments(now))
+            return None if busy else now
+
+        return wait_until(
+            settled,
+            self.settings.detach_timeout,
+            f"EBS volume {found['VolumeId']} to finish detaching",
+            self.settings.poll_max,
+        )
 
     def _prepare_attach(self, volume: VolumeRef, found: dict[str, Any]) -> None:
         volume_id, (me, zone) = found["VolumeId"], self.identity()
@@ -181,7 +199,12 @@ class AttachMixin:
                 f"block device appeared within {s.attach_timeout:g}s (looked for "
                 f"{', '.join(paths)}); detached it again"
             ) from None
-        known = {"volume_id": volume_id, "device": device_name, "path": device}
+        known = {
+            "volume_id": volume_id,
+            "instance_id": self.instance_id,
+            "device": device_name,
+            "path": device,
+        }
         self._write(("attached", volume.name), json.dumps(known))
         self._attached[volume.name] = known
         return device
