@@ -9,8 +9,7 @@ import pytest
 from tests.e2e.conftest import PLUGIN_DIR
 from tests.support.daemon import OrlopDaemon
 from tests.support.dockerd import Dockerd
-from tests.support.ec2 import MotoServer
-from tests.support.ec2_fixtures import SimulatedHost
+from tests.support.ec2 import MotoServer, SimulatedHost
 from tests.support.names import unique
 
 pytest_plugins = ["tests.support.ec2_fixtures"]

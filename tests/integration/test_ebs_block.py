@@ -17,8 +17,7 @@ from orlop.backends.block.ebs import EbsBackend
 from orlop.core.model import BackendError, Conflict, InvalidOption, NotFound, State
 from orlop.host.mounts import mounted_paths
 from tests.support.conformance import BackendConformance
-from tests.support.ec2 import MotoServer
-from tests.support.ec2_fixtures import SimulatedHost
+from tests.support.ec2 import MotoServer, SimulatedHost
 from tests.support.harness import Harness
 from tests.support.names import unique
 

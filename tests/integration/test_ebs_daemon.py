@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import OrlopDaemon
-from tests.support.ec2 import MotoServer
-from tests.support.ec2_fixtures import SimulatedHost
+from tests.support.ec2 import MotoServer, SimulatedHost
 from tests.support.names import unique
 
 pytest_plugins = ["tests.support.ec2_fixtures"]

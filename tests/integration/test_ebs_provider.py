@@ -19,8 +19,7 @@ from orlop.backends.base import VolumeRef
 from orlop.backends.block.ebs import EbsProvider
 from orlop.backends.block.ec2 import Ec2Error
 from orlop.core.model import BackendError, Conflict, InvalidOption, NotFound
-from tests.support.ec2 import MotoServer, ThrottlingProxy
-from tests.support.ec2_fixtures import SimulatedHost, namespace_volumes
+from tests.support.ec2 import MotoServer, SimulatedHost, ThrottlingProxy, namespace_volumes
 
 pytest_plugins = ["tests.support.ec2_fixtures"]
 
@@ -91,7 +90,7 @@ def test_attach_write_detach_reattach_on_another_host(
     assert read_at(device_b, 1024**2, 4096) == payload
     provider_b.detach_device(adopted)
     provider_b.remove(adopted)
-    assert namespace_volumes(moto, first.settings["namespace"]) == []
+    assert namespace_volumes(moto.client(), first.settings["namespace"]) == []
 
 
 def test_preemption_refused_then_forced(ec2_host: Host, moto: MotoServer) -> None:
@@ -217,7 +216,7 @@ def test_bad_input_creates_nothing(ec2_host: Host, moto: MotoServer, namespace: 
         make(provider, "badsnap", from_snapshot="nightly")
     with pytest.raises(InvalidOption, match="outside what type st1 allows: 125 to 16384"):
         make(provider, "small", type="st1", size="100G")
-    assert namespace_volumes(moto, namespace) == []
+    assert namespace_volumes(moto.client(), namespace) == []
 
 
 def test_snapshots_and_create_from_snapshot(ec2_host: Host, moto: MotoServer) -> None:

@@ -26,9 +26,12 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orlop.backends.base import BackendContext
+from orlop.backends.block.ebs import EbsBackend, EbsProvider
 from orlop.backends.block.ebs_devices import nvme_link
 from orlop.host.run import run
 
@@ -224,6 +227,12 @@ def run_instance(client: Any, zone: str = ZONE) -> str:
     return str(found["Instances"][0]["InstanceId"])
 
 
+def namespace_volumes(client: Any, namespace: str) -> list[dict[str, Any]]:
+    """The EBS volumes carrying Orlop's tag for `namespace`."""
+    filters = [{"Name": "tag:orlop:namespace", "Values": [namespace]}]
+    return list(client.describe_volumes(Filters=filters)["Volumes"])
+
+
 class ThrottlingProxy(http.server.ThreadingHTTPServer):
     """Forwards to moto, but answers `throttle[action]` requests with RequestLimitExceeded
     (HTTP 503) and `fail[action]` ones with InternalError (HTTP 500), then forwards again."""
@@ -293,3 +302,33 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+@dataclass
+class SimulatedHost:
+    """One EC2 instance as Orlop sees it: its node side, and the settings for its driver."""
+
+    instance_id: str
+    node: SimulatedNode
+    settings: dict[str, Any]
+    state_dir: Path
+    providers: list[EbsProvider] = field(default_factory=list)
+
+    def provider(self, **overrides: Any) -> EbsProvider:
+        context = BackendContext(
+            "ebs-" + self.instance_id, str(self.state_dir), settings={**self.settings, **overrides}
+        )
+        provider = EbsProvider(context)
+        self.providers.append(provider)
+        return provider
+
+    def backend(self, **overrides: Any) -> EbsBackend:
+        """The EBS driver as the daemon builds it: the block layer over the provider."""
+        context = BackendContext(
+            "ebs-" + self.instance_id, str(self.state_dir), settings={**self.settings, **overrides}
+        )
+        return EbsBackend(context)
+
+    def driver_config(self, **options: str) -> dict[str, Any]:
+        """This host's driver entry for an orlop.yaml."""
+        return {"backend": "ebs", "options": options, "settings": self.settings}

@@ -1,19 +1,16 @@
-"""pytest fixtures for EBS tests: import them into a test module (`from … import *`-free:
-name each one), so only EBS tests start a moto server."""
+"""pytest fixtures for EBS tests. A test module loads them with
+`pytest_plugins = ["tests.support.ec2_fixtures"]`, so only EBS tests start a moto server."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orlop.backends.base import BackendContext
-from orlop.backends.block.ebs import EbsBackend, EbsProvider
 from orlop.host.mounts import mounts_under, unmount
 from tests.support.ec2 import (
     CREDENTIALS,
@@ -21,41 +18,13 @@ from tests.support.ec2 import (
     ZONE,
     LoopPool,
     MotoServer,
+    SimulatedHost,
     SimulatedNode,
+    namespace_volumes,
     run_instance,
     unset_ca_bundles,
 )
 from tests.support.names import unique
-
-
-@dataclass
-class SimulatedHost:
-    """One EC2 instance as Orlop sees it: its node side, and the settings for its driver."""
-
-    instance_id: str
-    node: SimulatedNode
-    settings: dict[str, Any]
-    state_dir: Path
-    providers: list[EbsProvider] = field(default_factory=list)
-
-    def provider(self, **overrides: Any) -> EbsProvider:
-        context = BackendContext(
-            "ebs-" + self.instance_id, str(self.state_dir), settings={**self.settings, **overrides}
-        )
-        provider = EbsProvider(context)
-        self.providers.append(provider)
-        return provider
-
-    def backend(self, **overrides: Any) -> EbsBackend:
-        """The EBS driver as the daemon builds it: the block layer over the provider."""
-        context = BackendContext(
-            "ebs-" + self.instance_id, str(self.state_dir), settings={**self.settings, **overrides}
-        )
-        return EbsBackend(context)
-
-    def driver_config(self, **options: str) -> dict[str, Any]:
-        """This host's driver entry for an orlop.yaml."""
-        return {"backend": "ebs", "options": options, "settings": self.settings}
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +101,7 @@ def ec2_host(
         for host in hosts:
             host.node.stop()
         # Leave no attachment behind for the next test's nodes to present.
-        for volume in _namespace_volumes(client, namespace):
+        for volume in namespace_volumes(client, namespace):
             for attachment in volume.get("Attachments", []):
                 with contextlib.suppress(Exception):
                     client.detach_volume(
@@ -141,12 +110,3 @@ def ec2_host(
         for host in hosts:
             with contextlib.suppress(Exception):
                 client.terminate_instances(InstanceIds=[host.instance_id])
-
-
-def _namespace_volumes(client: Any, namespace: str) -> list[dict[str, Any]]:
-    filters = [{"Name": "tag:orlop:namespace", "Values": [namespace]}]
-    return list(client.describe_volumes(Filters=filters)["Volumes"])
-
-
-def namespace_volumes(moto: MotoServer, namespace: str) -> list[dict[str, Any]]:
-    return _namespace_volumes(moto.client(), namespace)

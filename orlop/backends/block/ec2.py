@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from orlop.core.model import BackendError, ConfigError
@@ -52,8 +52,8 @@ class Ec2Settings:
     region: str | None = None
     endpoint_url: str | None = None
     access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)  # never shown
+    session_token: str | None = field(default=None, repr=False)
     profile: str | None = None
     instance_id: str | None = None
     availability_zone: str | None = None
