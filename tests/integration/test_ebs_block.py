@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -211,3 +212,53 @@ class TestEbsConformance(BackendConformance):
     @pytest.fixture
     def backend(self, ec2_host: Host) -> EbsBackend:
         return ec2_host().backend()
+
+
+def test_two_hosts_mounting_at_once_one_wins(
+    ec2_host: Host, harnesses: Callable[[EbsBackend], Harness], moto: MotoServer
+) -> None:
+    hosts = [ec2_host(), ec2_host()]
+    sides = [harnesses(host.backend()) for host in hosts]
+    volume_id = sides[0].create("contended", size="1G").record["volume_id"]
+    sides[1].create("contended")
+    results: list[object] = [None, None]
+    start = threading.Barrier(2)
+
+    def mount(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = sides[index].mount("contended", f"c{index}")
+        except Exception as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=mount, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    won = [i for i, result in enumerate(results) if isinstance(result, str)]
+    lost = [i for i, result in enumerate(results) if isinstance(result, Conflict)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert hosts[won[0]].instance_id in str(results[lost[0]])
+    assert ec2_state(moto, volume_id) == [hosts[won[0]].instance_id]
+    loser = sides[lost[0]].get("contended")
+    assert loser.state == State.READY and loser.mounts == 0
+    sides[won[0]].unmount("contended", f"c{won[0]}")
+    sides[won[0]].remove("contended")
+
+
+def test_resize_online_grows_device_and_filesystem(
+    ec2_host: Host, harnesses: Callable[[EbsBackend], Harness], moto: MotoServer
+) -> None:
+    harness = harnesses(ec2_host().backend())
+    volume = harness.create("growing", size="1G", fs="xfs")
+    path = harness.mount("growing", "c1")
+    before = os.statvfs(path)
+    grown = harness.run(harness.service.resize(harness.driver, "growing", 2 * 1024**3))
+    after = os.statvfs(path)
+    assert after.f_blocks * after.f_frsize > 1.8 * before.f_blocks * before.f_frsize
+    assert grown.record["size_gib"] == 2
+    ec2 = moto.client().describe_volumes(VolumeIds=[volume.record["volume_id"]])["Volumes"][0]
+    assert ec2["Size"] == 2
+    harness.unmount("growing", "c1")
+    harness.remove("growing")

@@ -301,3 +301,17 @@ def test_server_error_on_attach_is_a_failure_not_a_retry(ec2_host: Host, moto: M
         provider.remove(volume)
     finally:
         proxy.stop()
+
+
+def test_provisioned_iops_and_encryption_reach_ec2(ec2_host: Host, moto: MotoServer) -> None:
+    provider = ec2_host().provider()
+    io2 = make(provider, "fast", type="io2", size="4G", iops="2000")
+    assert (io2.record["type"], io2.record["iops"], io2.record["size_gib"]) == ("io2", 2000, 4)
+    sealed = make(provider, "sealed", size="1G", encrypted="true")
+    assert sealed.record["encrypted"] is True
+    facts = provider.describe(sealed)
+    assert facts["encrypted"] is True and facts["attachment"] is None
+    found = moto.client().describe_volumes(VolumeIds=[io2.record["volume_id"]])["Volumes"][0]
+    assert found["Iops"] == 2000 and found["VolumeType"] == "io2"
+    for ref in (io2, sealed):
+        provider.remove(ref)
