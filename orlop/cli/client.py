@@ -31,13 +31,12 @@ class AdminClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def call(self, name: str, /, **body: Any) -> Any:
-        # `name` is positional-only: request bodies have a `name` field of their own.
+    def call(self, endpoint: str, /, **body: Any) -> Any:
         connection = _UnixConnection(self.socket_path, self.timeout)
         try:
             connection.request(
                 "POST",
-                f"/v1/{name}",
+                f"/v1/{endpoint}",
                 body=json.dumps(body),
                 headers={"Content-Type": "application/json"},
             )
