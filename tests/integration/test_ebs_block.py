@@ -262,3 +262,16 @@ def test_resize_online_grows_device_and_filesystem(
     assert ec2["Size"] == 2
     harness.unmount("growing", "c1")
     harness.remove("growing")
+
+
+def test_volume_deleted_by_another_host(
+    ec2_host: Host, harnesses: Callable[[EbsBackend], Harness]
+) -> None:
+    on_a, on_b = harnesses(ec2_host().backend()), harnesses(ec2_host().backend())
+    volume_id = on_a.create("fleeting", size="1G").record["volume_id"]
+    on_b.create("fleeting")
+    on_a.remove("fleeting")
+    with pytest.raises(BackendError, match=f"{volume_id} of volume fleeting no longer exists"):
+        on_b.mount("fleeting", "c1")
+    on_b.remove("fleeting")  # already gone in EC2: removing it here is not an error
+    assert on_b.names() == []
