@@ -193,11 +193,12 @@ class AttachMixin:
                 s.poll_max,
             )
         except BackendError:
-            self._detach_quietly(volume_id)
+            undone = self._detach_quietly(volume_id)
             raise BackendError(
                 f"EBS volume {volume_id} ({volume.name}) was attached as {device_name}, but no "
                 f"block device appeared within {s.attach_timeout:g}s (looked for "
-                f"{', '.join(paths)}); detached it again"
+                f"{', '.join(paths)}); "
+                + ("detached it again" if undone else "detaching it again failed too: see the log")
             ) from None
         known = {
             "volume_id": volume_id,
@@ -247,11 +248,14 @@ class AttachMixin:
         except BackendError as error:
             log.warning("%s", error)
 
-    def _detach_quietly(self, volume_id: str) -> None:
+    def _detach_quietly(self, volume_id: str) -> bool:
+        """Detach after a failed attach; False (logged) if even that failed."""
         try:
             self._detach(volume_id)
         except Exception as error:
             log.error("detaching %s after a failed attach: %s", volume_id, error)
+            return False
+        return True
 
     def _not_attached_to(self, volume_id: str, instance: str) -> bool | None:
         found = self._describe(volume_id)
