@@ -315,3 +315,39 @@ def test_provisioned_iops_and_encryption_reach_ec2(ec2_host: Host, moto: MotoSer
     assert found["Iops"] == 2000 and found["VolumeType"] == "io2"
     for ref in (io2, sealed):
         provider.remove(ref)
+
+
+def test_orlop_judges_attachment_state_not_api_answers(ec2_host: Host, moto: MotoServer) -> None:
+    # moto answers some attach/detach calls with HTTP 500 although they took effect (AWS
+    # answers VolumeInUse for a double attach and succeeds on a forced detach). The proxy
+    # reproduces "took effect, answered 500"; Orlop must decide from DescribeVolumes alone.
+    first = ec2_host()
+    proxy = ThrottlingProxy(moto.url)
+    try:
+        second = ec2_host(endpoint_url=proxy.url)
+        volume = make(first.provider(), "judged", size="1G")
+        volume_id = volume.record["volume_id"]
+        first.provider().attach_device(volume)
+
+        # Refused from state alone: AttachVolume is never sent for a volume held elsewhere.
+        held = make(second.provider(), "judged")
+        with pytest.raises(Conflict, match=f"attached to instance {first.instance_id}"):
+            second.provider().attach_device(held)
+        assert proxy.forwarded["AttachVolume"] == 0
+
+        # A forced detach answered 500 that did happen: the state says so, preemption goes on.
+        proxy.fail_after["DetachVolume"] = 1
+        forced = VolumeRef("judged", {**held.options, "preempt": "true"}, held.record)
+        assert stat.S_ISBLK(os.stat(second.provider().attach_device(forced)).st_mode)
+        assert proxy.refused["DetachVolume"] == 0 and proxy.forwarded["DetachVolume"] == 1
+        assert [a["InstanceId"] for a in attachments(moto, volume_id)] == [second.instance_id]
+        second.provider().detach_device(forced)
+
+        # An attach answered 500 that did happen: reported as a failure, and undone.
+        proxy.fail_after["AttachVolume"] = 1
+        with pytest.raises(BackendError, match="InternalError"):
+            second.provider().attach_device(held)
+        assert attachments(moto, volume_id) == []
+        second.provider().remove(held)
+    finally:
+        proxy.stop()

@@ -235,7 +235,8 @@ def namespace_volumes(client: Any, namespace: str) -> list[dict[str, Any]]:
 
 class ThrottlingProxy(http.server.ThreadingHTTPServer):
     """Forwards to moto, but answers `throttle[action]` requests with RequestLimitExceeded
-    (HTTP 503) and `fail[action]` ones with InternalError (HTTP 500), then forwards again."""
+    (HTTP 503) and `fail[action]` ones with InternalError (HTTP 500) without forwarding them;
+    `fail_after[action]` ones are forwarded and still answered 500."""
 
     daemon_threads = True
 
@@ -243,6 +244,9 @@ class ThrottlingProxy(http.server.ThreadingHTTPServer):
         self.upstream = upstream
         self.throttle: Counter[str] = Counter()  # action → how many more to refuse
         self.fail: Counter[str] = Counter()  # action → how many more to answer HTTP 500
+        # action → how many more to forward, and then answer HTTP 500 anyway: the call took
+        # effect but the caller hears it failed (as moto does for some attach/detach calls).
+        self.fail_after: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
@@ -286,13 +290,20 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
                 self._answer(status, answer, "text/xml")
                 return
         self.server.forwarded[action] += 1
+        lie = self.server.fail_after[action] > 0
+        if lie:
+            self.server.fail_after[action] -= 1
         request = urllib.request.Request(
             self.server.upstream + self.path, data=body, method="POST", headers=dict(self.headers)
         )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(request, timeout=30) as response:
-                self._answer(response.status, response.read(), response.headers["Content-Type"])
+                body = response.read()
+                if lie:
+                    self._answer(500, INTERNAL_ERROR_BODY, "text/xml")
+                    return
+                self._answer(response.status, body, response.headers["Content-Type"])
         except urllib.error.HTTPError as error:
             self._answer(error.code, error.read(), error.headers["Content-Type"])
 
