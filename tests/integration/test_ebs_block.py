@@ -139,7 +139,13 @@ def test_snapshots_through_the_service(
     # moto's snapshots hold no data: the flow is checked, not the restored bytes.
     harness = harnesses(ec2_host().backend())
     harness.create("src", size="1G")
+    path = harness.mount("src", "c1")  # mounted: frozen for the snapshot, then thawed
     made = harness.run(harness.service.create_snapshot(harness.driver, "src", "before-upgrade"))
+    writer = threading.Thread(target=Path(path, "after").write_text, args=("thawed",))
+    writer.start()
+    writer.join(10)  # a write to a filesystem left frozen would block here
+    assert not writer.is_alive() and Path(path, "after").read_text() == "thawed"
+    harness.unmount("src", "c1")
     assert made["name"] == "before-upgrade" and made["driver"] == harness.driver
     default_named = harness.run(harness.service.create_snapshot(harness.driver, "src"))
     assert default_named["name"].startswith("src-")

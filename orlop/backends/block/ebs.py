@@ -27,6 +27,7 @@ import uuid
 from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
+from orlop.backends.block import filesystem
 from orlop.backends.block.ebs_attach import AttachMixin
 from orlop.backends.block.ebs_limits import (
     DEFAULT_TYPE,
@@ -55,6 +56,7 @@ from orlop.backends.block.ec2 import Ec2, Ec2Error, Ec2Settings, instance_identi
 from orlop.backends.block.volume import BlockBackend
 from orlop.core.model import BackendError, Conflict, InvalidOption
 from orlop.core.options import Option, OptionSet, canonical_bool, one_of
+from orlop.host.run import run
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +422,17 @@ class EbsBackend(BlockBackend):
 
     # Snapshottable: EBS snapshots of the volume's device ------------------------------------
     def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
-        return self.provider.create_snapshot(volume, name)
+        """Snapshot the volume; if it is mounted here, frozen for that instant (fsfreeze), so
+        the snapshot holds a clean filesystem and not just a crash-consistent one."""
+        target = self.mountpoint(volume)
+        if filesystem.mounted_fs(target) is None:
+            return self.provider.create_snapshot(volume, name)
+        # EBS fixes a snapshot's content when CreateSnapshot returns: thaw right after.
+        run(["fsfreeze", "--freeze", target], timeout=60)
+        try:
+            return self.provider.create_snapshot(volume, name)
+        finally:
+            run(["fsfreeze", "--unfreeze", target], timeout=60)
 
     def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
         return self.provider.list_snapshots(volume)
