@@ -26,7 +26,7 @@ import threading
 import uuid
 from typing import Any, ClassVar
 
-from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
+from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
 from orlop.backends.block import filesystem
 from orlop.backends.block.ebs_attach import AttachMixin
 from orlop.backends.block.ebs_limits import (
@@ -391,12 +391,14 @@ class EbsProvider(SnapshotsMixin, AttachMixin):
 
     @classmethod
     def host_checks(cls) -> list[Check]:
+        freeze = tool_check("fsfreeze", "util-linux")  # snapshots of mounted volumes
         try:
             import boto3
 
-            return [Check("python package boto3", True, boto3.__version__)]
+            return [Check("python package boto3", True, boto3.__version__), freeze]
         except ImportError:
-            return [Check("python package boto3", False, "not installed", "pip install boto3")]
+            boto = Check("python package boto3", False, "not installed", "pip install boto3")
+            return [boto, freeze]
 
 
 def _rfc3339(moment: Any) -> str | None:
