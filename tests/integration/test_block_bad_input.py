@@ -11,6 +11,7 @@ import pytest
 from orlop.backends.base import BackendContext
 from orlop.backends.block.loopfile import LoopFileBackend
 from orlop.core.model import BackendError, InvalidOption
+from orlop.host.mounts import mount_at
 from tests.support.block import cleanup, leftovers
 from tests.support.harness import Harness
 
@@ -83,3 +84,23 @@ def test_a_failed_format_leaves_nothing_attached(harness: Harness, tmp_path: Pat
     harness.remove("v")
     assert harness.names() == []
     assert os.listdir(os.path.join(root, "images")) == []
+
+
+def test_sparse_size_beyond_what_the_host_filesystem_holds(
+    harness: Harness, tmp_path: Path
+) -> None:
+    root = str(tmp_path / "driver")
+    entry = mount_at(_mount_point_of(root))
+    if entry is None or entry.fstype != "ext4":
+        pytest.skip("the 16T file size limit is ext4's; the state directory is elsewhere")
+    with pytest.raises(BackendError, match="larger than the biggest file"):
+        harness.create("huge", size="100T")
+    assert harness.names() == []
+    assert os.listdir(os.path.join(root, "images")) == []
+
+
+def _mount_point_of(path: str) -> str:
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path

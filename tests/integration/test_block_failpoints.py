@@ -137,8 +137,9 @@ def test_crash_during_first_mount(node: Node, failpoint: str) -> None:
     assert not node.clean()  # the crash left a loop device (and maybe a mount) behind
     uuid_at_crash = filesystem.probe(node.image("v")).get("UUID")
     node.start()
-    node.wait_until(node.clean, "every mount and loop device released")
-    assert node.state("v") == "ready"
+    node.wait_until(
+        lambda: node.state("v") == "ready" and node.clean(), "recovered: ready, nothing leaked"
+    )
     # Nothing half-formatted is presented as valid: an unconfirmed format is done again.
     found = filesystem.probe(node.image("v"))
     if failpoint == "block.after_mount":
@@ -160,8 +161,9 @@ def test_crash_during_last_unmount(node: Node, failpoint: str) -> None:
     node.write("v", "c1", payload)
     node.crash_on(lambda: node.client.call("Unmount", Name="v", ID="c1"))
     node.start()
-    node.wait_until(node.clean, "every mount and loop device released")
-    assert node.state("v") == "ready"
+    node.wait_until(
+        lambda: node.state("v") == "ready" and node.clean(), "recovered: ready, nothing leaked"
+    )
     node.mount_works("v", payload)
 
 

@@ -254,3 +254,61 @@ def test_usage_while_detached_is_the_last_measured(harness: Harness) -> None:
     assert usage is not None and usage.used >= 8 * MiB
     assert usage.size is not None and usage.size <= 64 * MiB
     assert usage.free is not None and usage.free < usage.size
+
+
+def test_admin_may_allow_suid_and_dev_per_driver(tmp_path: Path, root: str) -> None:
+    trusting = LoopFileBackend(BackendContext("blk", root, settings={"allow_suid_dev": True}))
+    harness = Harness(trusting, "blk", store_path=str(tmp_path / "trusting.db"))
+    try:
+        harness.create("v", size="64M", mount_options="suid,dev,noatime")
+        entry = mount_at(harness.mount("v", "c1"))
+        assert entry is not None
+        flags = set(entry.options.split(","))
+        assert "noatime" in flags and not flags & {"nosuid", "nodev"}
+        harness.create("safe", size="64M")  # not asked: still nodev,nosuid
+        entry = mount_at(harness.mount("safe", "c1"))
+        assert entry is not None and {"nosuid", "nodev"} <= set(entry.options.split(","))
+        harness.unmount("v", "c1")
+        harness.unmount("safe", "c1")
+    finally:
+        harness.close()
+
+
+def test_size_not_a_multiple_of_the_sector_size(harness: Harness, root: str) -> None:
+    harness.create("odd", size="20000001")
+    for mount_id in ("c1", "c2"):
+        path = harness.mount("odd", mount_id)
+        with open(os.path.join(path, mount_id), "w") as mark:
+            mark.write(mount_id)
+        harness.unmount("odd", mount_id)
+    assert leftovers(root) == {"mounts": [], "loop_devices": []}
+
+
+def test_many_volumes_attach_at_once(harness: Harness, root: str) -> None:
+    """Parallel Mounts race for free loop devices: each volume gets its own, none is lost."""
+    import asyncio
+
+    names = [f"p{i}" for i in range(8)]
+    for name in names:
+        harness.create(name, size="32M")
+
+    async def mount_all() -> list[str]:
+        return await asyncio.gather(*(harness.service.mount("blk", n, "c") for n in names))
+
+    paths = harness.run(mount_all())
+    for name, path in zip(names, paths, strict=True):
+        with open(os.path.join(path, "who"), "w") as who:
+            who.write(name)
+    devices = {mount_at(path).source for path in paths}  # type: ignore[union-attr]
+    assert len(devices) == len(names)
+    assert len(leftovers(root)["loop_devices"]) == len(names)
+
+    async def unmount_all() -> None:
+        await asyncio.gather(*(harness.service.unmount("blk", n, "c") for n in names))
+
+    harness.run(unmount_all())
+    assert leftovers(root) == {"mounts": [], "loop_devices": []}
+    for name in names:
+        with open(os.path.join(harness.mount(name, "again"), "who")) as who:
+            assert who.read() == name
+        harness.unmount(name, "again")

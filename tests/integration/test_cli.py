@@ -18,9 +18,17 @@ def test_volume_commands(directory_daemon: OrlopDaemon, driver_name: str) -> Non
         data.write(b"x" * 100_000)
 
     table = daemon.cli("volume", "ls").stdout.splitlines()
-    assert table[0].split() == ["NAME", "DRIVER", "BACKEND", "USED/SIZE", "MOUNTS", "CREATED"]
+    assert table[0].split() == [
+        "NAME",
+        "DRIVER",
+        "BACKEND",
+        "USED/SIZE",
+        "FREE",
+        "MOUNTS",
+        "CREATED",
+    ]
     row = table[1].split()
-    assert row[:3] == ["cli-vol", driver_name, "directory"] and row[4] == "0"
+    assert row[:3] == ["cli-vol", driver_name, "directory"] and row[5] == "0"
     assert row[3].endswith("K")  # ~100K used
 
     listed = json.loads(daemon.cli("volume", "ls", "--json").stdout)

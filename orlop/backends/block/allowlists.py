@@ -260,15 +260,19 @@ MOUNT: dict[str, dict[str, Check | None]] = {
 }
 
 
-def check_mount(fs: str, options: list[str]) -> None:
+def check_mount(fs: str, options: list[str], allow_suid_dev: bool = False) -> None:
+    """Refuse options outside the allow-list. `suid` and `dev` only where the host's admin
+    allowed them for the whole driver (setting `allow_suid_dev: true`)."""
     allowed = MOUNT[fs]
     for option in options:
         key, has_value, value = option.partition("=")
         if key in ("suid", "dev"):
+            if allow_suid_dev:
+                continue
             raise InvalidOption(
                 f"mount option {key} is not allowed: block volumes are always mounted "
                 "nodev,nosuid so a volume cannot bring device files or set-user-ID programs "
-                "onto the host"
+                "onto the host (an admin may allow it per driver: settings allow_suid_dev)"
             )
         if "/" in option:
             raise InvalidOption(

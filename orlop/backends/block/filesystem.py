@@ -7,8 +7,8 @@ Public API (stable; the EBS and other providers use it through `BlockBackend`):
 * `detect(device)` — the filesystem on a device, None if it is blank; raises if it holds
   something else (a partition table, LVM, swap): Orlop never formats over that.
 * `wipe(device)`, `make(device, fs, mkfs_options, force)` — format (only blank devices).
-* `mount(device, target, fs, mount_options)` — always `nodev,nosuid`; options from an
-  allow-list.
+* `mount(device, target, fs, mount_options)` — `nodev,nosuid` (unless the driver's admin
+  allows `dev`/`suid` and the volume asks); options from an allow-list.
 * `grow(target)` — grow the mounted filesystem at `target` to its device's size, online;
   `grow_unmounted(device, fs)` — the same before mounting, where the tools allow it (ext4).
 * `usage(target)` — size, used and free bytes via statvfs.
@@ -71,11 +71,11 @@ def fs_of(options: dict[str, str]) -> str:
 
 
 # checking ---------------------------------------------------------------------------------
-def check(options: dict[str, str], size: int | None = None) -> None:
+def check(options: dict[str, str], size: int | None = None, allow_suid_dev: bool = False) -> None:
     """Reject mkfs/mount options the chosen filesystem does not allow, or a size too small."""
     fs = fs_of(options)
     allowlists.check_mkfs(fs, _split_mkfs(options.get("mkfs_options", "")))
-    allowlists.check_mount(fs, _split_mount(options.get("mount_options", "")))
+    allowlists.check_mount(fs, _split_mount(options.get("mount_options", "")), allow_suid_dev)
     if size is not None and size < MIN_SIZE[fs]:
         raise InvalidOption(
             f"size {format_size(size)} is too small for {fs}: "
@@ -152,12 +152,15 @@ def make(device: str, fs: str, mkfs_options: str = "", force: bool = False) -> N
 
 
 # mount, grow, usage -----------------------------------------------------------------------
-def mount(device: str, target: str, fs: str, mount_options: str = "") -> None:
-    """Mount `device` at `target`, always nodev,nosuid, plus allow-listed options."""
+def mount(
+    device: str, target: str, fs: str, mount_options: str = "", allow_suid_dev: bool = False
+) -> None:
+    """Mount `device` at `target` with allow-listed options, nodev,nosuid unless the driver
+    allows `dev`/`suid` and the volume asks for them."""
     extra = _split_mount(mount_options)
-    allowlists.check_mount(fs, extra)
-    options = [*SAFE_MOUNT_OPTIONS, *(o for o in extra if o not in SAFE_MOUNT_OPTIONS)]
-    mounts.mount(device, target, fs, options)
+    allowlists.check_mount(fs, extra, allow_suid_dev)
+    safe = [o for o in SAFE_MOUNT_OPTIONS if o.removeprefix("no") not in extra]
+    mounts.mount(device, target, fs, [*safe, *(o for o in extra if o not in safe)])
 
 
 def unmount(target: str) -> None:

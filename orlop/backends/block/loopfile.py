@@ -108,7 +108,7 @@ class LoopFileProvider:
         if not os.path.exists(image):
             raise BackendError(f"the image file {image} of volume {volume.name} is missing")
         device = loop.attach(image)
-        if loop.size_of(device) != os.path.getsize(image):
+        if loop.size_of(device) != _sectors(os.path.getsize(image)):
             loop.refresh_capacity(device)  # the file grew while a crash kept the device
         return device
 
@@ -140,7 +140,7 @@ class LoopFileProvider:
             finally:
                 os.close(fd)
         for device in loop.devices_for(image):
-            if loop.size_of(device) != size:
+            if loop.size_of(device) != _sectors(size):
                 loop.refresh_capacity(device)
         return {"image": image}
 
@@ -168,6 +168,11 @@ class LoopFileBackend(BlockBackend):
     """Block volumes on loop-mounted image files: the `loopfile` backend kind."""
 
     provider_class = LoopFileProvider
+
+
+def _sectors(size: int) -> int:
+    """What a loop device shows of a file of `size` bytes: whole 512-byte sectors."""
+    return size // 512 * 512
 
 
 def _allocate(fd: int, offset: int, length: int, preallocate: bool) -> None:

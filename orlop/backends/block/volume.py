@@ -62,14 +62,18 @@ class BlockBackend:
     def __init__(self, context: BackendContext, provider: DeviceProvider | None = None) -> None:
         self.context = context
         self.provider = provider if provider is not None else self.provider_class(context)
+        # A provider may decide its capabilities per instance (from settings): follow it.
+        self.capabilities = dataclasses.replace(self.provider.capabilities, resize=True)
         self.journal = Journal(context.path("block"))
+        # Driver setting (the host admin's, never a volume's): let volumes ask for dev/suid.
+        self.allow_suid_dev = context.settings.get("allow_suid_dev") is True
         self.mounts_root = context.path("mounts")
         os.makedirs(self.mounts_root, mode=0o700, exist_ok=True)
 
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
         size = int(options["size"]) if options.get("size", "").isdigit() else None
-        filesystem.check(options, size)
+        filesystem.check(options, size, self.allow_suid_dev)
         self.provider.validate(name, options)
 
     def mountpoint(self, volume: VolumeRef) -> str:
@@ -101,7 +105,13 @@ class BlockBackend:
                 fstype = self._ensure_filesystem(volume, device)
                 self._grow_unmounted(volume, device, fstype)
                 os.makedirs(target, mode=0o755, exist_ok=True)
-                filesystem.mount(device, target, fstype, volume.options.get("mount_options", ""))
+                filesystem.mount(
+                    device,
+                    target,
+                    fstype,
+                    volume.options.get("mount_options", ""),
+                    self.allow_suid_dev,
+                )
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.detach(volume)
@@ -144,7 +154,7 @@ class BlockBackend:
                 f"{format_size(size)} is not supported (filesystems grow online but cannot "
                 "shrink safely): create a smaller volume and copy the data"
             )
-        filesystem.check(volume.options, size)
+        filesystem.check(volume.options, size, self.allow_suid_dev)
         self.journal.update(volume.name, resizing=size, usage=None)
         try:
             record = self.provider.grow(volume, size)
@@ -220,8 +230,14 @@ class BlockBackend:
         pending = self.journal.get(volume.name).get("resizing")
         if not isinstance(pending, int):
             return
-        self.provider.grow(volume, pending)
-        if filesystem.grow_unmounted(device, fstype):
+        try:
+            self.provider.grow(volume, pending)
+            grown = filesystem.grow_unmounted(device, fstype)
+        except Exception as error:
+            # Mount the data anyway; the grow is retried after mounting and at the next attach.
+            log.error("volume %s: growing before the mount failed: %s", volume.name, error)
+            return
+        if grown:
             self.journal.update(volume.name, resizing=None)
 
     def _finish_resize(self, volume: VolumeRef, target: str) -> None:
