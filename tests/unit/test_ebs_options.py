@@ -109,3 +109,8 @@ def test_device_discovery_by_serial_and_by_name(tmp_path: Path) -> None:
     assert find_device("vol-0abc", None, str(dev), str(by_id)) == block
     (dev / "xvdq").symlink_to(tmp_path / "not-a-device")
     assert find_device("vol-0abc", "/dev/xvdq", str(dev), str(tmp_path / "x")) is None
+
+
+def test_block_layer_settings_pass_through(tmp_path: Path) -> None:
+    backend = EbsBackend(BackendContext("ebs", str(tmp_path), settings={"allow_suid_dev": True}))
+    assert backend.allow_suid_dev is True

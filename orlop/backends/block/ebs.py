@@ -61,6 +61,7 @@ from orlop.host.run import run
 log = logging.getLogger(__name__)
 
 GONE_STATES = ("deleting", "deleted")
+BLOCK_LAYER_SETTINGS = frozenset({"allow_suid_dev"})
 
 
 class EbsProvider(SnapshotsMixin, AttachMixin):
@@ -83,7 +84,10 @@ class EbsProvider(SnapshotsMixin, AttachMixin):
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
-        self.settings = Ec2Settings.from_mapping(context.settings)
+        # The block layer reads its own settings (allow_suid_dev) from the same mapping.
+        self.settings = Ec2Settings.from_mapping(
+            {k: v for k, v in context.settings.items() if k not in BLOCK_LAYER_SETTINGS}
+        )
         self._identity: tuple[str, str] | None = None
         self._ec2: Ec2 | None = None
         self._lock = threading.Lock()
