@@ -9,6 +9,8 @@ Docker's protocol, the admin API and the CLI all come through here. The rules:
 * Docker's Mount IDs are persisted: the backend attaches on the first and detaches after the
   last; a repeated Mount of a known ID, or an Unmount of an unknown one, changes nothing.
 * Get, List and Path answer from memory (a mirror of the store) and never wait on a backend.
+* Mount bookkeeping is committed crash-safe but not fsynced (`durable=False`): a power loss
+  takes every mount and container with it anyway; creates and removes are fsynced.
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ class VolumeService:
                 self._volumes[driver_name][name] = volume
                 self._changed(driver_name)
                 raise _as_user_error(error, f"removing volume {name}") from error
-            self.store.delete(driver_name, name)
+            self.store.delete(driver_name, name, durable=False)  # REMOVING was durable
             log.info("removed volume %s (driver %s)", name, driver_name)
 
     async def mount(self, driver_name: str, name: str, mount_id: str) -> str:
@@ -203,7 +205,7 @@ class VolumeService:
             first = not volume.mount_ids
             if first:
                 volume.state = State.ATTACHING
-                self.store.update(volume)
+                self.store.update(volume, durable=False)
             try:
                 # Also on later IDs: attach is idempotent, and repairs a dead network mount.
                 path = await self._call(driver.backend.attach, _ref(volume))
@@ -215,7 +217,7 @@ class VolumeService:
             volume.fault = ""
             volume.mountpoint = path
             volume.mount_ids.add(mount_id)
-            self.store.update(volume, add_mount=mount_id)
+            self.store.update(volume, add_mount=mount_id, durable=False)
             self._changed(driver_name)
             return path
 
@@ -228,11 +230,11 @@ class VolumeService:
                 return
             volume.mount_ids.discard(mount_id)
             if volume.mount_ids:
-                self.store.update(volume, drop_mount=mount_id)
+                self.store.update(volume, drop_mount=mount_id, durable=False)
                 self._changed(driver_name)
                 return
             volume.state = State.DETACHING
-            self.store.update(volume, drop_mount=mount_id)
+            self.store.update(volume, drop_mount=mount_id, durable=False)
             self._changed(driver_name)
             await self._settle_detached(driver, volume, raise_errors=True)
 
@@ -244,14 +246,14 @@ class VolumeService:
             await self._call(driver.backend.detach, _ref(volume))
         except BaseException as error:
             volume.fault = f"detach failed: {error}"
-            self.store.update(volume)
+            self.store.update(volume, durable=False)
             log.error("detaching %s: %s", volume.name, error)
             if raise_errors:
                 raise _as_user_error(error, f"unmounting volume {volume.name}") from error
             return
         volume.state = State.READY
         volume.fault = ""
-        self.store.update(volume)
+        self.store.update(volume, durable=False)
 
     async def refresh_usage(self, driver_name: str, name: str, timeout: float = 10.0) -> Volume:
         """Ask the backend for size/used/free now, and remember it for Status."""
