@@ -29,11 +29,13 @@ _TICK = os.sysconf("SC_CLK_TCK")
 REQUEST_TIMEOUT = 10.0  # a request unanswered this long marks the server as hung
 
 
-def post(endpoint: str, body: bytes) -> bytes:
-    """The request dockerd sends: POST, a JSON body, keep-alive."""
+def post(
+    endpoint: str, body: bytes, content_type: str = "application/vnd.docker.plugins.v1.2+json"
+) -> bytes:
+    """The request dockerd sends to a plugin: POST, a JSON body, keep-alive."""
     return (
         f"POST {endpoint} HTTP/1.1\r\nHost: plugin\r\n"
-        "Content-Type: application/vnd.docker.plugins.v1.2+json\r\n"
+        f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
