@@ -9,6 +9,8 @@ it returns). Commits also survive power loss (synchronous=FULL: an fsync each) u
 with `durable=False`, which mount bookkeeping uses: after a power loss or kernel crash every
 mount and every container is gone whatever the store says, so the fsync buys nothing there,
 and it is most of the time a Mount or Unmount takes. The next durable commit syncs them too.
+A create's CREATING intent is not fsynced either (its READY commit is): a power loss within
+the create can at worst leave storage without a record, never a record without storage.
 """
 
 from __future__ import annotations
@@ -121,8 +123,8 @@ class Store:
         return volumes
 
     # writes -----------------------------------------------------------------------------
-    def insert(self, volume: Volume) -> None:
-        with self._transaction() as db:
+    def insert(self, volume: Volume, durable: bool = True) -> None:
+        with self._transaction(durable) as db:
             db.execute(
                 "INSERT OR REPLACE INTO volumes"
                 " (driver, name, backend, options, record, created_at, state)"
