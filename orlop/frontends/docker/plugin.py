@@ -44,6 +44,7 @@ class DockerPlugin:
         # name → (volume, what its Status shows that may change in place, encoded body)
         self._get_cache: dict[str, tuple[Volume, tuple[Any, ...], bytes]] = {}
         self._get_generation = -1
+        self._path_cache: dict[str, bytes] = {}  # mountpoint → encoded Path answer
 
     def routes(self) -> dict[bytes, Handler]:
         return {
@@ -133,9 +134,14 @@ class DockerPlugin:
         return body
 
     def path(self, request: NameRequest) -> bytes:
-        return _dumps(
-            {"Mountpoint": self.service.path(self.driver, request.Name), "Err": ""}
-        ).encode()
+        mountpoint = self.service.path(self.driver, request.Name)
+        cached = self._path_cache.get(mountpoint)
+        if cached is None:
+            if len(self._path_cache) >= 100_000:
+                self._path_cache.clear()
+            cached = _dumps({"Mountpoint": mountpoint, "Err": ""}).encode()
+            self._path_cache[mountpoint] = cached
+        return cached
 
     def list(self, body: bytes) -> Response:
         generation = self.service.generation[self.driver]
