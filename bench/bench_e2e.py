@@ -120,15 +120,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = stats["total"]
     ratio = total["orlop"][1] / total["local"][1]
     mean_ratio = total["orlop"][0] / total["local"][0]
-    # Judged on the median: other work on a shared machine puts outliers into the mean.
-    verdict = "met" if ratio <= TARGET else "MISSED"
+    # Cycle i of each driver ran back to back: its ratio is free of the machine's drift.
+    paired = statistics.median(
+        o["total"] / loc["total"] for o, loc in zip(samples["orlop"], samples["local"], strict=True)
+    )
+    paired_null = statistics.median(
+        n["total"] / loc["total"] for n, loc in zip(samples["null"], samples["local"], strict=True)
+    )
+    # Judged on the paired median: other work on a shared machine puts outliers into means
+    # and drift into unpaired medians.
+    verdict = "met" if paired <= TARGET else "MISSED"
     print(
-        f"\nTarget: a cycle on Orlop ≤ {TARGET}x local: {ratio:.3f}x by median "
-        f"({mean_ratio:.3f}x by mean): {verdict}"
+        f"\nTarget: a cycle on Orlop ≤ {TARGET}x local: {paired:.3f}x (median of per-cycle "
+        f"ratios; {ratio:.3f}x by medians, {mean_ratio:.3f}x by means): {verdict}"
     )
     print(
-        f"Null plugin (the protocol's floor): {total['null'][1] / total['local'][1]:.3f}x local "
-        f"by median; Orlop vs null: {total['orlop'][1] / total['null'][1]:.3f}x"
+        f"Null plugin (the protocol's floor): {paired_null:.3f}x local (median of per-cycle "
+        f"ratios; {total['null'][1] / total['local'][1]:.3f}x by medians)"
     )
     return 0
 
