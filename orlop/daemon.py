@@ -25,6 +25,8 @@ from orlop.frontends.http import HttpServer
 
 log = logging.getLogger("orlop")
 
+STOP_GRACE_SECONDS = 20.0
+
 
 def build_drivers(config: Config) -> list[Driver]:
     drivers = []
@@ -80,6 +82,10 @@ class Daemon:
         for server in self.servers:
             await server.close()
         self.servers.clear()
+        # Let operations already under way finish and be recorded; what does not finish in
+        # time is repaired by recovery at the next start.
+        if not await self.service.drain(STOP_GRACE_SECONDS):
+            log.warning("stopping with operations still in flight; the next start repairs them")
         self.service.close()
         self.store.close()
         log.info("orlop stopped")
@@ -92,7 +98,9 @@ class Daemon:
             await self.start()
             recovery = asyncio.ensure_future(self.service.recover())
             recovery.add_done_callback(_log_failure)
+            measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
             await self._stop.wait()
+            measuring.cancel()
             if not recovery.done():
                 recovery.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

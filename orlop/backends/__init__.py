@@ -10,6 +10,7 @@ from orlop.core.model import ConfigError
 # kind → "module:Class"; imported on use so a host without a backend's tools still starts.
 BACKENDS: dict[str, str] = {
     "directory": "orlop.backends.directory:DirectoryBackend",
+    "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
 }
 
 

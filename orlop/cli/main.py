@@ -130,13 +130,18 @@ def _usage_column(volume: dict[str, Any]) -> str:
     return format_size(usage["used"])
 
 
+def _free_column(volume: dict[str, Any]) -> str:
+    usage = volume.get("usage") or {}
+    return format_size(usage["free"]) if usage.get("free") is not None else "-"
+
+
 @volume.command("ls")
 @click.option("-d", "--driver", help="Only this driver's volumes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--no-usage", is_flag=True, help="Do not measure usage (faster).")
 @pass_context
 def volume_ls(ctx: Context, driver: str | None, as_json: bool, no_usage: bool) -> None:
-    """List volumes: name, driver, backend, usage, mounts, created."""
+    """List volumes: name, driver, backend, used/size, free, mounts, created."""
     try:
         volumes = ctx.client().call("volumes/list", driver=driver, usage=not no_usage)
     except OrlopError as error:
@@ -145,9 +150,17 @@ def volume_ls(ctx: Context, driver: str | None, as_json: bool, no_usage: bool) -
     if as_json:
         _echo_json(volumes)
         return
-    rows = [("NAME", "DRIVER", "BACKEND", "USED/SIZE", "MOUNTS", "CREATED")]
+    rows = [("NAME", "DRIVER", "BACKEND", "USED/SIZE", "FREE", "MOUNTS", "CREATED")]
     rows += [
-        (v["name"], v["driver"], v["backend"], _usage_column(v), str(v["mounts"]), v["created_at"])
+        (
+            v["name"],
+            v["driver"],
+            v["backend"],
+            _usage_column(v),
+            _free_column(v),
+            str(v["mounts"]),
+            v["created_at"],
+        )
         for v in volumes
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -225,7 +238,7 @@ def volume_resize(ctx: Context, name: str, size: str, driver: str | None) -> Non
     except OrlopError as error:
         _fail(error)
         return
-    click.echo(f"{resized['name']}: {_usage_column(resized)}")
+    click.echo(f"{resized['name']}: {_usage_column(resized)}, {_free_column(resized)} free")
 
 
 # drivers ----------------------------------------------------------------------------------

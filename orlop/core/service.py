@@ -16,9 +16,11 @@ Docker's protocol, the admin API and the CLI all come through here. The rules:
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -67,6 +69,9 @@ class VolumeService:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="orlop-backend")
         # Bumped on every change a driver's List would show; frontends cache on it.
         self.generation: dict[str, int] = dict.fromkeys(self.drivers, 0)
+        self._background: set[asyncio.Future[None]] = set()
+        self._active = 0  # operations holding (or waiting for) a volume lock
+        self._idle = asyncio.Event()
         self._load()
 
     def _load(self) -> None:
@@ -86,6 +91,8 @@ class VolumeService:
             self._pending.append(volume)
 
     def close(self) -> None:
+        for task in self._background:
+            task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # reads: memory only -----------------------------------------------------------------
@@ -108,7 +115,7 @@ class VolumeService:
         self.driver(driver)
         return list(self._volumes[driver].values())
 
-    def find(self, name: str) -> list[Volume]:
+    def find(self, name: str) -> builtins.list[Volume]:
         """Volumes called `name`, across every driver."""
         return [vols[name] for vols in self._volumes.values() if name in vols]
 
@@ -161,6 +168,7 @@ class VolumeService:
             self._volumes[driver_name][name] = volume
             self._changed(driver_name)
             log.info("created volume %s (driver %s)", name, driver_name)
+            self._measure_later(volume)
             return volume
 
     async def _undo_create(self, driver: Driver, volume: Volume) -> None:
@@ -239,6 +247,7 @@ class VolumeService:
             self.store.update(volume, drop_mount=mount_id, durable=False)
             self._changed(driver_name)
             await self._settle_detached(driver, volume, raise_errors=True)
+        self._measure_later(volume)
 
     async def _settle_detached(
         self, driver: Driver, volume: Volume, raise_errors: bool = False
@@ -260,20 +269,41 @@ class VolumeService:
     async def refresh_usage(self, driver_name: str, name: str, timeout: float = 10.0) -> Volume:
         """Ask the backend for size/used/free now, and remember it for Status."""
         driver = self.driver(driver_name)
-        volume = self.get(driver_name, name)
-        try:
-            usage = await asyncio.wait_for(self._call(driver.backend.usage, _ref(volume)), timeout)
-        except TimeoutError:
-            volume.fault = f"usage did not answer within {timeout:g}s"
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            try:
+                usage = await asyncio.wait_for(
+                    self._call(driver.backend.usage, _ref(volume)), timeout
+                )
+            except (TimeoutError, OrlopError, OSError) as error:
+                # Usage is a hint for Status, not a fault of the volume: keep the last value.
+                log.debug("usage of %s: %s", name, error or "timed out")
+                return volume
+            if usage is not None and usage != volume.usage:  # None: unknown now, keep the last
+                volume.usage = usage
+                self.store.set_usage(volume)
+                self._changed(driver_name)
             return volume
-        except OrlopError as error:
-            volume.fault = str(error)
-            return volume
-        if usage != volume.usage:
-            volume.usage = usage
-            self.store.set_usage(volume)
-            self._changed(driver_name)
-        return volume
+
+    def _measure_later(self, volume: Volume) -> None:
+        """Refresh usage soon, in the background, once the caller has released the lock."""
+
+        async def measure() -> None:
+            with contextlib.suppress(OrlopError):  # removed meanwhile
+                await self.refresh_usage(volume.driver, volume.name)
+
+        task = asyncio.ensure_future(measure())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def measure_all(self, interval: float) -> None:
+        """Refresh every volume's usage for Status, one at a time, every `interval` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            for driver, volumes in self._volumes.items():
+                for name in list(volumes):
+                    with contextlib.suppress(OrlopError):
+                        await self.refresh_usage(driver, name)
 
     async def resize(self, driver_name: str, name: str, size: int) -> Volume:
         driver = self.driver(driver_name)
@@ -330,12 +360,33 @@ class VolumeService:
         self._changed(volume.driver)
 
     # helpers ----------------------------------------------------------------------------
-    def _lock(self, driver: str, name: str) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def _lock(self, driver: str, name: str) -> AsyncIterator[None]:
+        """Hold the volume's lock; counted, so that `drain()` can wait for operations."""
         key = (driver, name)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
-        return lock
+        self._active += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for operations in flight; True if none is left."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._active:
+            self._idle.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), remaining)
+        return True
 
     def _changed(self, driver: str) -> None:
         self.generation[driver] += 1
