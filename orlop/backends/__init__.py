@@ -11,6 +11,7 @@ from orlop.core.model import ConfigError
 BACKENDS: dict[str, str] = {
     "directory": "orlop.backends.directory:DirectoryBackend",
     "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
+    "ebs": "orlop.backends.block.ebs:EbsBackend",
 }
 
 

@@ -19,6 +19,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,8 @@ class VolumeService:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="orlop-backend")
         # Bumped on every change a driver's List would show; frontends cache on it.
         self.generation: dict[str, int] = dict.fromkeys(self.drivers, 0)
+        # When each volume was last removed here, so discovery does not bring it back.
+        self._removed_at: dict[tuple[str, str], float] = {}
         self._background: set[asyncio.Future[None]] = set()
         self._active = 0  # operations holding (or waiting for) a volume lock
         self._idle = asyncio.Event()
@@ -203,6 +206,7 @@ class VolumeService:
                 self._changed(driver_name)
                 raise _as_user_error(error, f"removing volume {name}") from error
             self.store.delete(driver_name, name, durable=False)  # REMOVING was durable
+            self._removed_at[(driver_name, name)] = time.monotonic()
             log.info("removed volume %s (driver %s)", name, driver_name)
 
     async def mount(self, driver_name: str, name: str, mount_id: str) -> str:
@@ -317,6 +321,99 @@ class VolumeService:
             self.store.update(volume)
             self._changed(driver_name)
         return await self.refresh_usage(driver_name, name)
+
+    # snapshots: an optional capability ---------------------------------------------------
+    def snapshot_drivers(self) -> builtins.list[str]:
+        """The drivers whose backend can take snapshots."""
+        return sorted(n for n, d in self.drivers.items() if d.backend.capabilities.snapshot)
+
+    def _snapshotter(self, driver_name: str) -> Any:
+        driver = self.driver(driver_name)
+        if not driver.backend.capabilities.snapshot:
+            able = ", ".join(self.snapshot_drivers()) or "none"
+            raise InvalidOption(
+                f"driver {driver_name} ({driver.kind}) cannot take snapshots; "
+                f"drivers that can: {able}"
+            )
+        return driver.backend
+
+    async def create_snapshot(
+        self, driver_name: str, name: str, snapshot_name: str | None = None
+    ) -> dict[str, Any]:
+        """Snapshot volume `name`; the snapshot's name defaults to <volume>-<UTC time>."""
+        backend = self._snapshotter(driver_name)
+        snapshot_name = snapshot_name or f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        validate_name(snapshot_name, "snapshot name")
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            try:
+                made = await self._call(backend.create_snapshot, _ref(volume), snapshot_name)
+            except BaseException as error:
+                raise _as_user_error(error, f"snapshotting volume {name}") from error
+        log.info("snapshot %s of volume %s (driver %s)", snapshot_name, name, driver_name)
+        return {**made, "driver": driver_name}
+
+    async def list_snapshots(
+        self, driver_name: str, volume: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        backend = self._snapshotter(driver_name)
+        if volume is not None:
+            validate_name(volume)
+        try:
+            found = await self._call(backend.list_snapshots, volume)
+        except BaseException as error:
+            raise _as_user_error(error, "listing snapshots") from error
+        return [{**snapshot, "driver": driver_name} for snapshot in found]
+
+    async def delete_snapshot(self, driver_name: str, snapshot: str) -> dict[str, Any]:
+        backend = self._snapshotter(driver_name)
+        try:
+            deleted = await self._call(backend.delete_snapshot, snapshot)
+        except BaseException as error:
+            raise _as_user_error(error, f"deleting snapshot {snapshot}") from error
+        log.info("deleted snapshot %s (driver %s)", snapshot, driver_name)
+        return {**deleted, "driver": driver_name}
+
+    # discovery: volumes other hosts made on shared storage --------------------------------
+    async def discover(self, driver_name: str) -> builtins.list[Volume]:
+        """Take in the volumes a Discoverable backend knows and this host's store does not."""
+        driver = self.driver(driver_name)
+        list_volumes = getattr(driver.backend, "list_volumes", None)
+        if list_volumes is None or driver.backend.capabilities.scope != "global":
+            return []
+        adopted = []
+        started = time.monotonic()
+        for name, options, record in await self._call(list_volumes):
+            try:
+                validate_name(name)
+            except OrlopError:
+                log.warning("driver %s: skipping volume with invalid name %r", driver_name, name)
+                continue
+            async with self._lock(driver_name, name):
+                removed = self._removed_at.get((driver_name, name), -1.0)
+                if name in self._volumes[driver_name] or removed >= started:
+                    continue  # known here, or removed here while the backend was listing
+                volume = Volume(
+                    driver=driver_name,
+                    name=name,
+                    backend=driver.kind,
+                    options=options,
+                    record=record,
+                    created_at=record.get("created_at") or now_rfc3339(),
+                    state=State.READY,
+                )
+                volume.mountpoint = driver.backend.mountpoint(_ref(volume))
+                try:
+                    self.store.insert(volume)
+                except Exception as error:  # a row in CREATING/REMOVING: recover() owns it
+                    log.info("not discovering %s: %s", name, error)
+                    continue
+                self._volumes[driver_name][name] = volume
+                adopted.append(volume)
+                log.info("discovered volume %s (driver %s)", name, driver_name)
+        if adopted:
+            self._changed(driver_name)
+        return adopted
 
     # crash recovery ---------------------------------------------------------------------
     async def recover(self) -> None:

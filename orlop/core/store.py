@@ -177,8 +177,9 @@ class Store:
                 )
 
     def set_usage(self, volume: Volume) -> None:
+        """Remember the last usage measured; a hint, measured again: not fsynced."""
         usage = json.dumps(volume.usage.as_dict()) if volume.usage else None
-        with self._transaction() as db:
+        with self._transaction(durable=False) as db:
             db.execute(
                 "UPDATE volumes SET usage = ? WHERE driver = ? AND name = ?",
                 (usage, volume.driver, volume.name),
