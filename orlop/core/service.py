@@ -42,6 +42,8 @@ from orlop.core.store import Store, now_rfc3339
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+USAGE_SETTLE_SECONDS = 1.0  # quiet time before usage is measured after a create or unmount
+
 # States in which a volume exists for users; CREATING and REMOVING ones are being decided.
 _VISIBLE = {State.READY, State.ATTACHING, State.ATTACHED, State.DETACHING}
 
@@ -290,9 +292,14 @@ class VolumeService:
             return volume
 
     def _measure_later(self, volume: Volume) -> None:
-        """Refresh usage soon, in the background, once the caller has released the lock."""
+        """Refresh usage soon, in the background, once the caller has released the lock.
+
+        After a short pause: Docker's calls come in bursts (create, Get, Mount; Unmount, Get,
+        Remove), and a measurement in the middle of one holds the volume's lock and a worker
+        thread while the next call waits."""
 
         async def measure() -> None:
+            await asyncio.sleep(USAGE_SETTLE_SECONDS)
             with contextlib.suppress(OrlopError):  # removed meanwhile
                 await self.refresh_usage(volume.driver, volume.name)
 
