@@ -93,7 +93,7 @@ class Connection:
             self._consume(start + size)
             return status, content
         # Transfer-Encoding: chunked (Go's net/http, for bodies over its buffer).
-        parts = []
+        parts: list[bytes] = []
         pos = start
         while True:
             line_end = self._buf.find(b"\r\n", pos, self._end)

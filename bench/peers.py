@@ -146,7 +146,7 @@ class Rclone(Peer):
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for_socket(self.socket, process=self.process)  # type: ignore[arg-type]
+        wait_for_socket(self.socket, process=self.process)
         self.pid = self.process.pid
         return self
 
