@@ -127,16 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     paired_null = statistics.median(
         n["total"] / loc["total"] for n, loc in zip(samples["null"], samples["local"], strict=True)
     )
-    # Judged on the paired median: other work on a shared machine puts outliers into means
-    # and drift into unpaired medians.
-    verdict = "met" if paired <= TARGET else "MISSED"
+    # Judged on the total time of the cycles (the ratio of means), the plain reading of
+    # "20 cycles, at most 1.03x"; the medians, unpaired and per cycle, show the spread.
+    verdict = "met" if mean_ratio <= TARGET else "MISSED"
     print(
-        f"\nTarget: a cycle on Orlop ≤ {TARGET}x local: {paired:.3f}x (median of per-cycle "
-        f"ratios; {ratio:.3f}x by medians, {mean_ratio:.3f}x by means): {verdict}"
+        f"\nTarget: {args.cycles} cycles on Orlop take ≤ {TARGET}x the time on local: "
+        f"{mean_ratio:.3f}x ({ratio:.3f}x by medians, {paired:.3f}x by the median of "
+        f"per-cycle ratios): {verdict}"
     )
     print(
-        f"Null plugin (the protocol's floor): {paired_null:.3f}x local (median of per-cycle "
-        f"ratios; {total['null'][1] / total['local'][1]:.3f}x by medians)"
+        f"Null plugin (the protocol's floor): {total['null'][0] / total['local'][0]:.3f}x local "
+        f"({total['null'][1] / total['local'][1]:.3f}x by medians, {paired_null:.3f}x by the "
+        "median of per-cycle ratios)"
     )
     return 0
 
