@@ -103,6 +103,11 @@ class DirectoryBackend:
     def mountpoint(self, volume: VolumeRef) -> str:
         return os.path.join(self.root, volume.name, "_data")
 
+    def quick(self, operation: str, volume: VolumeRef) -> bool:
+        # A plain directory: create is mkdir/chown/chmod, attach mkdir, detach nothing.
+        # Mounts (any `type`) and remove (a walk of user data) go to a worker thread.
+        return operation in ("create", "attach", "detach") and "type" not in volume.options
+
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         data = self.mountpoint(volume)
         os.makedirs(os.path.dirname(data), mode=0o701, exist_ok=True)
@@ -120,9 +125,10 @@ class DirectoryBackend:
         directory = os.path.join(self.root, volume.name)
         if not os.path.lexists(directory):
             return
-        for mounted in mounts.mounts_under(directory):
+        below = mounts.mounts_under(directory)
+        for mounted in below:
             mounts.unmount(mounted)
-        if mounts.mounts_under(directory):
+        if below and mounts.mounts_under(directory):
             raise BackendError(f"{directory} still has mounts below it; not deleting")
         # A bind volume's host directory was unmounted above: only our own files go.
         shutil.rmtree(directory)

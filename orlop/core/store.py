@@ -3,6 +3,14 @@
 The store is the record of intent: the service writes the state a volume is about to enter
 *before* it asks the backend to act, so that after a crash `recover()` knows what was under
 way. Every method is one transaction; the daemon calls them from its event-loop thread only.
+
+Durability: every commit survives a crash of the daemon (WAL: a commit is in the OS before
+it returns). Commits also survive power loss (synchronous=FULL: an fsync each) unless made
+with `durable=False`, which mount bookkeeping uses: after a power loss or kernel crash every
+mount and every container is gone whatever the store says, so the fsync buys nothing there,
+and it is most of the time a Mount or Unmount takes. The next durable commit syncs them too.
+A create's CREATING intent is not fsynced either (its READY commit is): a power loss within
+the create can at worst leave storage without a record, never a record without storage.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed intent survives power loss, not just a daemon crash.
         self._db.execute("PRAGMA synchronous=FULL")
+        self._durable = True
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -73,7 +82,10 @@ class Store:
         self._db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        if durable != self._durable:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -111,8 +123,8 @@ class Store:
         return volumes
 
     # writes -----------------------------------------------------------------------------
-    def insert(self, volume: Volume) -> None:
-        with self._transaction() as db:
+    def insert(self, volume: Volume, durable: bool = True) -> None:
+        with self._transaction(durable) as db:
             db.execute(
                 "INSERT OR REPLACE INTO volumes"
                 " (driver, name, backend, options, record, created_at, state)"
@@ -134,9 +146,12 @@ class Store:
         *,
         add_mount: str | None = None,
         drop_mount: str | None = None,
+        durable: bool = True,
     ) -> None:
-        """Write the volume's state, record and fault, and add or drop one mount ID, atomically."""
-        with self._transaction() as db:
+        """Write the volume's state, record and fault, and add or drop one mount ID, atomically.
+
+        `durable=False`: survives a daemon crash, not a power loss (see the module doc)."""
+        with self._transaction(durable) as db:
             db.execute(
                 "UPDATE volumes SET state = ?, record = ?, fault = ?, options = ? "
                 "WHERE driver = ? AND name = ?",
@@ -162,13 +177,16 @@ class Store:
                 )
 
     def set_usage(self, volume: Volume) -> None:
+        """Remember the last usage measured; a hint, measured again: not fsynced."""
         usage = json.dumps(volume.usage.as_dict()) if volume.usage else None
-        with self._transaction() as db:
+        with self._transaction(durable=False) as db:
             db.execute(
                 "UPDATE volumes SET usage = ? WHERE driver = ? AND name = ?",
                 (usage, volume.driver, volume.name),
             )
 
-    def delete(self, driver: str, name: str) -> None:
-        with self._transaction() as db:
+    def delete(self, driver: str, name: str, durable: bool = True) -> None:
+        """Forget a volume. `durable=False` is safe after a durable REMOVING: if a power loss
+        undoes the delete, recover() finds REMOVING and finishes the removal again."""
+        with self._transaction(durable) as db:
             db.execute("DELETE FROM volumes WHERE driver = ? AND name = ?", (driver, name))

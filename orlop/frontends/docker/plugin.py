@@ -1,8 +1,9 @@
 """The Docker volume plugin protocol for one driver: request → VolumeService → response.
 
 No storage logic here: decode, call the service, encode. OrlopError becomes {"Err": …}.
-Get, Path and List are answered synchronously from the service's memory; List's encoded
-body is cached until the driver's volumes change.
+Get, Path and List are answered synchronously from the service's memory. List's encoded
+body is cached until the driver's volumes change; so is each volume's Get body, also keyed
+on the fields of its Status that change without a new generation (state, mounts, fault).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class DockerPlugin:
         scope = service.driver(driver).backend.capabilities.scope
         self._capabilities = _dumps({"Capabilities": {"Scope": scope}}).encode()
         self._list_cache: tuple[int, bytes] = (-1, b"")
+        # name → (volume, what its Status shows that may change in place, encoded body)
+        self._get_cache: dict[str, tuple[Volume, tuple[Any, ...], bytes]] = {}
+        self._get_generation = -1
+        self._path_cache: dict[str, bytes] = {}  # mountpoint → encoded Path answer
 
     def routes(self) -> dict[bytes, Handler]:
         return {
@@ -109,12 +114,34 @@ class DockerPlugin:
 
     def get(self, request: NameRequest) -> bytes:
         volume = self.service.get(self.driver, request.Name)
-        return _dumps({"Volume": self._describe(volume), "Err": ""}).encode()
+        generation = self.service.generation[self.driver]
+        if generation != self._get_generation:
+            self._get_cache.clear()
+            self._get_generation = generation
+        key = (
+            volume.state,
+            len(volume.mount_ids),
+            volume.fault,
+            volume.usage,
+            volume.mountpoint,
+            id(volume.record),
+        )
+        cached = self._get_cache.get(volume.name)
+        if cached is not None and cached[0] is volume and cached[1] == key:
+            return cached[2]
+        body = _dumps({"Volume": self._describe(volume), "Err": ""}).encode()
+        self._get_cache[volume.name] = (volume, key, body)
+        return body
 
     def path(self, request: NameRequest) -> bytes:
-        return _dumps(
-            {"Mountpoint": self.service.path(self.driver, request.Name), "Err": ""}
-        ).encode()
+        mountpoint = self.service.path(self.driver, request.Name)
+        cached = self._path_cache.get(mountpoint)
+        if cached is None:
+            if len(self._path_cache) >= 100_000:
+                self._path_cache.clear()
+            cached = _dumps({"Mountpoint": mountpoint, "Err": ""}).encode()
+            self._path_cache[mountpoint] = cached
+        return cached
 
     def list(self, body: bytes) -> Response:
         generation = self.service.generation[self.driver]
