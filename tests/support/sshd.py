@@ -143,6 +143,7 @@ class Sshd:
                 capture_output=True,
                 timeout=30,
             )
+            self.root.chmod(0o755)  # the user must reach its home below it
             home.mkdir(exist_ok=True)
             shutil.chown(home, self.user, self.user)
             subprocess.run(

@@ -109,7 +109,9 @@ class S3Backend(FuseBackend):
 
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
-        if "bucket" not in options:
+        # No options at all is Docker repeating a Create of an existing volume; a new one
+        # without bucket is refused by create().
+        if options and "bucket" not in options:
             raise InvalidOption(
                 "option bucket is required: the S3 bucket for the volumes "
                 "(set it per volume or in the driver's options)"
@@ -128,6 +130,7 @@ class S3Backend(FuseBackend):
             raise InvalidOption("option profile needs option credentials_file")
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
+        self.validate(volume.name, volume.options or {"": ""})
         bucket, key = self._location(volume)
         try:
             # mkdir creates the bucket when missing (and answers if it exists); the
@@ -171,6 +174,8 @@ class S3Backend(FuseBackend):
 
     def remove(self, volume: VolumeRef) -> None:
         self.remove_local(volume)
+        if not volume.record:
+            return  # a Create that did not finish made no objects (and deletes none)
         try:
             if volume.options.get("delete_on_remove") == "true":
                 result = self._rclone(volume, "purge", self._remote(volume), check=False)

@@ -115,7 +115,9 @@ class SshfsBackend(FuseBackend):
 
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
-        if "host" not in options:
+        # No options at all is Docker repeating a Create of an existing volume; a new one
+        # without host is refused by create().
+        if options and "host" not in options:
             raise InvalidOption(
                 "option host is required: the SSH server that stores the volumes "
                 "(set it per volume or in the driver's options)"
@@ -124,6 +126,7 @@ class SshfsBackend(FuseBackend):
             raise InvalidOption("share=true needs option path: the directory to share")
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
+        self.validate(volume.name, volume.options or {"": ""})
         # Mount the parent directory once: proves host, credentials and host key now (a
         # bad one fails the Create, not a container start) and makes the volume directory.
         with self._parent_mounted(volume) as parent:
@@ -140,8 +143,10 @@ class SshfsBackend(FuseBackend):
 
     def remove(self, volume: VolumeRef) -> None:
         self.remove_local(volume)
-        if volume.options.get("share") == "true":
-            return  # the shared directory is not ours to delete
+        if not volume.record or volume.options.get("share") == "true":
+            # A Create that did not finish made at most an empty directory, which may be
+            # another host's volume of the same name; a shared directory is not ours.
+            return
         with self._parent_mounted(volume) as parent:
             target = os.path.join(parent, volume.name)
             if os.path.lexists(target):
@@ -186,7 +191,9 @@ class SshfsBackend(FuseBackend):
             return base
         return f"{base.rstrip('/')}/{volume.name}" if base else volume.name
 
-    def _command(self, volume: VolumeRef, remote_path: str, mountpoint: str) -> FuseCommand:
+    def _command(
+        self, volume: VolumeRef, remote_path: str, mountpoint: str, admin: bool = False
+    ) -> FuseCommand:
         options = volume.options
         host = options["host"]
         host = f"[{host}]" if ":" in host else host
@@ -209,20 +216,14 @@ class SshfsBackend(FuseBackend):
             ssh_options += ["BatchMode=yes", "PasswordAuthentication=no"]
         else:
             ssh_options += ["password_stdin", "NumberOfPasswordPrompts=1"]
-            methods = "publickey,password" if identity else "password,keyboard-interactive"
-            ssh_options.append(f"PreferredAuthentications={methods}")
         if options.get("reconnect", "true") == "true":
             ssh_options.append("reconnect")
-        if options.get("readonly") == "true":
+        if options.get("readonly") == "true" and not admin:
             ssh_options.append("ro")
-        args = [
-            which("sshfs") or "sshfs",
-            f"{options.get('user', 'root')}@{host}:{remote_path}",
-            mountpoint,
-            "-f",
-            "-o",
-            ",".join(ssh_options),
-        ]
+        args = [which("sshfs") or "sshfs", f"{options.get('user', 'root')}@{host}:{remote_path}"]
+        args += [mountpoint, "-f"]
+        for option in ssh_options:
+            args += ["-o", option]
         stdin = None if password is None else (password + "\n").encode()
         return FuseCommand(args, stdin=stdin, secrets=[password] if password else [])
 
@@ -238,7 +239,7 @@ class SshfsBackend(FuseBackend):
         run_path = os.path.join(self.admin_root, f"{volume.name}.run")
         os.makedirs(parent, mode=0o700, exist_ok=True)
         fuse.unmount(parent, pid=None)  # a leftover of a crash
-        command = self._command(volume, volume.options.get("path", ""), parent)
+        command = self._command(volume, volume.options.get("path", ""), parent, admin=True)
         pid = fuse.start(
             command,
             parent,
