@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,11 @@ def plain_env() -> dict[str, str]:
 
 
 class S3Server:
-    def __init__(self) -> None:
+    """moto's S3; with `enforce_auth` it checks credentials (ours are unknown to it, so
+    every request is refused: a server that will not let us create a bucket)."""
+
+    def __init__(self, enforce_auth: bool = False) -> None:
+        self.enforce_auth = enforce_auth
         self.root = Path(tempfile.mkdtemp(prefix="orlop-s3-"))
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -57,7 +62,9 @@ class S3Server:
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=plain_env(),
+                env={**plain_env(), "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+                if self.enforce_auth
+                else plain_env(),
                 start_new_session=True,
             )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -65,9 +72,13 @@ class S3Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"moto exited: {self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
+            try:
                 opener.open(f"{self.endpoint}/", timeout=2).close()
                 return self
+            except urllib.error.HTTPError:
+                return self  # it answers (refusing an unsigned request is an answer)
+            except OSError:
+                pass
             time.sleep(0.1)
         raise RuntimeError("moto did not answer within 60s")
 

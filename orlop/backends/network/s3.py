@@ -422,11 +422,14 @@ def _free_port() -> int:
 
 
 def _rclone_reason(error: CommandError) -> str:
-    """rclone's own complaint, without its timestamps and retry chatter."""
-    lines = [line for line in (error.stderr or str(error)).splitlines() if line.strip()]
-    reasons = [
-        re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (ERROR|NOTICE|INFO) *: ?", "", line)
-        for line in lines
-    ]
-    interesting = [line for line in reasons if "Attempt" not in line] or reasons
-    return " ".join(interesting[-3:])[-600:] or str(error)
+    """rclone's own complaint, without its timestamps, request IDs and retry chatter."""
+    stamp = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+ *: )?")
+    lines = [stamp.sub("", line).strip() for line in (error.stderr or str(error)).splitlines()]
+    noise = ("status code:", "request id:", "Attempt ")
+    lines = [line for line in lines if line and not line.startswith(noise)]
+    final = [i for i, line in enumerate(lines) if line.startswith("Failed to ")]
+    if final:
+        reason = [lines[final[-1]].split(": ", 1)[-1]]
+        reason += [line for line in lines[final[-1] + 1 :] if line.startswith("caused by:")]
+        return " ".join(reason)[:600]
+    return " ".join(lines[-2:])[-600:] or str(error)
