@@ -1,0 +1,153 @@
+"""Network volumes through a real dockerd: containers and a second Orlop "host" share data.
+
+The second host is a second `orlop serve` with its own state directory and sockets, driven
+over its plugin socket exactly as its dockerd would (Create, Mount, read, Unmount).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import network_fixtures
+from tests.support.daemon import OrlopDaemon
+from tests.support.dockerd import IMAGE, Dockerd
+from tests.support.names import unique
+from tests.support.s3server import S3Server
+from tests.support.sshd import Sshd
+
+PLUGIN_DIR = "/run/docker/plugins"
+
+sshd = network_fixtures.sshd
+running_sshd = network_fixtures.running_sshd
+s3 = network_fixtures.s3
+
+# A container writes files of random data and records their digests next to them.
+WRITE = (
+    "set -e; for i in 1 2 3 4; do "
+    "dd if=/dev/urandom of=/data/part-$i bs=1M count=6 2>/dev/null; done; "
+    "cd /data && sha256sum part-* > SHA256SUMS"
+)
+
+
+@pytest.fixture
+def driver_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    kind = request.param
+    if kind == "sshfs":
+        server: Sshd = request.getfixturevalue("running_sshd")
+        base = server.data / unique("e2e")
+        base.mkdir()
+        return {"backend": "sshfs", "options": server.options(path=str(base))}
+    bucket_server: S3Server = request.getfixturevalue("s3")
+    return {
+        "backend": "s3",
+        "options": bucket_server.options("e2e", prefix=unique("e2e"), delete_on_remove="true"),
+    }
+
+
+@pytest.fixture
+def hosts(driver_config: dict[str, Any]) -> Iterator[tuple[str, OrlopDaemon, OrlopDaemon]]:
+    """(driver name, the daemon dockerd talks to, a second daemon on "another host")."""
+    driver = unique()
+    first = OrlopDaemon({driver: driver_config}, plugin_dir=PLUGIN_DIR)
+    second = OrlopDaemon({driver: driver_config})
+    try:
+        first.start()
+        second.start()
+        yield driver, first, second
+    finally:
+        second.destroy()
+        first.destroy()
+
+
+def read_on_other_host(daemon: OrlopDaemon, driver: str, volume: str) -> dict[str, str]:
+    """Mount `volume` on the second daemon; return file → sha256 of what it holds."""
+    client = daemon.client(driver)
+    try:
+        client.ok("Create", Name=volume, Opts={})
+        mountpoint = client.ok("Mount", Name=volume, ID="other-host")["Mountpoint"]
+        digests = {
+            path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in Path(mountpoint).iterdir()
+            if path.name.startswith("part-")
+        }
+        recorded = Path(mountpoint, "SHA256SUMS").read_text()
+        client.ok("Unmount", Name=volume, ID="other-host")
+    finally:
+        client.close()
+    expected = dict(reversed(line.split()) for line in recorded.splitlines())
+    assert digests == expected
+    return digests
+
+
+@pytest.mark.parametrize("driver_config", ["sshfs", "s3"], indirect=True)
+def test_containers_and_another_host_share_a_volume(
+    dockerd: Dockerd, hosts: tuple[str, OrlopDaemon, OrlopDaemon]
+) -> None:
+    driver, _first, second = hosts
+    volume = unique("vol")
+    dockerd.run("volume", "create", "-d", driver, volume)
+    try:
+        dockerd.run("run", "--rm", "-v", f"{volume}:/data", IMAGE, "sh", "-c", WRITE)
+        # The moment the writer is gone (its Unmount answered), another host reads it all.
+        digests = read_on_other_host(second, driver, volume)
+        assert len(digests) == 4
+        check = dockerd.run(
+            "run",
+            "--rm",
+            "-v",
+            f"{volume}:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "cd /data && sha256sum -c SHA256SUMS",
+        )
+        assert check.stdout.count(": OK") == 4
+    finally:
+        dockerd.run("volume", "rm", "-f", volume, check=False)
+
+
+@pytest.mark.parametrize("driver_config", ["sshfs"], indirect=True)
+def test_sshd_restart_while_a_container_holds_the_volume(
+    dockerd: Dockerd, hosts: tuple[str, OrlopDaemon, OrlopDaemon], running_sshd: Sshd
+) -> None:
+    driver, _first, _second = hosts
+    volume = unique("vol")
+    holder = unique("holder")
+    dockerd.run("volume", "create", "-d", driver, volume)
+    try:
+        dockerd.run(
+            "run",
+            "-d",
+            "--name",
+            holder,
+            "-v",
+            f"{volume}:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo before > /data/before; sleep 300",
+        )
+        dockerd.run("exec", holder, "cat", "/data/before")
+        running_sshd.stop()
+        running_sshd.start()
+        result = dockerd.run(
+            "run",
+            "--rm",
+            "-v",
+            f"{volume}:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /data/before && echo after > /data/after && cat /data/after",
+        )
+        assert result.stdout.split() == ["before", "after"]
+    finally:
+        with contextlib.suppress(Exception):
+            dockerd.run("rm", "-f", holder, check=False)
+        dockerd.run("volume", "rm", "-f", volume, check=False)
