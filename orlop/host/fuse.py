@@ -32,6 +32,7 @@ PROBE_TIMEOUT = 5.0
 UNMOUNT_TIMEOUT = 30.0
 EXIT_TIMEOUT = 30.0
 LOG_TAIL = 1500
+FUSECTL = "/sys/fs/fuse/connections"
 
 # Children we started, by pid, so they are reaped (no zombies) once their mount is gone.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -81,6 +82,52 @@ def state(mountpoint: str, timeout: float = PROBE_TIMEOUT) -> MountState:
     thread.start()
     thread.join(timeout)
     return outcome[0] if outcome else MountState.HUNG
+
+
+def pending_requests(mountpoint: str) -> int | None:
+    """Requests the kernel holds for this FUSE mount's client, not yet answered.
+
+    Closing a file sends FUSE's release in the background: a client that uploads at
+    release (rclone) may not have seen it when the close() returns. Read from fusectl's
+    `waiting`; None when fusectl is unavailable.
+    """
+    path = _file_path(mountpoint)
+    device = None
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+        for line in table:
+            fields = line.split()
+            if mounts._unescape(fields[4]) == path:
+                device = fields[2]
+    if device is None:
+        return 0
+    major, minor = (int(part) for part in device.split(":"))
+    connection = os.path.join(FUSECTL, str((major << 20) | minor))
+    if not os.path.isdir(connection):
+        _mount_fusectl()
+    try:
+        with open(os.path.join(connection, "waiting"), encoding="ascii") as waiting:
+            return int(waiting.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def wait_idle(mountpoint: str, timeout: float) -> bool:
+    """Wait until the kernel has no request pending for the mount; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = pending_requests(mountpoint)
+        if not pending:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _mount_fusectl() -> None:
+    # systemd mounts it at boot (sys-fs-fuse-connections.mount); other hosts may not.
+    if mounts.mount_at(FUSECTL) is None and os.path.isdir(FUSECTL):
+        with contextlib.suppress(CommandError):
+            run(["mount", "-t", "fusectl", "fusectl", FUSECTL], timeout=10)
 
 
 def start(

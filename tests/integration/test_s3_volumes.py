@@ -216,3 +216,18 @@ def test_missing_bucket_and_bad_credentials_file(
     with pytest.raises(InvalidOption, match=r"no section \[default\]"):
         harness.create("badcreds", **s3.options("volumes", credentials_file=str(broken)))
     assert harness.names() == []
+
+
+def test_many_small_files_are_all_uploaded_before_unmount_answers(
+    harness: Harness, s3: S3Server, prefix: str
+) -> None:
+    # Closing a file only queues FUSE's release: with hundreds queued at once, an unmount
+    # that does not wait for the kernel's queue to drain loses the files still in it.
+    harness.create("many", **s3.options("volumes", prefix=prefix))
+    path = harness.mount("many", "m1")
+    for index in range(600):
+        Path(path, f"f{index:04d}").write_bytes(index.to_bytes(4, "big") * 2048)
+    harness.unmount("many", "m1")
+    keys = s3.keys("volumes", f"{prefix}/many/")
+    assert len(keys) == 600
+    assert set(keys.values()) == {8192}

@@ -24,7 +24,7 @@ import time
 from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
-from orlop.core.model import InvalidOption, Usage
+from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.host import fuse
 from orlop.host.fuse import FuseCommand, MountState
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 USAGE_WALK_SECONDS = 2.0
 DEFAULT_TIMEOUT = 20.0
+DRAIN_TIMEOUT = 120.0
 
 
 def fuse_device_check() -> Check:
@@ -124,6 +125,10 @@ class FuseBackend:
     def timeout(self, volume: VolumeRef) -> float:
         return float(volume.options.get("timeout", DEFAULT_TIMEOUT))
 
+    def drain_timeout(self, volume: VolumeRef) -> float:
+        """How long an unmount waits for the client to finish the work it was given."""
+        return DRAIN_TIMEOUT
+
     # Backend protocol -------------------------------------------------------------------
     def mountpoint(self, volume: VolumeRef) -> str:
         return os.path.join(self.root, volume.name)
@@ -161,6 +166,13 @@ class FuseBackend:
         run = self._load_run(run_path)
         current = fuse.state(path)
         if current is MountState.ALIVE:
+            # Closes reach the client asynchronously (FUSE release): let them all arrive.
+            limit = self.drain_timeout(volume)
+            if not fuse.wait_idle(path, limit):
+                raise BackendError(
+                    f"volume {volume.name}: the {self.client_name} client still has requests "
+                    f"pending after {limit:g}s; not unmounting, so nothing is lost"
+                )
             self.before_unmount(volume, run)
         if current is not MountState.ABSENT:
             fuse.unmount(path, pid=run.get("pid"))

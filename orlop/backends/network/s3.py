@@ -42,6 +42,7 @@ from orlop.backends.network.fuse import (
 )
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import Option, OptionSet, canonical_bool, canonical_size
+from orlop.host import fuse
 from orlop.host.fuse import FuseCommand, MountState
 from orlop.host.fuse import state as mount_state
 from orlop.host.run import CommandError, run, which
@@ -265,12 +266,15 @@ class S3Backend(FuseBackend):
             args += ["--ca-cert", options["ca_cert"]]
         return FuseCommand(args, env=_child_env())
 
+    def drain_timeout(self, volume: VolumeRef) -> float:
+        return float(volume.options.get("upload_timeout", "600"))
+
     def before_unmount(self, volume: VolumeRef, run: dict[str, Any]) -> None:
         """Wait until rclone has no open file and no upload pending: nothing is lost."""
         port = run.get("rc_port")
         if not port:
             return
-        limit = float(volume.options.get("upload_timeout", "600"))
+        limit = self.drain_timeout(volume)
         deadline = time.monotonic() + limit
         stats: dict[str, Any] = {}
         quiet = 0
@@ -278,6 +282,7 @@ class S3Backend(FuseBackend):
             stats = self._rc(volume, int(port), "vfs/stats")
             cache = stats.get("diskCache", {})
             pending = int(cache.get("uploadsInProgress", 0)) + int(cache.get("uploadsQueued", 0))
+            pending += fuse.pending_requests(self.mountpoint(volume)) or 0
             # Two quiet readings in a row: a close that had not reached rclone yet at the
             # first one (FUSE delivers release asynchronously) has queued its upload by then.
             quiet = quiet + 1 if pending == 0 else 0

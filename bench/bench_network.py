@@ -1,0 +1,252 @@
+"""Network volumes: Orlop's sshfs and S3 drivers vs `rclone serve docker` on the same servers.
+
+Run as root from the repository root:  .venv/bin/python bench/bench_network.py [--mb 200]
+
+Both plugins are driven directly over their Docker plugin sockets (Create → Mount → I/O on
+the returned mountpoint → Unmount), not through dockerd. Each case writes `--mb` MB, as one
+file and as 1,000 small files, then reads it back:
+
+* write = write and close every file + Unmount + wait until the server holds every byte
+  (a plugin whose Unmount returns before its uploads end still pays for them here);
+* read  = Mount on a fresh plugin instance ("another host", cold caches) + read + Unmount.
+
+The servers are real and local: Debian's sshd with a throw-away key on 127.0.0.1, and
+moto's S3 server on 127.0.0.1 (moto is slow; both plugins pay the same price).
+The rclone sftp peer uses `serve docker` defaults (VFS cache mode off) with hash checks off
+(by default rclone runs md5sum over ssh after every file: ~0.2 s each); the rclone S3 peer
+uses the VFS settings of Orlop's S3 driver (see RCLONE_S3_MOUNT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.daemon import OrlopDaemon, wait_for_socket
+from tests.support.names import unique
+from tests.support.plugin_client import PluginClient
+from tests.support.s3server import ACCESS_KEY, SECRET_KEY, S3Server, plain_env
+from tests.support.sshd import Sshd
+
+SMALL_FILES = 1000
+# The rclone S3 peer mounts as Orlop's S3 driver does (cache mode "writes", upload at close):
+# rclone's default streaming mode fails against moto (a HEAD with versionId=null after each
+# upload is refused), and its default 5 s write-back would leave data behind at Unmount.
+RCLONE_S3_MOUNT = {"vfs-cache-mode": "writes", "vfs-write-back": "0s"}
+
+
+@dataclass
+class Plugin:
+    """One volume plugin on a socket; `opts` makes the Create options of a volume."""
+
+    name: str
+    writer: str  # socket path
+    reader: str  # a second instance's socket ("another host")
+    opts: Callable[[str], dict[str, str]]
+
+
+def write_files(root: str, total: int, count: int) -> None:
+    size = total // count
+    block = os.urandom(min(size, 4 << 20))
+    for index in range(count):
+        with open(os.path.join(root, f"f{index:04d}"), "wb") as file:
+            left = size
+            while left:
+                chunk = block[: min(left, len(block))]
+                file.write(chunk)
+                left -= len(chunk)
+
+
+def read_files(root: str) -> int:
+    total = 0
+    for entry in sorted(os.listdir(root)):
+        with open(os.path.join(root, entry), "rb", buffering=0) as file:
+            while chunk := file.read(4 << 20):
+                total += len(chunk)
+    return total
+
+
+def wait_until(done: Callable[[], bool], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the data never reached the server")
+        time.sleep(0.05)
+
+
+def run_case(
+    plugin: Plugin, total: int, count: int, stored: Callable[[str], int]
+) -> tuple[float, float]:
+    """(write seconds, read seconds) for one plugin and one file layout."""
+    volume = unique("bench")
+    writer, reader = PluginClient(plugin.writer, 600), PluginClient(plugin.reader, 600)
+    try:
+        writer.ok("Create", Name=volume, Opts=plugin.opts(volume))
+        started = time.monotonic()
+        path = writer.ok("Mount", Name=volume, ID="w")["Mountpoint"]
+        write_files(path, total, count)
+        writer.ok("Unmount", Name=volume, ID="w")
+        wait_until(lambda: stored(volume) >= total // count * count)
+        wrote = time.monotonic() - started
+
+        reader.ok("Create", Name=volume, Opts=plugin.opts(volume))
+        started = time.monotonic()
+        path = reader.ok("Mount", Name=volume, ID="r")["Mountpoint"]
+        got = read_files(path)
+        reader.ok("Unmount", Name=volume, ID="r")
+        read = time.monotonic() - started
+        assert got == total // count * count, (got, total)
+        reader.call("Remove", Name=volume)
+        writer.call("Remove", Name=volume)
+        return wrote, read
+    finally:
+        writer.close()
+        reader.close()
+
+
+@contextlib.contextmanager
+def rclone_docker(config: Path, root: Path) -> Iterator[str]:
+    socket = root / "rclone.sock"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "rclone.log", "ab") as log:
+        process = subprocess.Popen(
+            [
+                "rclone", "serve", "docker", "--config", str(config),
+                "--socket-addr", str(socket), "--base-dir", str(root / "volumes"),
+                "--cache-dir", str(root / "cache"), "--no-spec", "--forget-state",
+                "--allow-other",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, env=plain_env(), start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for_socket(str(socket), 30, process)  # type: ignore[arg-type]
+        yield str(socket)
+    finally:
+        process.terminate()
+        process.wait(30)
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            mountpoint = line.split()[4]
+            if mountpoint.startswith(str(root)):
+                subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False)
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=200, help="data per case, MB (200)")
+    parser.add_argument("--only", choices=["ssh", "s3"], help="one backend only")
+    args = parser.parse_args()
+    total = args.mb * 1000 * 1000
+    work = Path(tempfile.mkdtemp(prefix="orlop-bench-net-"))
+    sshd, s3 = Sshd().start(), S3Server().start()
+    daemons: list[OrlopDaemon] = []
+    rows: list[tuple[str, str, float, float, float, float]] = []
+    try:
+        ssh_base = sshd.data / "orlop"
+        ssh_base.mkdir()
+        rclone_base = sshd.data / "rclone"
+        rclone_base.mkdir()
+        s3.client().create_bucket(Bucket="bench")
+        drivers = {
+            "bench-ssh": {"backend": "sshfs", "options": sshd.options(path=str(ssh_base))},
+            "bench-s3": {
+                "backend": "s3",
+                "options": s3.options("bench", prefix="orlop", delete_on_remove="true"),
+            },
+        }
+        for host in ("a", "b"):
+            (work / f"orlop-{host}").mkdir()
+            daemon = OrlopDaemon(drivers, root=str(work / f"orlop-{host}"))
+            daemons.append(daemon.start())
+        config = work / "rclone.conf"
+        config.write_text(
+            f"[bssh]\ntype = sftp\nhost = 127.0.0.1\nport = {sshd.port}\nuser = root\n"
+            f"key_file = {sshd.client_key}\nknown_hosts_file = {sshd.known_hosts}\n"
+            "disable_hashcheck = true\n\n"
+            f"[bs3]\ntype = s3\nprovider = Other\nendpoint = {s3.endpoint}\n"
+            f"access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\n"
+            "region = us-east-1\n"
+        )
+        config.chmod(0o600)
+        with (
+            rclone_docker(config, work / "rclone-a") as rclone_a,
+            rclone_docker(config, work / "rclone-b") as rclone_b,
+        ):
+
+            def s3_bytes(prefix: str) -> Callable[[str], int]:
+                return lambda volume: sum(s3.keys("bench", f"{prefix}/{volume}/").values())
+
+            def make_dir(volume: str) -> dict[str, str]:
+                (rclone_base / volume).mkdir(exist_ok=True)
+                return {"remote": f"bssh:{rclone_base}/{volume}"}
+
+            pairs = {
+                "ssh": (
+                    Plugin("orlop sshfs", daemons[0].socket("bench-ssh"),
+                           daemons[1].socket("bench-ssh"), lambda v: {}),
+                    lambda v: directory_bytes(ssh_base / v),
+                    Plugin("rclone sftp", rclone_a, rclone_b, make_dir),
+                    lambda v: directory_bytes(rclone_base / v),
+                ),
+                "s3": (
+                    Plugin("orlop s3", daemons[0].socket("bench-s3"),
+                           daemons[1].socket("bench-s3"), lambda v: {}),
+                    s3_bytes("orlop"),
+                    Plugin("rclone s3", rclone_a, rclone_b,
+                           lambda v: {"remote": f"bs3:bench/rclone/{v}", **RCLONE_S3_MOUNT}),
+                    s3_bytes("rclone"),
+                ),
+            }  # fmt: skip
+            for kind, (ours, our_bytes, peer, peer_bytes) in pairs.items():
+                if args.only and kind != args.only:
+                    continue
+                for label, count in (("1 file", 1), (f"{SMALL_FILES} files", SMALL_FILES)):
+                    our_w, our_r = run_case(ours, total, count, our_bytes)
+                    peer_w, peer_r = run_case(peer, total, count, peer_bytes)
+                    rows.append((kind, label, our_w, peer_w, our_r, peer_r))
+                    print(
+                        f"  {kind} {label}: write {our_w:.1f}s vs {peer_w:.1f}s, "
+                        f"read {our_r:.1f}s vs {peer_r:.1f}s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    finally:
+        for daemon in daemons:
+            daemon.destroy()
+        s3.destroy()
+        sshd.destroy()
+    mb = total / 1e6
+    print(
+        f"\nNetwork volumes, {args.mb} MB per case; plugins driven over their sockets "
+        "(Create/Mount/IO/Unmount), not through dockerd; MB/s, higher is better; "
+        "ratio = Orlop / rclone\n"
+    )
+    header = (
+        f"| {'backend':7} | {'layout':10} | {'Orlop write':>11} | {'rclone write':>12} | "
+        f"{'ratio':>5} | {'Orlop read':>10} | {'rclone read':>11} | {'ratio':>5} |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    for kind, label, our_w, peer_w, our_r, peer_r in rows:
+        print(
+            f"| {kind:7} | {label:10} | {mb / our_w:11.1f} | {mb / peer_w:12.1f} | "
+            f"{peer_w / our_w:5.2f} | {mb / our_r:10.1f} | {mb / peer_r:11.1f} | "
+            f"{peer_r / our_r:5.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
