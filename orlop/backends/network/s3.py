@@ -51,7 +51,7 @@ _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _ENDPOINT_RE = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/-]*)?\Z")
 _REGION_RE = re.compile(r"[a-z0-9-]{1,32}\Z")
 RC_USER = "orlop"
-UPLOAD_POLL = 0.2
+UPLOAD_POLL = 0.05
 
 
 def canonical_bucket(value: str) -> str:
@@ -282,11 +282,12 @@ class S3Backend(FuseBackend):
             stats = self._rc(volume, int(port), "vfs/stats")
             cache = stats.get("diskCache", {})
             pending = int(cache.get("uploadsInProgress", 0)) + int(cache.get("uploadsQueued", 0))
-            pending += fuse.pending_requests(self.mountpoint(volume)) or 0
-            # Two quiet readings in a row: a close that had not reached rclone yet at the
-            # first one (FUSE delivers release asynchronously) has queued its upload by then.
+            kernel = fuse.pending_requests(self.mountpoint(volume))
+            pending += kernel or 0
+            # FUSE delivers release (where rclone queues the upload) asynchronously: with
+            # fusectl the kernel says when none is left; without it, two quiet readings.
             quiet = quiet + 1 if pending == 0 else 0
-            if quiet >= 2:
+            if quiet >= (1 if kernel is not None else 2):
                 if int(cache.get("erroredFiles", 0)):
                     raise BackendError(
                         f"{cache['erroredFiles']} file(s) of volume {volume.name} failed to "
