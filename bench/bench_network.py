@@ -161,6 +161,13 @@ def write_cell(result: Result, data: int) -> str:
     return f"{speed} LOST {result.missing / 1e6:.1f}MB" if result.missing else speed
 
 
+def read_cell(result: Result, data: int) -> str:
+    speed = f"{result.read_bytes / 1e6 / result.read:.1f}"
+    if result.read_bytes < data:
+        return f"{speed} SAW {result.read_bytes / 1e6:.0f}MB"
+    return speed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="data per case, MB (200)")
@@ -245,11 +252,12 @@ def main() -> None:
         "(Create/Mount/IO/Unmount), not through dockerd; MB/s, higher is better; "
         "ratio = Orlop / rclone.\nwrite = until the server holds every byte; "
         f"LOST = bytes not on the server {LATE:g}s after Unmount answered "
-        "(MB/s then counts only until Unmount answered).\n"
+        "(MB/s then counts only until Unmount answered); SAW = bytes the reading host "
+        "found, when not all.\n"
     )
     header = (
         f"| {'backend':7} | {'layout':10} | {'Orlop write':>11} | {'rclone write':>22} | "
-        f"{'ratio':>5} | {'Orlop read':>10} | {'rclone read':>11} | {'ratio':>5} |"
+        f"{'ratio':>5} | {'Orlop read':>15} | {'rclone read':>15} | {'ratio':>5} |"
     )
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
@@ -261,8 +269,9 @@ def main() -> None:
         print(
             f"| {kind:7} | {label:10} | {write_cell(mine, data):>11} | "
             f"{write_cell(theirs, data):>22} | "
-            f"{theirs.wrote / mine.wrote:5.2f} | {our_read:10.1f} | {peer_read:11.1f} | "
-            f"{our_read / peer_read:5.2f} |"
+            f"{theirs.wrote / mine.wrote:5.2f} | {read_cell(mine, data):>15} | "
+            f"{read_cell(theirs, data):>15} | "
+            f"{our_read / peer_read if peer_read else float('inf'):5.2f} |"
         )
 
 

@@ -144,6 +144,7 @@ def start(
     quotes the client's own last words (with secrets redacted).
     """
     path = _file_path(mountpoint)
+    _reap()
     os.makedirs(os.path.dirname(log_path), mode=0o700, exist_ok=True)
     log.debug("starting %s: %s", what, " ".join(command.args))
     start_offset = os.path.getsize(log_path) if os.path.exists(log_path) else 0
@@ -284,6 +285,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
         process.wait(timeout=10)
     _forget(process.pid)
+
+
+def _reap() -> None:
+    """Collect clients that exited on their own (a server gone, a lost connection)."""
+    with _children_lock:
+        finished = [pid for pid, child in _children.items() if child.poll() is not None]
+        for pid in finished:
+            del _children[pid]
 
 
 def _forget(pid: int) -> None:

@@ -10,7 +10,8 @@ import pytest
 from orlop.backends import backend_class
 from orlop.backends.base import BackendContext, VolumeRef
 from orlop.backends.network.fuse import write_secret
-from orlop.backends.network.s3 import S3Backend, _rclone_reason
+from orlop.backends.network.rclone import reason as _rclone_reason
+from orlop.backends.network.s3 import S3Backend
 from orlop.backends.network.sshfs import SshfsBackend
 from orlop.core.model import InvalidOption
 from orlop.host.run import CommandError

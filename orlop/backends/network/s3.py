@@ -5,10 +5,10 @@ The volume `name` is `<bucket>/<prefix>/<name>/` in the bucket; with
 at Remove unless `delete_on_remove=true`.
 
 rclone mounts it with its VFS cache in `writes` mode (so programs may seek and rewrite)
-and uploads each file as soon as it is closed. Unmount answers only once rclone reports no
-open file and no upload queued or running — asked through its remote-control API on
-127.0.0.1, behind a per-mount random password — so another host that mounts the volume
-right after reads everything.
+and uploads each file as soon as it is closed. Unmount answers only once the kernel holds
+no request for the mount (closes reach rclone asynchronously) and rclone reports no upload
+queued or running — asked through its remote-control API on 127.0.0.1, behind a per-mount
+random password — so another host that mounts the volume right after reads everything.
 
 Credentials, first found wins: `credentials_file` (an AWS credentials file, section
 `profile`), the driver's settings `access_key_id` / `secret_access_key`, else the usual AWS
@@ -18,21 +18,17 @@ state directory, never on a command line.
 
 from __future__ import annotations
 
-import base64
 import configparser
 import contextlib
-import hashlib
 import json
 import os
 import re
 import secrets
-import socket
 import time
-import urllib.error
-import urllib.request
 from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Check, VolumeRef, tool_check
+from orlop.backends.network import rclone
 from orlop.backends.network.fuse import (
     FuseBackend,
     existing_file,
@@ -50,7 +46,6 @@ from orlop.host.run import CommandError, run, which
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _ENDPOINT_RE = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/-]*)?\Z")
 _REGION_RE = re.compile(r"[a-z0-9-]{1,32}\Z")
-RC_USER = "orlop"
 UPLOAD_POLL = 0.05
 
 
@@ -145,7 +140,7 @@ class S3Backend(FuseBackend):
         except CommandError as error:
             raise BackendError(
                 f"S3 bucket {bucket} at {self._endpoint(volume)} could not be created or "
-                f"reached: {_rclone_reason(error)}"
+                f"reached: {rclone.reason(error)}"
             ) from None
         if volume.options.get("readonly") != "true":
             self._probe(volume)
@@ -162,7 +157,7 @@ class S3Backend(FuseBackend):
         except CommandError as error:
             raise BackendError(
                 f"S3 bucket {self.describe_remote(volume)} does not accept writes "
-                f"(or the endpoint is not S3): {_rclone_reason(error)}"
+                f"(or the endpoint is not S3): {rclone.reason(error)}"
             ) from None
         finally:
             self._rclone(volume, "deletefile", probe, check=False)
@@ -185,7 +180,7 @@ class S3Backend(FuseBackend):
         except CommandError as error:
             raise BackendError(
                 f"could not delete the objects of volume {volume.name} in "
-                f"{self.describe_remote(volume)}: {_rclone_reason(error)}"
+                f"{self.describe_remote(volume)}: {rclone.reason(error)}"
             ) from None
         finally:
             self.remove_tree(os.path.join(self.cache_root, volume.name))
@@ -223,12 +218,11 @@ class S3Backend(FuseBackend):
     ) -> FuseCommand:
         config = self._write_config(volume)
         password = secrets.token_urlsafe(24)
-        digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
         htpasswd = write_secret(
-            self.secret_path(f"{volume.name}.htpasswd"), f"{RC_USER}:{{SHA}}{digest}\n"
+            self.secret_path(f"{volume.name}.htpasswd"), rclone.htpasswd_line(password)
         )
         write_secret(self.secret_path(f"{volume.name}.rc"), password)
-        port = _free_port()
+        port = rclone.free_port()
         run["rc_port"] = port
         options = volume.options
         args = [
@@ -264,7 +258,7 @@ class S3Backend(FuseBackend):
             args.append("--read-only")
         if "ca_cert" in options:
             args += ["--ca-cert", options["ca_cert"]]
-        return FuseCommand(args, env=_child_env())
+        return FuseCommand(args, env=rclone.child_env())
 
     def drain_timeout(self, volume: VolumeRef) -> float:
         return float(volume.options.get("upload_timeout", "600"))
@@ -384,7 +378,7 @@ class S3Backend(FuseBackend):
         return run(
             ["rclone", *flags, *args],
             timeout=timeout * 3 + 5,
-            env=_child_env(),
+            env=rclone.child_env(),
             check=check,
             input=input,
         )
@@ -398,44 +392,10 @@ class S3Backend(FuseBackend):
                 f"volume {volume.name}: the rclone control password is gone; "
                 "cannot check that uploads finished"
             ) from None
-        token = base64.b64encode(f"{RC_USER}:{password}".encode()).decode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/{method}",
-            data=b"{}",
-            headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"},
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(request, timeout=self.timeout(volume)) as response:
-                answer = json.load(response)
+            return rclone.rc_call(port, password, method, self.timeout(volume))
         except (OSError, ValueError) as error:
             raise BackendError(
                 f"volume {volume.name}: rclone did not answer on its control port ({error}); "
                 "cannot check that uploads finished"
             ) from None
-        return answer if isinstance(answer, dict) else {}
-
-
-def _child_env() -> dict[str, str]:
-    # rclone fails on AWS_CA_BUNDLE with its own HTTP transport; `ca_cert` is its option.
-    return {key: value for key, value in os.environ.items() if key != "AWS_CA_BUNDLE"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _rclone_reason(error: CommandError) -> str:
-    """rclone's own complaint, without its timestamps, request IDs and retry chatter."""
-    stamp = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+ *: )?")
-    lines = [stamp.sub("", line).strip() for line in (error.stderr or str(error)).splitlines()]
-    noise = ("status code:", "request id:", "Attempt ")
-    lines = [line for line in lines if line and not line.startswith(noise)]
-    final = [i for i, line in enumerate(lines) if line.startswith("Failed to ")]
-    if final:
-        reason = [lines[final[-1]].split(": ", 1)[-1]]
-        reason += [line for line in lines[final[-1] + 1 :] if line.startswith("caused by:")]
-        return " ".join(reason)[:600]
-    return " ".join(lines[-2:])[-600:] or str(error)
