@@ -91,6 +91,7 @@ class Result:
     read: float
     read_bytes: int
     missing: int  # bytes not on the server LATE seconds after Unmount answered
+    same_host: bool = False  # read through the writing instance: the other one saw too little
 
 
 LATE = 30.0
@@ -118,9 +119,21 @@ def run_case(plugin: Plugin, total: int, count: int, stored: Callable[[str], int
         got = read_files(path)
         reader.ok("Unmount", Name=volume, ID="r")
         read = time.monotonic() - started
+        same_host = False
+        if got < expected - missing:
+            # The second instance does not see what the server holds: measure reading
+            # through the writing instance instead (a warm host, marked in the table).
+            started = time.monotonic()
+            path = writer.ok("Mount", Name=volume, ID="r2")["Mountpoint"]
+            try:
+                got, same_host = read_files(path), True
+                read = time.monotonic() - started
+            except OSError as error:  # keep the second instance's figure
+                print(f"  {plugin.name}: same-host read failed: {error}", file=sys.stderr)
+            writer.ok("Unmount", Name=volume, ID="r2")
         reader.call("Remove", Name=volume)
         writer.call("Remove", Name=volume)
-        return Result(wrote, read, got, missing)
+        return Result(wrote, read, got, missing, same_host)
     finally:
         writer.close()
         reader.close()
@@ -163,6 +176,8 @@ def write_cell(result: Result, data: int) -> str:
 
 def read_cell(result: Result, data: int) -> str:
     speed = f"{result.read_bytes / 1e6 / result.read:.1f}"
+    if result.same_host:
+        speed += " SAME"
     if result.read_bytes < data:
         return f"{speed} SAW {result.read_bytes / 1e6:.0f}MB"
     return speed
@@ -253,11 +268,12 @@ def main() -> None:
         "ratio = Orlop / rclone.\nwrite = until the server holds every byte; "
         f"LOST = bytes not on the server {LATE:g}s after Unmount answered "
         "(MB/s then counts only until Unmount answered); SAW = bytes the reading host "
-        "found, when not all.\n"
+        "found, when not all;\nSAME = the second plugin instance saw less than the server "
+        "held, so the writing instance's re-mount was read instead.\n"
     )
     header = (
         f"| {'backend':7} | {'layout':10} | {'Orlop write':>11} | {'rclone write':>22} | "
-        f"{'ratio':>5} | {'Orlop read':>15} | {'rclone read':>15} | {'ratio':>5} |"
+        f"{'ratio':>5} | {'Orlop read':>15} | {'rclone read':>20} | {'ratio':>5} |"
     )
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
@@ -270,7 +286,7 @@ def main() -> None:
             f"| {kind:7} | {label:10} | {write_cell(mine, data):>11} | "
             f"{write_cell(theirs, data):>22} | "
             f"{theirs.wrote / mine.wrote:5.2f} | {read_cell(mine, data):>15} | "
-            f"{read_cell(theirs, data):>15} | "
+            f"{read_cell(theirs, data):>20} | "
             f"{our_read / peer_read if peer_read else float('inf'):5.2f} |"
         )
 
