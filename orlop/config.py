@@ -4,6 +4,7 @@
     plugin_dir: /run/docker/plugins    # where Docker looks for <driver>.sock
     admin_socket: /run/orlop/admin.sock
     log_level: info
+    usage_interval: 300                # seconds between refreshes of usage for Status
     drivers:
       orlop:                           # the driver name Docker sees
         backend: directory
@@ -32,7 +33,11 @@ EMBEDDED_DEFAULT: dict[str, Any] = {
     "plugin_dir": "/run/docker/plugins",
     "admin_socket": "/run/orlop/admin.sock",
     "log_level": "info",
-    "drivers": {"orlop": {"backend": "directory"}},
+    "drivers": {
+        "orlop": {"backend": "directory"},
+        # Size-limited volumes with their own filesystem, on sparse image files.
+        "orlop-block": {"backend": "loopfile", "options": {"size": "10G", "fs": "ext4"}},
+    },
 }
 
 _ENV = {
@@ -70,6 +75,7 @@ class Config(BaseModel):
     plugin_dir: str = "/run/docker/plugins"
     admin_socket: str = "/run/orlop/admin.sock"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    usage_interval: float = Field(default=300.0, ge=1.0)  # seconds between usage refreshes
     drivers: dict[str, DriverConfig] = Field(min_length=1)
     source: str = "embedded default"
 
@@ -101,6 +107,13 @@ class Config(BaseModel):
         return os.path.join(self.state_dir, "orlop.db")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `mode: 0755` as the integer 493; keep integers as written instead."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: loader.construct_scalar(node))
+
+
 def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read the config file (or the embedded default when there is none), apply the environment."""
     environ = os.environ if environ is None else environ
@@ -109,7 +122,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     if os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as file:
-                raw = yaml.safe_load(file) or {}
+                raw = yaml.load(file, Loader=_Loader) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path} is not valid YAML: {error}") from None
         if not isinstance(raw, dict):

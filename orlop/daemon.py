@@ -25,6 +25,8 @@ from orlop.frontends.http import HttpServer
 
 log = logging.getLogger("orlop")
 
+STOP_GRACE_SECONDS = 20.0
+
 
 def build_drivers(config: Config) -> list[Driver]:
     drivers = []
@@ -80,6 +82,10 @@ class Daemon:
         for server in self.servers:
             await server.close()
         self.servers.clear()
+        # Let operations already under way finish and be recorded; what does not finish in
+        # time is repaired by recovery at the next start.
+        if not await self.service.drain(STOP_GRACE_SECONDS):
+            log.warning("stopping with operations still in flight; the next start repairs them")
         self.service.close()
         self.store.close()
         log.info("orlop stopped")
@@ -92,13 +98,41 @@ class Daemon:
             await self.start()
             recovery = asyncio.ensure_future(self.service.recover())
             recovery.add_done_callback(_log_failure)
+            measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
+            discovery = asyncio.ensure_future(self._discover_forever(recovery))
             await self._stop.wait()
+            measuring.cancel()
+            discovery.cancel()
             if not recovery.done():
                 recovery.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await recovery
         finally:
             await self.stop()
+
+    async def _discover_forever(self, recovery: asyncio.Future[None]) -> None:
+        """Adopt volumes other hosts made, for global drivers whose storage can list them."""
+        intervals = {
+            name: float(driver.backend.discover_interval)  # type: ignore[attr-defined]
+            for name, driver in self.service.drivers.items()
+            if callable(getattr(driver.backend, "list_volumes", None))
+            and driver.backend.capabilities.scope == "global"
+        }
+        if not intervals:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.shield(recovery)  # the store is settled before anything is added
+        loop = asyncio.get_running_loop()
+        due = dict.fromkeys(intervals, 0.0)
+        while True:
+            for name, interval in intervals.items():
+                if loop.time() >= due[name]:
+                    due[name] = loop.time() + interval
+                    try:
+                        await self.service.discover(name)
+                    except Exception as error:
+                        log.warning("discovering volumes of driver %s: %s", name, error)
+            await asyncio.sleep(max(0.2, min(due.values()) - loop.time()))
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

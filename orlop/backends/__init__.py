@@ -10,6 +10,8 @@ from orlop.core.model import ConfigError
 # kind → "module:Class"; imported on use so a host without a backend's tools still starts.
 BACKENDS: dict[str, str] = {
     "directory": "orlop.backends.directory:DirectoryBackend",
+    "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
+    "ebs": "orlop.backends.block.ebs:EbsBackend",
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
     "s3": "orlop.backends.network.s3:S3Backend",
 }

@@ -135,3 +135,30 @@ class Describable(Protocol):
 class Resizable(Protocol):
     def resize(self, volume: VolumeRef, size: int) -> dict[str, Any]:
         """Grow the volume to `size` bytes (online if attached); return the new record."""
+
+
+@runtime_checkable
+class Snapshottable(Protocol):
+    """Point-in-time copies of a volume; a backend offering them sets capabilities.snapshot.
+
+    A snapshot is a dict with at least `id`, `name`, `volume`, `state`, `created_at`.
+    """
+
+    def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
+        """Take a snapshot of `volume` called `name` (unique per driver)."""
+
+    def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
+        """This driver's snapshots, all or of the volume called `volume`."""
+
+    def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
+        """Delete a snapshot by ID or name; return what was deleted."""
+
+
+@runtime_checkable
+class Discoverable(Protocol):
+    """A global backend whose storage knows the volumes (by name) better than this host."""
+
+    discover_interval: float  # seconds between the daemon's discovery rounds
+
+    def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        """Every volume the storage holds for this driver: (name, options, record)."""

@@ -40,7 +40,7 @@ USAGE_WALK_SECONDS = 2.0
 
 
 def _is_bind(options: dict[str, str]) -> bool:
-    return options.get("type") in ("none", "bind") or "bind" in _mount_flags(options)
+    return options.get("type") == "bind" or "bind" in _mount_flags(options)
 
 
 def _mount_flags(options: dict[str, str]) -> list[str]:

@@ -31,12 +31,12 @@ class AdminClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def call(self, name: str, **body: Any) -> Any:
+    def call(self, endpoint: str, /, **body: Any) -> Any:
         connection = _UnixConnection(self.socket_path, self.timeout)
         try:
             connection.request(
                 "POST",
-                f"/v1/{name}",
+                f"/v1/{endpoint}",
                 body=json.dumps(body),
                 headers={"Content-Type": "application/json"},
             )

@@ -130,13 +130,18 @@ def _usage_column(volume: dict[str, Any]) -> str:
     return format_size(usage["used"])
 
 
+def _free_column(volume: dict[str, Any]) -> str:
+    usage = volume.get("usage") or {}
+    return format_size(usage["free"]) if usage.get("free") is not None else "-"
+
+
 @volume.command("ls")
 @click.option("-d", "--driver", help="Only this driver's volumes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--no-usage", is_flag=True, help="Do not measure usage (faster).")
 @pass_context
 def volume_ls(ctx: Context, driver: str | None, as_json: bool, no_usage: bool) -> None:
-    """List volumes: name, driver, backend, usage, mounts, created."""
+    """List volumes: name, driver, backend, used/size, free, mounts, created."""
     try:
         volumes = ctx.client().call("volumes/list", driver=driver, usage=not no_usage)
     except OrlopError as error:
@@ -145,9 +150,17 @@ def volume_ls(ctx: Context, driver: str | None, as_json: bool, no_usage: bool) -
     if as_json:
         _echo_json(volumes)
         return
-    rows = [("NAME", "DRIVER", "BACKEND", "USED/SIZE", "MOUNTS", "CREATED")]
+    rows = [("NAME", "DRIVER", "BACKEND", "USED/SIZE", "FREE", "MOUNTS", "CREATED")]
     rows += [
-        (v["name"], v["driver"], v["backend"], _usage_column(v), str(v["mounts"]), v["created_at"])
+        (
+            v["name"],
+            v["driver"],
+            v["backend"],
+            _usage_column(v),
+            _free_column(v),
+            str(v["mounts"]),
+            v["created_at"],
+        )
         for v in volumes
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -225,7 +238,91 @@ def volume_resize(ctx: Context, name: str, size: str, driver: str | None) -> Non
     except OrlopError as error:
         _fail(error)
         return
-    click.echo(f"{resized['name']}: {_usage_column(resized)}")
+    click.echo(f"{resized['name']}: {_usage_column(resized)}, {_free_column(resized)} free")
+
+
+# snapshots --------------------------------------------------------------------------------
+@cli.group()
+def snapshot() -> None:
+    """Snapshots of volumes, on drivers that take them (ebs, …)."""
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+@snapshot.command("create")
+@click.argument("volume")
+@click.argument("name", required=False)
+@click.option("-d", "--driver", help="Driver, when the volume name exists in several.")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+@pass_context
+def snapshot_create(
+    ctx: Context, volume: str, name: str | None, driver: str | None, as_json: bool
+) -> None:
+    """Snapshot VOLUME, as NAME (default: VOLUME-<UTC time>)."""
+    try:
+        made = ctx.client().call("snapshots/create", volume=volume, snapshot=name, driver=driver)
+    except OrlopError as error:
+        _fail(error)
+        return
+    if as_json:
+        _echo_json(made)
+    else:
+        click.echo(f"{made['name']} {made['id']}")
+
+
+@snapshot.command("ls")
+@click.argument("volume", required=False)
+@click.option("-d", "--driver", help="Only this driver's snapshots.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def snapshot_ls(ctx: Context, volume: str | None, driver: str | None, as_json: bool) -> None:
+    """List snapshots, all or of VOLUME."""
+    try:
+        found = ctx.client().call("snapshots/list", volume=volume, driver=driver)
+    except OrlopError as error:
+        _fail(error)
+        return
+    if as_json:
+        _echo_json(found)
+        return
+    rows = [("NAME", "ID", "VOLUME", "DRIVER", "STATE", "SIZE", "CREATED")]
+    rows += [
+        (
+            s["name"],
+            s["id"],
+            s["volume"],
+            s["driver"],
+            str(s.get("state") or "-"),
+            f"{s['size_gib']}G" if s.get("size_gib") else "-",
+            s.get("created_at") or "-",
+        )
+        for s in found
+    ]
+    _print_table(rows)
+
+
+@snapshot.command("rm")
+@click.argument("snapshots", nargs=-1, required=True)
+@click.option("-d", "--driver", help="Driver, when several take snapshots.")
+@pass_context
+def snapshot_rm(ctx: Context, snapshots: tuple[str, ...], driver: str | None) -> None:
+    """Delete snapshots, by name or ID."""
+    client = ctx.client()
+    failed = False
+    for snapshot in snapshots:
+        try:
+            client.call("snapshots/remove", snapshot=snapshot, driver=driver)
+            click.echo(snapshot)
+        except OrlopError as error:
+            click.echo(f"orlop: {error}", err=True)
+            failed = True
+    sys.exit(1 if failed else 0)
 
 
 # drivers ----------------------------------------------------------------------------------

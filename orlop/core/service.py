@@ -14,9 +14,12 @@ Docker's protocol, the admin API and the CLI all come through here. The rules:
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import logging
+import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -65,6 +68,11 @@ class VolumeService:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="orlop-backend")
         # Bumped on every change a driver's List would show; frontends cache on it.
         self.generation: dict[str, int] = dict.fromkeys(self.drivers, 0)
+        # When each volume was last removed here, so discovery does not bring it back.
+        self._removed_at: dict[tuple[str, str], float] = {}
+        self._background: set[asyncio.Future[None]] = set()
+        self._active = 0  # operations holding (or waiting for) a volume lock
+        self._idle = asyncio.Event()
         self._load()
 
     def _load(self) -> None:
@@ -84,6 +92,8 @@ class VolumeService:
             self._pending.append(volume)
 
     def close(self) -> None:
+        for task in self._background:
+            task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # reads: memory only -----------------------------------------------------------------
@@ -106,7 +116,7 @@ class VolumeService:
         self.driver(driver)
         return list(self._volumes[driver].values())
 
-    def find(self, name: str) -> list[Volume]:
+    def find(self, name: str) -> builtins.list[Volume]:
         """Volumes called `name`, across every driver."""
         return [vols[name] for vols in self._volumes.values() if name in vols]
 
@@ -157,6 +167,7 @@ class VolumeService:
             self._volumes[driver_name][name] = volume
             self._changed(driver_name)
             log.info("created volume %s (driver %s)", name, driver_name)
+            self._measure_later(volume)
             return volume
 
     async def _undo_create(self, driver: Driver, volume: Volume) -> None:
@@ -191,6 +202,7 @@ class VolumeService:
                 self._changed(driver_name)
                 raise _as_user_error(error, f"removing volume {name}") from error
             self.store.delete(driver_name, name)
+            self._removed_at[(driver_name, name)] = time.monotonic()
             log.info("removed volume %s (driver %s)", name, driver_name)
 
     async def mount(self, driver_name: str, name: str, mount_id: str) -> str:
@@ -235,6 +247,7 @@ class VolumeService:
             self.store.update(volume, drop_mount=mount_id)
             self._changed(driver_name)
             await self._settle_detached(driver, volume, raise_errors=True)
+        self._measure_later(volume)
 
     async def _settle_detached(
         self, driver: Driver, volume: Volume, raise_errors: bool = False
@@ -256,20 +269,41 @@ class VolumeService:
     async def refresh_usage(self, driver_name: str, name: str, timeout: float = 10.0) -> Volume:
         """Ask the backend for size/used/free now, and remember it for Status."""
         driver = self.driver(driver_name)
-        volume = self.get(driver_name, name)
-        try:
-            usage = await asyncio.wait_for(self._call(driver.backend.usage, _ref(volume)), timeout)
-        except TimeoutError:
-            volume.fault = f"usage did not answer within {timeout:g}s"
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            try:
+                usage = await asyncio.wait_for(
+                    self._call(driver.backend.usage, _ref(volume)), timeout
+                )
+            except (TimeoutError, OrlopError, OSError) as error:
+                # Usage is a hint for Status, not a fault of the volume: keep the last value.
+                log.debug("usage of %s: %s", name, error or "timed out")
+                return volume
+            if usage is not None and usage != volume.usage:  # None: unknown now, keep the last
+                volume.usage = usage
+                self.store.set_usage(volume)
+                self._changed(driver_name)
             return volume
-        except OrlopError as error:
-            volume.fault = str(error)
-            return volume
-        if usage != volume.usage:
-            volume.usage = usage
-            self.store.set_usage(volume)
-            self._changed(driver_name)
-        return volume
+
+    def _measure_later(self, volume: Volume) -> None:
+        """Refresh usage soon, in the background, once the caller has released the lock."""
+
+        async def measure() -> None:
+            with contextlib.suppress(OrlopError):  # removed meanwhile
+                await self.refresh_usage(volume.driver, volume.name)
+
+        task = asyncio.ensure_future(measure())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def measure_all(self, interval: float) -> None:
+        """Refresh every volume's usage for Status, one at a time, every `interval` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            for driver, volumes in self._volumes.items():
+                for name in list(volumes):
+                    with contextlib.suppress(OrlopError):
+                        await self.refresh_usage(driver, name)
 
     async def resize(self, driver_name: str, name: str, size: int) -> Volume:
         driver = self.driver(driver_name)
@@ -283,6 +317,99 @@ class VolumeService:
             self.store.update(volume)
             self._changed(driver_name)
         return await self.refresh_usage(driver_name, name)
+
+    # snapshots: an optional capability ---------------------------------------------------
+    def snapshot_drivers(self) -> builtins.list[str]:
+        """The drivers whose backend can take snapshots."""
+        return sorted(n for n, d in self.drivers.items() if d.backend.capabilities.snapshot)
+
+    def _snapshotter(self, driver_name: str) -> Any:
+        driver = self.driver(driver_name)
+        if not driver.backend.capabilities.snapshot:
+            able = ", ".join(self.snapshot_drivers()) or "none"
+            raise InvalidOption(
+                f"driver {driver_name} ({driver.kind}) cannot take snapshots; "
+                f"drivers that can: {able}"
+            )
+        return driver.backend
+
+    async def create_snapshot(
+        self, driver_name: str, name: str, snapshot_name: str | None = None
+    ) -> dict[str, Any]:
+        """Snapshot volume `name`; the snapshot's name defaults to <volume>-<UTC time>."""
+        backend = self._snapshotter(driver_name)
+        snapshot_name = snapshot_name or f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        validate_name(snapshot_name, "snapshot name")
+        async with self._lock(driver_name, name):
+            volume = self.get(driver_name, name)
+            try:
+                made = await self._call(backend.create_snapshot, _ref(volume), snapshot_name)
+            except BaseException as error:
+                raise _as_user_error(error, f"snapshotting volume {name}") from error
+        log.info("snapshot %s of volume %s (driver %s)", snapshot_name, name, driver_name)
+        return {**made, "driver": driver_name}
+
+    async def list_snapshots(
+        self, driver_name: str, volume: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        backend = self._snapshotter(driver_name)
+        if volume is not None:
+            validate_name(volume)
+        try:
+            found = await self._call(backend.list_snapshots, volume)
+        except BaseException as error:
+            raise _as_user_error(error, "listing snapshots") from error
+        return [{**snapshot, "driver": driver_name} for snapshot in found]
+
+    async def delete_snapshot(self, driver_name: str, snapshot: str) -> dict[str, Any]:
+        backend = self._snapshotter(driver_name)
+        try:
+            deleted = await self._call(backend.delete_snapshot, snapshot)
+        except BaseException as error:
+            raise _as_user_error(error, f"deleting snapshot {snapshot}") from error
+        log.info("deleted snapshot %s (driver %s)", snapshot, driver_name)
+        return {**deleted, "driver": driver_name}
+
+    # discovery: volumes other hosts made on shared storage --------------------------------
+    async def discover(self, driver_name: str) -> builtins.list[Volume]:
+        """Take in the volumes a Discoverable backend knows and this host's store does not."""
+        driver = self.driver(driver_name)
+        list_volumes = getattr(driver.backend, "list_volumes", None)
+        if list_volumes is None or driver.backend.capabilities.scope != "global":
+            return []
+        adopted = []
+        started = time.monotonic()
+        for name, options, record in await self._call(list_volumes):
+            try:
+                validate_name(name)
+            except OrlopError:
+                log.warning("driver %s: skipping volume with invalid name %r", driver_name, name)
+                continue
+            async with self._lock(driver_name, name):
+                removed = self._removed_at.get((driver_name, name), -1.0)
+                if name in self._volumes[driver_name] or removed >= started:
+                    continue  # known here, or removed here while the backend was listing
+                volume = Volume(
+                    driver=driver_name,
+                    name=name,
+                    backend=driver.kind,
+                    options=options,
+                    record=record,
+                    created_at=record.get("created_at") or now_rfc3339(),
+                    state=State.READY,
+                )
+                volume.mountpoint = driver.backend.mountpoint(_ref(volume))
+                try:
+                    self.store.insert(volume)
+                except Exception as error:  # a row in CREATING/REMOVING: recover() owns it
+                    log.info("not discovering %s: %s", name, error)
+                    continue
+                self._volumes[driver_name][name] = volume
+                adopted.append(volume)
+                log.info("discovered volume %s (driver %s)", name, driver_name)
+        if adopted:
+            self._changed(driver_name)
+        return adopted
 
     # crash recovery ---------------------------------------------------------------------
     async def recover(self) -> None:
@@ -326,12 +453,33 @@ class VolumeService:
         self._changed(volume.driver)
 
     # helpers ----------------------------------------------------------------------------
-    def _lock(self, driver: str, name: str) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def _lock(self, driver: str, name: str) -> AsyncIterator[None]:
+        """Hold the volume's lock; counted, so that `drain()` can wait for operations."""
         key = (driver, name)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
-        return lock
+        self._active += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for operations in flight; True if none is left."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._active:
+            self._idle.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), remaining)
+        return True
 
     def _changed(self, driver: str) -> None:
         self.generation[driver] += 1

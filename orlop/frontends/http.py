@@ -30,6 +30,7 @@ Handler = Callable[[bytes], "Response | Awaitable[Response]"]
 
 MAX_BODY = 1024 * 1024
 REQUEST_TIMEOUT = 30.0  # a started request must arrive whole within this
+MAX_QUEUED = 64  # pipelined requests waiting behind a slow one, per connection
 CONTENT_TYPE = b"application/json"
 
 
@@ -47,10 +48,12 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_size",
+        "_busy",
         "_closing",
+        "_forbidden",
         "_in_message",
         "_parser",
-        "_pending",
+        "_queued",
         "_server",
         "_timer",
         "_transport",
@@ -64,7 +67,9 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._body: list[bytes] = []
         self._body_size = 0
-        self._pending: deque[list[object]] = deque()  # [ready, response bytes, keep_alive]
+        self._forbidden = False
+        self._busy = False  # an asynchronous handler is serving this connection
+        self._queued: deque[tuple[bytes, bytes, bool]] = deque()
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self._in_message = False
@@ -72,8 +77,9 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        if not self._server.accept_peer(transport):
-            self._fail(403, "permission denied: the admin socket is for root only")
+        # A refused peer still gets its request read and a 403 answer: closing at once
+        # would show the client only a broken pipe.
+        self._forbidden = not self._server.accept_peer(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -88,7 +94,11 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(400, "protocol upgrades are not supported")
         except httptools.HttpParserError as error:
-            self._fail(400, f"malformed HTTP request: {error}")
+            if self._body_size > self._server.max_body:
+                limit = self._server.max_body
+                self._fail(413, f"request body too large: at most {limit} bytes are accepted")
+            else:
+                self._fail(400, f"malformed HTTP request: {error}")
         if self._in_message and self._timer is None and not self._closing:
             # Part of a request is buffered: it must be completed in time.
             loop = asyncio.get_running_loop()
@@ -104,6 +114,7 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         too_large = value.isdigit() and int(value) > self._server.max_body
         if too_large and name.lower() == b"content-length":
+            self._body_size = int(value)
             raise httptools.HttpParserError("body too large")
 
     def on_body(self, body: bytes) -> None:
@@ -119,6 +130,19 @@ class _Connection(asyncio.Protocol):
         self._url, self._body, self._body_size = b"", [], 0
         keep_alive = self._parser.should_keep_alive()
         path = url.split(b"?", 1)[0]
+        if self._forbidden:
+            self._fail(403, "permission denied: the admin socket is for root only")
+            return
+        if self._busy or self._queued:
+            # Pipelined behind a request still being served: run it after, in order.
+            self._queued.append((path, body, keep_alive))
+            if len(self._queued) == MAX_QUEUED and self._transport is not None:
+                self._transport.pause_reading()  # back-pressure on a runaway pipeline
+            return
+        self._dispatch(path, body, keep_alive)
+
+    # internals --------------------------------------------------------------------------
+    def _dispatch(self, path: bytes, body: bytes, keep_alive: bool) -> None:
         handler = self._server.routes.get(path)
         if handler is None:
             result: Response | Awaitable[Response] = (
@@ -132,33 +156,29 @@ class _Connection(asyncio.Protocol):
                 log.exception("handler for %s failed", path)
                 result = (500, error_body(f"internal error: {error}"))
         if isinstance(result, tuple):
-            if not self._pending:
-                self._write(result, keep_alive)
-                return
-            self._pending.append([True, self._format(*result, keep_alive), keep_alive])
+            self._write(result, keep_alive)
             return
-        slot: list[object] = [False, b"", keep_alive]
-        self._pending.append(slot)
+        # Served as a task: it completes even if the client goes away meanwhile, so a
+        # Mount that was started is also recorded.
+        self._busy = True
         task = asyncio.ensure_future(result)
-        task.add_done_callback(lambda t: self._async_done(slot, t))
+        task.add_done_callback(lambda t: self._async_done(t, keep_alive))
 
-    # internals --------------------------------------------------------------------------
-    def _async_done(self, slot: list[object], task: asyncio.Future[Response]) -> None:
+    def _async_done(self, task: asyncio.Future[Response], keep_alive: bool) -> None:
+        self._busy = False
         try:
-            status, body = task.result()
+            response = task.result()
         except Exception as error:
             log.exception("async handler failed")
-            status, body = 500, error_body(f"internal error: {error}")
-        slot[0], slot[1] = True, self._format(status, body, bool(slot[2]))
-        while self._pending and self._pending[0][0]:
-            _, data, keep_alive = self._pending.popleft()
-            if self._transport is not None and not self._closing:
-                self._transport.write(data)  # type: ignore[arg-type]
-                if not keep_alive:
-                    self._close()
+            response = 500, error_body(f"internal error: {error}")
+        self._write(response, keep_alive)
+        while self._queued and not self._busy and not self._closing:
+            self._dispatch(*self._queued.popleft())
+            if len(self._queued) == MAX_QUEUED - 1 and self._transport is not None:
+                self._transport.resume_reading()
 
     def _write(self, response: Response, keep_alive: bool) -> None:
-        if self._transport is None:
+        if self._transport is None or self._closing:
             return
         self._transport.write(self._format(*response, keep_alive))
         if not keep_alive:

@@ -35,27 +35,16 @@ WRITE = (
 )
 
 
-@pytest.fixture
-def driver_config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    kind = request.param
-    if kind == "sshfs":
-        server: Sshd = request.getfixturevalue("running_sshd")
-        base = server.data / unique("e2e")
-        base.mkdir()
-        return {"backend": "sshfs", "options": server.options(path=str(base))}
-    bucket_server: S3Server = request.getfixturevalue("s3")
-    return {
-        "backend": "s3",
-        "options": bucket_server.options("e2e", prefix=unique("e2e"), delete_on_remove="true"),
-    }
+@contextlib.contextmanager
+def two_hosts(config: dict[str, Any]) -> Iterator[tuple[str, OrlopDaemon, OrlopDaemon]]:
+    """(driver name, the daemon dockerd talks to, a second daemon on "another host").
 
-
-@pytest.fixture
-def hosts(driver_config: dict[str, Any]) -> Iterator[tuple[str, OrlopDaemon, OrlopDaemon]]:
-    """(driver name, the daemon dockerd talks to, a second daemon on "another host")."""
-    driver = unique()
-    first = OrlopDaemon({driver: driver_config}, plugin_dir=PLUGIN_DIR)
-    second = OrlopDaemon({driver: driver_config})
+    One driver name per session and kind: dockerd remembers every driver it has used and
+    retries dead ones when it looks up an unknown volume name.
+    """
+    driver = unique("orlop-net")
+    first = OrlopDaemon({driver: config}, plugin_dir=PLUGIN_DIR)
+    second = OrlopDaemon({driver: config})
     try:
         first.start()
         second.start()
@@ -63,6 +52,21 @@ def hosts(driver_config: dict[str, Any]) -> Iterator[tuple[str, OrlopDaemon, Orl
     finally:
         second.destroy()
         first.destroy()
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts(sshd: Sshd) -> Iterator[tuple[str, OrlopDaemon, OrlopDaemon]]:
+    base = sshd.data / unique("e2e")
+    base.mkdir()
+    with two_hosts({"backend": "sshfs", "options": sshd.options(path=str(base))}) as hosts:
+        yield hosts
+
+
+@pytest.fixture(scope="session")
+def s3_hosts(s3: S3Server) -> Iterator[tuple[str, OrlopDaemon, OrlopDaemon]]:
+    options = s3.options("e2e", prefix=unique("e2e"), delete_on_remove="true")
+    with two_hosts({"backend": "s3", "options": options}) as hosts:
+        yield hosts
 
 
 def read_on_other_host(daemon: OrlopDaemon, driver: str, volume: str) -> dict[str, str]:
@@ -85,11 +89,11 @@ def read_on_other_host(daemon: OrlopDaemon, driver: str, volume: str) -> dict[st
     return digests
 
 
-@pytest.mark.parametrize("driver_config", ["sshfs", "s3"], indirect=True)
+@pytest.mark.parametrize("kind", ["ssh", "s3"])
 def test_containers_and_another_host_share_a_volume(
-    dockerd: Dockerd, hosts: tuple[str, OrlopDaemon, OrlopDaemon]
+    dockerd: Dockerd, kind: str, request: pytest.FixtureRequest
 ) -> None:
-    driver, _first, second = hosts
+    driver, _first, second = request.getfixturevalue(f"{kind}_hosts")
     volume = unique("vol")
     dockerd.run("volume", "create", "-d", driver, volume)
     try:
@@ -112,11 +116,10 @@ def test_containers_and_another_host_share_a_volume(
         dockerd.run("volume", "rm", "-f", volume, check=False)
 
 
-@pytest.mark.parametrize("driver_config", ["sshfs"], indirect=True)
 def test_sshd_restart_while_a_container_holds_the_volume(
-    dockerd: Dockerd, hosts: tuple[str, OrlopDaemon, OrlopDaemon], running_sshd: Sshd
+    dockerd: Dockerd, ssh_hosts: tuple[str, OrlopDaemon, OrlopDaemon], running_sshd: Sshd
 ) -> None:
-    driver, _first, _second = hosts
+    driver, _first, _second = ssh_hosts
     volume = unique("vol")
     holder = unique("holder")
     dockerd.run("volume", "create", "-d", driver, volume)

@@ -114,9 +114,35 @@ class Dockerd:
         )
         if check and result.returncode != 0:
             raise DockerError(
-                f"docker {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}"
+                f"docker {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stderr}{result.stdout}"
             )
         return result
+
+    def sh(self, volume: str, script: str, *options: str, check: bool = True) -> str:
+        """Run `sh -c script` in a throw-away container with `volume` at /data; its stdout.
+
+        `volume` is a `-v` spec (`name` or `name:/path`), or a full `--mount` spec when it
+        starts with `type=`; `options` go before the image (e.g. --volume-driver D).
+        """
+        if volume.startswith("type="):
+            where = ["--mount", volume]
+        else:
+            where = ["-v", volume if ":" in volume else f"{volume}:/data"]
+        result = self.run(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            *where,
+            *options,
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+            check=check,
+        )
+        return result.stdout
 
     def ensure_image(self) -> str:
         """Import a busybox-static image (no registry is reachable)."""
@@ -125,7 +151,8 @@ class Dockerd:
         busybox = shutil.which("busybox") or "/bin/busybox"
         rootfs = self.root / "rootfs"
         (rootfs / "bin").mkdir(parents=True, exist_ok=True)
-        for directory in ("tmp", "data", "proc", "sys", "dev", "etc"):
+        # No /data in the image: Docker would copy its mode and owner onto empty volumes.
+        for directory in ("tmp", "proc", "sys", "dev", "etc"):
             (rootfs / directory).mkdir(exist_ok=True)
         shutil.copy2(busybox, rootfs / "bin" / "busybox")
         for applet in BUSYBOX_APPLETS:

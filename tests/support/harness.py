@@ -60,6 +60,9 @@ class Harness:
         return again
 
     def close(self) -> None:
+        pending = list(self.service._background)
         self.service.close()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.store.close()
         self.loop.close()

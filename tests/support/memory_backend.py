@@ -1,4 +1,4 @@
-"""An in-memory backend for unit tests of the service: no OS, every call counted, faults on demand."""
+"""An in-memory backend for unit tests of the service: no OS, calls counted, faults on demand."""
 
 from __future__ import annotations
 

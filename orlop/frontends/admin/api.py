@@ -47,6 +47,22 @@ class ResizeBody(VolumeBody):
     size: str
 
 
+class SnapshotCreateBody(_Body):
+    volume: str
+    snapshot: str | None = None  # its name
+    driver: str | None = None
+
+
+class SnapshotListBody(_Body):
+    volume: str | None = None
+    driver: str | None = None
+
+
+class SnapshotRemoveBody(_Body):
+    snapshot: str
+    driver: str | None = None
+
+
 class AdminApi:
     def __init__(self, service: VolumeService, describe_driver: Callable[[str], dict[str, Any]]):
         self.service = service
@@ -61,6 +77,9 @@ class AdminApi:
             "volumes/inspect": (VolumeBody, self.inspect),
             "volumes/remove": (VolumeBody, self.remove),
             "volumes/resize": (ResizeBody, self.resize),
+            "snapshots/create": (SnapshotCreateBody, self.snapshot_create),
+            "snapshots/list": (SnapshotListBody, self.snapshot_list),
+            "snapshots/remove": (SnapshotRemoveBody, self.snapshot_remove),
         }
         return {f"/v1/{name}".encode(): self._wrap(*call) for name, call in calls.items()}
 
@@ -119,6 +138,31 @@ class AdminApi:
             raise InvalidOption(f"invalid size: {error}") from None
         volume = await self.service.resize(volume.driver, volume.name, size)
         return self._describe(volume)
+
+    async def snapshot_create(self, body: SnapshotCreateBody) -> dict[str, Any]:
+        volume = self._find(VolumeBody(name=body.volume, driver=body.driver))
+        return await self.service.create_snapshot(volume.driver, volume.name, body.snapshot)
+
+    async def snapshot_list(self, body: SnapshotListBody) -> list[dict[str, Any]]:
+        drivers = [body.driver] if body.driver else self.service.snapshot_drivers()
+        found = await asyncio.gather(
+            *(self.service.list_snapshots(driver, body.volume) for driver in drivers)
+        )
+        return [snapshot for snapshots in found for snapshot in snapshots]
+
+    async def snapshot_remove(self, body: SnapshotRemoveBody) -> dict[str, Any]:
+        driver = body.driver
+        if driver is None:
+            able = self.service.snapshot_drivers()
+            if len(able) != 1:
+                raise InvalidOption(
+                    "no driver takes snapshots"
+                    if not able
+                    else f"several drivers take snapshots ({', '.join(able)}): "
+                    "name one with --driver"
+                )
+            driver = able[0]
+        return await self.service.delete_snapshot(driver, body.snapshot)
 
     # helpers ----------------------------------------------------------------------------
     def _find(self, body: VolumeBody) -> Volume:

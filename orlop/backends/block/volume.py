@@ -1,0 +1,255 @@
+"""BlockBackend: a Backend over any DeviceProvider, with one shared filesystem layer.
+
+A provider makes a block device exist and appear on this host; this class does the rest,
+the same way for every provider:
+
+    create  = provider.create
+    attach  = provider.attach_device → detect, or format on first use → mount (nodev,nosuid)
+    detach  = unmount → provider.detach_device
+    resize  = provider.grow → grow the filesystem online (or at the next attach)
+    remove  = unmount, detach (if a crash left them) → provider.remove
+
+Use it by naming the provider in a subclass; kind, options and capabilities follow:
+
+    class LoopFileBackend(BlockBackend):
+        provider_class = LoopFileProvider
+
+Crash safety: the service records the volume's state before each call, every step here is
+idempotent, and the steps inside attach that matter after a crash (a format in progress, a
+grow in progress) are recorded in a per-volume journal first. `failpoint("block.<step>")`
+marks each step so tests can kill the daemon there:
+
+    block.after_create, block.after_attach_device, block.before_format, block.after_format,
+    block.after_mount, block.after_unmount, block.after_detach_device, block.before_remove,
+    block.after_grow_device, block.after_grow_fs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from typing import Any, ClassVar
+
+from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
+from orlop.backends.block import filesystem
+from orlop.backends.block.journal import Journal
+from orlop.backends.block.provider import DeviceProvider
+from orlop.core.failpoints import failpoint
+from orlop.core.model import BackendError, InvalidOption, Usage
+from orlop.core.options import OptionSet, format_size
+
+log = logging.getLogger(__name__)
+
+
+class BlockBackend:
+    provider_class: ClassVar[type[DeviceProvider]]
+    kind: ClassVar[str]
+    options: ClassVar[OptionSet]
+    capabilities: Capabilities = Capabilities(resize=True)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        provider = cls.__dict__.get("provider_class")
+        if provider is None:
+            return
+        cls.kind = provider.kind
+        cls.options = OptionSet([*provider.options.options.values(), *filesystem.OPTIONS])
+        base = getattr(provider, "capabilities", Capabilities())
+        cls.capabilities = dataclasses.replace(base, resize=True)
+
+    def __init__(self, context: BackendContext, provider: DeviceProvider | None = None) -> None:
+        self.context = context
+        self.provider = provider if provider is not None else self.provider_class(context)
+        # A provider may decide its capabilities per instance (from settings): follow it.
+        self.capabilities = dataclasses.replace(self.provider.capabilities, resize=True)
+        self.journal = Journal(context.path("block"))
+        # Driver setting (the host admin's, never a volume's): let volumes ask for dev/suid.
+        self.allow_suid_dev = context.settings.get("allow_suid_dev") is True
+        self.mounts_root = context.path("mounts")
+        os.makedirs(self.mounts_root, mode=0o700, exist_ok=True)
+
+    # Backend protocol -------------------------------------------------------------------
+    def validate(self, name: str, options: dict[str, str]) -> None:
+        size = int(options["size"]) if options.get("size", "").isdigit() else None
+        filesystem.check(options, size, self.allow_suid_dev)
+        self.provider.validate(name, options)
+
+    def mountpoint(self, volume: VolumeRef) -> str:
+        return os.path.join(self.mounts_root, volume.name)
+
+    def create(self, volume: VolumeRef) -> dict[str, Any]:
+        # A journal left by an earlier volume of this name must not say "formatted".
+        self.journal.reset(volume.name)
+        record = self.provider.create(volume)
+        failpoint("block.after_create")
+        return record
+
+    def remove(self, volume: VolumeRef) -> None:
+        # After a crash the volume may still be mounted or its device attached: undo both.
+        self._unmount(volume)
+        self.provider.detach_device(volume)
+        failpoint("block.before_remove")
+        self.provider.remove(volume)
+        self.journal.drop(volume.name)
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(self.mountpoint(volume))
+
+    def attach(self, volume: VolumeRef) -> str:
+        target = self.mountpoint(volume)
+        if filesystem.mounted_fs(target) is None:
+            device = self.provider.attach_device(volume)
+            failpoint("block.after_attach_device")
+            try:
+                fstype = self._ensure_filesystem(volume, device)
+                self._grow_unmounted(volume, device, fstype)
+                os.makedirs(target, mode=0o755, exist_ok=True)
+                filesystem.mount(
+                    device,
+                    target,
+                    fstype,
+                    volume.options.get("mount_options", ""),
+                    self.allow_suid_dev,
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.detach(volume)
+                raise
+            failpoint("block.after_mount")
+        self._finish_resize(volume, target)
+        return target
+
+    def detach(self, volume: VolumeRef) -> None:
+        self._unmount(volume)
+        failpoint("block.after_unmount")
+        self.provider.detach_device(volume)
+        failpoint("block.after_detach_device")
+
+    def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
+        return self.mountpoint(volume) in mounted
+
+    def usage(self, volume: VolumeRef) -> Usage | None:
+        target = self.mountpoint(volume)
+        if filesystem.mounted_fs(target) is not None:
+            return filesystem.usage(target)
+        # Detached: what the filesystem held at its last unmount (the device is not here).
+        cached = self.journal.get(volume.name).get("usage")
+        return Usage(**cached) if isinstance(cached, dict) else None
+
+    def describe(self, volume: VolumeRef) -> dict[str, Any]:
+        return {"fs": filesystem.fs_of(volume.options), **self.provider.describe(volume)}
+
+    @classmethod
+    def host_checks(cls) -> list[Check]:
+        return [*cls.provider_class.host_checks(), *filesystem.host_checks()]
+
+    # Resizable --------------------------------------------------------------------------
+    def resize(self, volume: VolumeRef, size: int) -> dict[str, Any]:
+        """Grow the device to `size` bytes and the filesystem with it (online if mounted)."""
+        current = int(volume.options["size"]) if volume.options.get("size", "").isdigit() else 0
+        if size < current:
+            raise InvalidOption(
+                f"volume {volume.name} is {format_size(current)}; shrinking it to "
+                f"{format_size(size)} is not supported (filesystems grow online but cannot "
+                "shrink safely): create a smaller volume and copy the data"
+            )
+        filesystem.check(volume.options, size, self.allow_suid_dev)
+        self.journal.update(volume.name, resizing=size, usage=None)
+        try:
+            record = self.provider.grow(volume, size)
+        except BaseException:
+            self.journal.update(volume.name, resizing=None)
+            raise
+        failpoint("block.after_grow_device")
+        target = self.mountpoint(volume)
+        if filesystem.mounted_fs(target) is not None:
+            try:
+                filesystem.grow(target)
+            except BackendError as error:
+                raise BackendError(
+                    f"the device of {volume.name} grew to {format_size(size)}, but its "
+                    f"filesystem did not: {error}"
+                ) from None
+            self.journal.update(volume.name, resizing=None)
+            failpoint("block.after_grow_fs")
+        else:
+            log.info(
+                "volume %s is not mounted: its filesystem grows at the next mount", volume.name
+            )
+        return record
+
+    # steps ------------------------------------------------------------------------------
+    def _ensure_filesystem(self, volume: VolumeRef, device: str) -> str:
+        """The filesystem type on `device`, formatting it first if this is its first use."""
+        wanted = filesystem.fs_of(volume.options)
+        entry = self.journal.get(volume.name)
+        interrupted = bool(entry.get("formatting"))
+        if interrupted:
+            # Our own format never finished, so nothing was ever stored here: start over.
+            log.warning("volume %s: finishing a format a crash interrupted", volume.name)
+            filesystem.wipe(device)
+            detected = None
+        else:
+            detected = filesystem.detect(device)
+        if detected is not None:
+            if detected != wanted:
+                log.warning(
+                    "volume %s asks for %s but %s holds %s: mounting it as it is",
+                    volume.name,
+                    wanted,
+                    device,
+                    detected,
+                )
+            if not entry.get("formatted"):
+                self.journal.update(volume.name, formatted=True, fs=detected)
+            return detected
+        if entry.get("formatted"):
+            raise BackendError(
+                f"volume {volume.name} was formatted as {entry.get('fs', wanted)} but its device "
+                f"{device} holds no filesystem now: refusing to format it again, which would "
+                "lose its data; check the device (or remove the volume)"
+            )
+        self.journal.update(volume.name, formatting=True)
+        failpoint("block.before_format")
+        filesystem.make(device, wanted, volume.options.get("mkfs_options", ""), force=interrupted)
+        failpoint("block.after_format")
+        self.journal.update(volume.name, formatting=None, formatted=True, fs=wanted)
+        log.info("volume %s: formatted %s as %s", volume.name, device, wanted)
+        return wanted
+
+    def _unmount(self, volume: VolumeRef) -> None:
+        target = self.mountpoint(volume)
+        if filesystem.mounted_fs(target) is None:
+            return
+        with contextlib.suppress(OSError):  # usage is a nicety; the unmount is what matters
+            self.journal.update(volume.name, usage=filesystem.usage(target).as_dict())
+        filesystem.unmount(target)
+
+    def _grow_unmounted(self, volume: VolumeRef, device: str, fstype: str) -> None:
+        pending = self.journal.get(volume.name).get("resizing")
+        if not isinstance(pending, int):
+            return
+        try:
+            self.provider.grow(volume, pending)
+            grown = filesystem.grow_unmounted(device, fstype)
+        except Exception as error:
+            # Mount the data anyway; the grow is retried after mounting and at the next attach.
+            log.error("volume %s: growing before the mount failed: %s", volume.name, error)
+            return
+        if grown:
+            self.journal.update(volume.name, resizing=None)
+
+    def _finish_resize(self, volume: VolumeRef, target: str) -> None:
+        pending = self.journal.get(volume.name).get("resizing")
+        if not isinstance(pending, int):
+            return
+        log.info("volume %s: finishing a grow to %s", volume.name, format_size(pending))
+        try:
+            self.provider.grow(volume, pending)
+            filesystem.grow(target)
+        except Exception as error:
+            # The data is mounted and usable; the grow is retried at the next attach.
+            log.error("volume %s: finishing the grow failed: %s", volume.name, error)
+            return
+        self.journal.update(volume.name, resizing=None)
