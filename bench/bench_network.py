@@ -169,6 +169,23 @@ def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
+def best(results: Iterator[Result]) -> Result:
+    """Fastest write and fastest complete read over the runs (shared machine: less noise)."""
+    runs = list(results)
+    lost = max(runs, key=lambda r: r.missing)
+    if lost.missing:
+        return lost  # losing data in any run is what to report
+    fastest_write = min(runs, key=lambda r: r.wrote)
+    fastest_read = min(runs, key=lambda r: (-r.read_bytes, r.read))
+    return Result(
+        fastest_write.wrote,
+        fastest_read.read,
+        fastest_read.read_bytes,
+        0,
+        fastest_read.same_host,
+    )
+
+
 def write_cell(result: Result, data: int) -> str:
     speed = f"{data / 1e6 / result.wrote:.1f}"
     return f"{speed} LOST {result.missing / 1e6:.1f}MB" if result.missing else speed
@@ -187,6 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="data per case, MB (200)")
     parser.add_argument("--only", choices=["ssh", "s3"], help="one backend only")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case; best kept (1)")
     args = parser.parse_args()
     total = args.mb * 1000 * 1000
     work = Path(tempfile.mkdtemp(prefix="orlop-bench-net-"))
@@ -253,8 +271,10 @@ def main() -> None:
                 if args.only and kind != args.only:
                     continue
                 for label, count in (("1 file", 1), (f"{SMALL_FILES} files", SMALL_FILES)):
-                    mine = run_case(ours, total, count, our_bytes)
-                    theirs = run_case(peer, total, count, peer_bytes)
+                    mine = best(run_case(ours, total, count, our_bytes) for _ in range(args.repeat))
+                    theirs = best(
+                        run_case(peer, total, count, peer_bytes) for _ in range(args.repeat)
+                    )
                     rows.append((kind, label, mine, theirs))
                     print(f"  {kind} {label}: {mine} vs {theirs}", file=sys.stderr, flush=True)
     finally:
