@@ -68,11 +68,16 @@ def write_files(root: str, total: int, count: int) -> None:
 
 
 def read_files(root: str) -> int:
+    """Bytes read from every file below `root`; a file that fails to read counts as far
+    as it got (rclone reports a checksum mismatch as EIO)."""
     total = 0
     for entry in sorted(os.listdir(root)):
-        with open(os.path.join(root, entry), "rb", buffering=0) as file:
-            while chunk := file.read(4 << 20):
-                total += len(chunk)
+        try:
+            with open(os.path.join(root, entry), "rb", buffering=0) as file:
+                while chunk := file.read(4 << 20):
+                    total += len(chunk)
+        except OSError as error:
+            print(f"  reading {entry}: {error}", file=sys.stderr)
     return total
 
 
@@ -125,11 +130,9 @@ def run_case(plugin: Plugin, total: int, count: int, stored: Callable[[str], int
             # through the writing instance instead (a warm host, marked in the table).
             started = time.monotonic()
             path = writer.ok("Mount", Name=volume, ID="r2")["Mountpoint"]
-            try:
-                got, same_host = read_files(path), True
-                read = time.monotonic() - started
-            except OSError as error:  # keep the second instance's figure
-                print(f"  {plugin.name}: same-host read failed: {error}", file=sys.stderr)
+            again = read_files(path)
+            if again > got:
+                got, same_host, read = again, True, time.monotonic() - started
             writer.ok("Unmount", Name=volume, ID="r2")
         reader.call("Remove", Name=volume)
         writer.call("Remove", Name=volume)
