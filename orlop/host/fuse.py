@@ -32,6 +32,7 @@ PROBE_TIMEOUT = 5.0
 UNMOUNT_TIMEOUT = 30.0
 EXIT_TIMEOUT = 30.0
 LOG_TAIL = 1500
+POLL = 0.01  # seconds between looks at mountinfo, fusectl and /proc
 FUSECTL = "/sys/fs/fuse/connections"
 
 # Children we started, by pid, so they are reaped (no zombies) once their mount is gone.
@@ -120,7 +121,7 @@ def wait_idle(mountpoint: str, timeout: float) -> bool:
             return True
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.05)
+        time.sleep(POLL)
 
 
 def _mount_fusectl() -> None:
@@ -191,7 +192,7 @@ def start(
                 f"{what} failed (exit {process.returncode}): "
                 f"{_tail(log_path, start_offset, command.secrets)}"
             )
-        time.sleep(0.05)
+        time.sleep(POLL)
     # Too slow: stop the client and undo a mount that may have appeared meanwhile.
     _stop(process)
     with contextlib.suppress(Exception):
@@ -245,7 +246,7 @@ def wait_exit(pid: int, mountpoint: str, timeout: float = EXIT_TIMEOUT) -> None:
                 return
         elif not _is_client(pid, mountpoint):
             return
-        time.sleep(0.05)
+        time.sleep(POLL)
     raise BackendError(
         f"the FUSE client (pid {pid}) of {mountpoint} did not exit within {timeout:g}s "
         "after the unmount"
