@@ -241,6 +241,10 @@ class S3Backend(FuseBackend):
             os.path.join(self.cache_root, volume.name),
             "--dir-cache-time",
             "5s",
+            # Each closed file uploads at once (write-back 0s): let many go in parallel, so
+            # a container writing many small files is not held up at its last close.
+            "--transfers",
+            "16",
             "--allow-other",
             "--contimeout",
             f"{self.timeout(volume):g}s",
