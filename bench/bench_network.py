@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -285,6 +286,7 @@ def main() -> None:
             daemon.destroy()
         s3.destroy()
         sshd.destroy()
+        shutil.rmtree(work, ignore_errors=True)
     print(
         f"\nNetwork volumes, {args.mb} MB per case; plugins driven over their sockets "
         "(Create/Mount/IO/Unmount), not through dockerd; MB/s, higher is better; "
