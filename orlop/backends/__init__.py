@@ -12,6 +12,8 @@ BACKENDS: dict[str, str] = {
     "directory": "orlop.backends.directory:DirectoryBackend",
     "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
     "ebs": "orlop.backends.block.ebs:EbsBackend",
+    "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
+    "s3": "orlop.backends.network.s3:S3Backend",
 }
 
 

@@ -1,0 +1,1 @@
+"""Network volumes: remote storage mounted on this host through a FUSE client (sshfs, S3)."""
