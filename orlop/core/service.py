@@ -158,8 +158,8 @@ class VolumeService:
                 created_at=now_rfc3339(),
                 state=State.CREATING,
             )
-            # Intent first: recover() removes a half-made volume. Crash-safe, not fsynced: the
-            # READY commit below is, and Docker hears of the volume only after it.
+            # Intent first: recover() removes a half-made volume. Crash-safe, not fsynced
+            # here: see store.sync_soon() below.
             self.store.insert(volume, durable=False)
             ref = _ref(volume)
             try:
@@ -169,7 +169,10 @@ class VolumeService:
                 raise _as_user_error(error, f"creating volume {name}") from error
             volume.state = State.READY
             volume.mountpoint = backend.mountpoint(_ref(volume))
-            self.store.update(volume)
+            # fsynced in the background, while dockerd fsyncs its own record of the volume:
+            # Docker's create does not wait on two disks' flushes in a row.
+            self.store.update(volume, durable=False)
+            self.store.sync_soon()
             self._volumes[driver_name][name] = volume
             self._changed(driver_name)
             log.info("created volume %s (driver %s)", name, driver_name)

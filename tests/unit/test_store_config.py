@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,17 @@ def test_mountinfo_unescapes(tmp_path: Path) -> None:
     first, second = mount_table(str(table))
     assert first.mountpoint == "/mnt/with space" and first.fstype == "ext3"
     assert second.source == "tmpfs" and second.mount_id == 37
+
+
+def test_sync_soon_flushes_the_wal_in_the_background(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.db"))
+    volume = _volume()
+    store.insert(volume, durable=False)
+    before = store.background_flushes
+    store.sync_soon()
+    deadline = time.monotonic() + 5
+    while store.background_flushes == before:
+        assert time.monotonic() < deadline, "the WAL was never flushed"
+        time.sleep(0.01)
+    store.close()
+    assert [v.name for v in Store(str(tmp_path / "s.db")).load()] == ["v"]
