@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import time
 from typing import Any, ClassVar
 
 from orlop.backends.base import (
@@ -33,6 +32,7 @@ from orlop.core.options import (
     parse_id,
 )
 from orlop.host import mounts
+from orlop.host.tree import tree_size
 
 MOUNT_TYPES = ("tmpfs", "none", "bind", "ext4", "xfs", "btrfs")
 BLOCK_TYPES = ("ext4", "xfs", "btrfs")
@@ -167,7 +167,7 @@ class DirectoryBackend:
             size = fs.f_blocks * fs.f_frsize
             free = fs.f_bavail * fs.f_frsize
             return Usage(used=size - fs.f_bfree * fs.f_frsize, size=size, free=free)
-        used = _disk_usage(data, time.monotonic() + USAGE_WALK_SECONDS)
+        used = tree_size(data, USAGE_WALK_SECONDS)
         if used is None:
             return None
         fs = os.statvfs(data)
@@ -188,30 +188,3 @@ class DirectoryBackend:
             os.chown(path, int(options.get("uid", "-1")), int(options.get("gid", "-1")))
         if "mode" in options:
             os.chmod(path, int(options["mode"], 8))
-
-
-def _disk_usage(path: str, deadline: float) -> int | None:
-    """Bytes allocated below `path`, staying on its filesystem; None past the deadline."""
-    total = 0
-    try:
-        root_dev = os.lstat(path).st_dev
-    except OSError:
-        return None
-    stack = [path]
-    while stack:
-        if time.monotonic() > deadline:
-            return None
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                total += info.st_blocks * 512
-                if entry.is_dir(follow_symlinks=False) and info.st_dev == root_dev:
-                    stack.append(entry.path)
-    return total

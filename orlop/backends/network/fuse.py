@@ -20,13 +20,13 @@ import json
 import logging
 import os
 import shutil
-import time
 from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.host import fuse
 from orlop.host.fuse import FuseCommand, MountState
+from orlop.host.tree import tree_size
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class FuseBackend:
         path = self.mountpoint(volume)
         if fuse.state(path) is not MountState.ALIVE:
             return None
-        used = _apparent_size(path, time.monotonic() + USAGE_WALK_SECONDS)
+        used = tree_size(path, USAGE_WALK_SECONDS, allocated=False)
         return None if used is None else Usage(used=used)
 
     def remove_local(self, volume: VolumeRef) -> None:
@@ -231,27 +231,3 @@ class FuseBackend:
     @staticmethod
     def remove_tree(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _apparent_size(path: str, deadline: float) -> int | None:
-    """Bytes of the files below `path` (st_size: remote filesystems report no blocks)."""
-    total = 0
-    stack = [path]
-    while stack:
-        if time.monotonic() > deadline:
-            return None
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    total += info.st_size
-    return total
