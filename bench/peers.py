@@ -24,9 +24,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Connection, post  # noqa: E402
-from orlop.host.mounts import mounts_under, unmount  # noqa: E402
 from tests.support.daemon import OrlopDaemon, wait_for_socket  # noqa: E402
 from tests.support.names import unique  # noqa: E402
+from tests.support.processes import stop_process, unmount_all_under  # noqa: E402
 
 
 def call(conn: Connection, endpoint: str, **body: Any) -> dict[str, Any]:
@@ -151,16 +151,8 @@ class Rclone(Peer):
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-        for mounted in mounts_under(str(self.root)):
-            with contextlib.suppress(Exception):
-                unmount(mounted, lazy_if_busy=True)
+        stop_process(self.process)
+        unmount_all_under(str(self.root))
 
     def destroy(self) -> None:
         self.stop()

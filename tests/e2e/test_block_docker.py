@@ -9,20 +9,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import PLUGIN_DIR
-from tests.support.block import cleanup, leftovers
+from tests.support.block import cleanup, has_cap_sys_resource, leftovers
 from tests.support.daemon import OrlopDaemon
 from tests.support.dockerd import IMAGE, Dockerd
 from tests.support.names import unique
 
 MiB = 1024 * 1024
-
-
-def _has_cap_sys_resource() -> bool:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) & (1 << 24))
-    return False
 
 
 # One orlop daemon (one driver) for the module: dockerd keeps asking every driver it has ever
@@ -125,7 +117,7 @@ def test_writing_past_the_size_fails_and_the_volume_stays_usable(
 def test_resize_while_a_container_runs(
     dockerd: Dockerd, orlop_block: OrlopDaemon, driver_name: str, volume: str, fs: str
 ) -> None:
-    if fs == "ext4" and not _has_cap_sys_resource():
+    if fs == "ext4" and not has_cap_sys_resource():
         pytest.skip("growing ext4 online needs CAP_SYS_RESOURCE, which this environment lacks")
     dockerd.run("volume", "create", "-d", driver_name, "--opt", f"fs={fs}", "--opt", "size=320M",
                 volume)  # fmt: skip
@@ -184,7 +176,7 @@ def test_ext4_resize_without_cap_sys_resource_grows_at_next_start(
     dockerd: Dockerd, orlop_block: OrlopDaemon, driver_name: str, volume: str
 ) -> None:
     """Here the daemon may not grow ext4 online: it says so, and the next start grows it."""
-    if _has_cap_sys_resource():
+    if has_cap_sys_resource():
         pytest.skip("this environment grows ext4 online: test_resize_while_a_container_runs")
     dockerd.run("volume", "create", "-d", driver_name, "--opt", "size=256M", volume)
     container = dockerd.run(

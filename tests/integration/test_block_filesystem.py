@@ -17,19 +17,11 @@ from orlop.core.model import BackendError, InvalidOption, State
 from orlop.host import loop
 from orlop.host.mounts import mount_at
 from orlop.host.run import run
-from tests.support.block import cleanup, leftovers
+from tests.support.block import cleanup, has_cap_sys_resource, leftovers
 from tests.support.harness import Harness
 
 SIZES = {"ext4": "64M", "xfs": "320M", "btrfs": "160M"}
 MiB = 1024 * 1024
-
-
-def _has_cap_sys_resource() -> bool:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) & (1 << 24))
-    return False
 
 
 @pytest.fixture
@@ -169,7 +161,7 @@ def _size_of(harness: Harness, name: str) -> int:
 
 @pytest.mark.parametrize("fs", filesystem.FILESYSTEMS)
 def test_grow_while_mounted(harness: Harness, root: str, fs: str) -> None:
-    if fs == "ext4" and not _has_cap_sys_resource():
+    if fs == "ext4" and not has_cap_sys_resource():
         pytest.skip("ext4 online grow needs CAP_SYS_RESOURCE, which this test process lacks")
     harness.create("v", size=SIZES[fs], fs=fs)
     path = harness.mount("v", "c1")
@@ -190,7 +182,7 @@ def test_grow_while_mounted(harness: Harness, root: str, fs: str) -> None:
 def test_ext4_grow_without_cap_sys_resource_finishes_at_next_mount(
     harness: Harness, root: str
 ) -> None:
-    if _has_cap_sys_resource():
+    if has_cap_sys_resource():
         pytest.skip("this process may grow ext4 online: covered by test_grow_while_mounted")
     harness.create("v", size="64M", fs="ext4")
     harness.mount("v", "c1")

@@ -35,3 +35,12 @@ def cleanup(root: str) -> None:
     for device in loop_devices_under(root):
         with contextlib.suppress(Exception):
             loop.detach(device)
+
+
+def has_cap_sys_resource() -> bool:
+    """ext4 grows online only with CAP_SYS_RESOURCE, which some sandboxes drop."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) & (1 << 24))
+    return False

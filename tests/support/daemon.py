@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from orlop.host.mounts import mounts_under, unmount
 from tests.support.plugin_client import PluginClient
+from tests.support.processes import stop_process, unmount_all_under
 
 
 def wait_for_socket(
@@ -121,16 +121,8 @@ class OrlopDaemon:
 
     def stop(self) -> None:
         """Stop the daemon and undo every mount it left: for fixture teardown."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-        for mounted in mounts_under(str(self.root)):
-            with contextlib.suppress(Exception):
-                unmount(mounted, lazy_if_busy=True)
+        stop_process(self.process)
+        unmount_all_under(str(self.root))
         for driver in self.drivers:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket(driver))
