@@ -237,7 +237,9 @@ def test_sparse_by_default_preallocated_on_request(harness: Harness, root: str) 
 
 def test_usage_while_detached_is_the_last_measured(harness: Harness) -> None:
     harness.create("v", size="64M")
-    assert harness.run(harness.service.refresh_usage("blk", "v")).usage is None
+    # Never formatted yet: its size is known and nothing is in it.
+    fresh = harness.run(harness.service.refresh_usage("blk", "v")).usage
+    assert fresh is not None and (fresh.used, fresh.size, fresh.free) == (0, 64 * MiB, None)
     path = harness.mount("v", "c1")
     with open(os.path.join(path, "blob"), "wb") as blob:
         blob.write(os.urandom(8 * MiB))

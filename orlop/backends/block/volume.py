@@ -134,8 +134,14 @@ class BlockBackend:
         if filesystem.mounted_fs(target) is not None:
             return filesystem.usage(target)
         # Detached: what the filesystem held at its last unmount (the device is not here).
-        cached = self.journal.get(volume.name).get("usage")
-        return Usage(**cached) if isinstance(cached, dict) else None
+        entry = self.journal.get(volume.name)
+        cached = entry.get("usage")
+        if isinstance(cached, dict):
+            return Usage(**cached)
+        size = volume.options.get("size", "")
+        if not entry.get("formatted") and not entry.get("formatting") and size.isdigit():
+            return Usage(used=0, size=int(size), free=None)  # never formatted: nothing in it
+        return None
 
     def describe(self, volume: VolumeRef) -> dict[str, Any]:
         return {"fs": filesystem.fs_of(volume.options), **self.provider.describe(volume)}
