@@ -10,7 +10,8 @@ Docker's protocol, the admin API and the CLI all come through here. The rules:
   last; a repeated Mount of a known ID, or an Unmount of an unknown one, changes nothing.
 * Get, List and Path answer from memory (a mirror of the store) and never wait on a backend.
 * Mount bookkeeping is committed crash-safe but not fsynced (`durable=False`): a power loss
-  takes every mount and container with it anyway. A create or remove fsyncs once (see store).
+  takes every mount and container with it anyway. A remove fsyncs its intent before the
+  backend deletes anything; a create's record is fsynced in the background (see store).
 """
 
 from __future__ import annotations
