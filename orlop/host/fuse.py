@@ -64,7 +64,8 @@ def _file_path(path: str) -> str:
 def state(mountpoint: str, timeout: float = PROBE_TIMEOUT) -> MountState:
     """Whether a FUSE mount at `mountpoint` is there, and whether it answers."""
     path = _file_path(mountpoint)
-    if mounts.mount_at(path) is None:
+    before = mounts.mount_at(path)
+    if before is None:
         return MountState.ABSENT
     outcome: list[MountState] = []
 
@@ -82,7 +83,14 @@ def state(mountpoint: str, timeout: float = PROBE_TIMEOUT) -> MountState:
     thread = threading.Thread(target=probe, name=f"probe {path}", daemon=True)
     thread.start()
     thread.join(timeout)
-    return outcome[0] if outcome else MountState.HUNG
+    if not outcome:
+        return MountState.HUNG
+    after = mounts.mount_at(path)
+    if after is None or after.mount_id != before.mount_id:
+        # The client went away during the probe (sshfs mounts, then fails to log in): the
+        # probe may have answered from the directory underneath, which proves nothing.
+        return MountState.ABSENT
+    return outcome[0]
 
 
 def pending_requests(mountpoint: str) -> int | None:

@@ -42,7 +42,7 @@ from orlop.core.options import (
     canonical_int,
     parse_port,
 )
-from orlop.host import fuse
+from orlop.host import fuse, mounts
 from orlop.host.fuse import FuseCommand
 from orlop.host.run import which
 
@@ -132,6 +132,7 @@ class SshfsBackend(FuseBackend):
         with self._parent_mounted(volume) as parent:
             if volume.options.get("share") != "true":
                 target = os.path.join(parent, volume.name)
+                mounted = mounts.mount_at(parent)
                 try:
                     os.makedirs(target, mode=0o755, exist_ok=True)
                 except OSError as error:
@@ -139,6 +140,14 @@ class SshfsBackend(FuseBackend):
                         f"cannot make directory {self._volume_path(volume)} on "
                         f"{self._address(volume)}: {error.strerror}"
                     ) from None
+                still = mounts.mount_at(parent)
+                if mounted is None or still is None or still.mount_id != mounted.mount_id:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(target)  # made underneath, on this host: not the volume
+                    raise BackendError(
+                        f"the sshfs connection to {self._address(volume)} ended while the "
+                        "volume's directory was being made; see the driver's admin log"
+                    )
         return {"remote": self.describe_remote(volume)}
 
     def remove(self, volume: VolumeRef) -> None:
