@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from tests.support.ec2 import (
 )
 from tests.support.harness import Harness
 from tests.support.names import unique
+from tests.support.processes import unmount_all_under
 
 STEPS = ("create", "first mount (format)", "unmount", "mount again", "unmount again", "remove")
 
@@ -144,6 +146,8 @@ def main() -> None:
             node.stop()
         pool.destroy()
         moto.stop()
+        unmount_all_under(str(work))
+        shutil.rmtree(work, ignore_errors=True)
     print(f"EBS lifecycle, {args.rounds} rounds, 1 GiB ext4, claim_settle={args.claim_settle:g}s")
     print("milliseconds, p50 / p95 (bare API: no filesystem, no claim, no checks)\n")
     header = f"{'step':<22}" + "".join(f"{name:>18}" for name in results)
