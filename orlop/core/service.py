@@ -172,10 +172,9 @@ class VolumeService:
             volume.mountpoint = backend.mountpoint(_ref(volume))
             # fsynced in the background, while dockerd fsyncs its own record of the volume:
             # Docker's create does not wait on two disks' flushes in a row.
-            self.store.update(volume, durable=False)
+            self._save(volume, durable=False)
             self.store.sync_soon()
             self._volumes[driver_name][name] = volume
-            self._changed(driver_name)
             log.info("created volume %s (driver %s)", name, driver_name)
             self._measure_later(volume)
             return volume
@@ -199,17 +198,15 @@ class VolumeService:
                     f"{'s' if volume.mounts != 1 else ''}: stop the containers using it first"
                 )
             volume.state = State.REMOVING
-            self.store.update(volume)
+            self._save(volume)
             del self._volumes[driver_name][name]
-            self._changed(driver_name)
             try:
                 await self._call(driver.backend.remove, _ref(volume))
             except BaseException as error:
                 volume.state = State.READY
                 volume.fault = f"remove failed: {error}"
-                self.store.update(volume)
+                self._save(volume)
                 self._volumes[driver_name][name] = volume
-                self._changed(driver_name)
                 raise _as_user_error(error, f"removing volume {name}") from error
             self.store.delete(driver_name, name, durable=False)  # REMOVING was durable
             self._removed_at[(driver_name, name)] = time.monotonic()
@@ -225,7 +222,7 @@ class VolumeService:
             first = not volume.mount_ids
             if first:
                 volume.state = State.ATTACHING
-                self.store.update(volume, durable=False)
+                self._save(volume, durable=False)
             try:
                 # Also on later IDs: attach is idempotent, and repairs a dead network mount.
                 path = await self._call(driver.backend.attach, _ref(volume))
@@ -237,8 +234,7 @@ class VolumeService:
             volume.fault = ""
             volume.mountpoint = path
             volume.mount_ids.add(mount_id)
-            self.store.update(volume, add_mount=mount_id, durable=False)
-            self._changed(driver_name)
+            self._save(volume, add_mount=mount_id, durable=False)
             return path
 
     async def unmount(self, driver_name: str, name: str, mount_id: str) -> None:
@@ -250,12 +246,10 @@ class VolumeService:
                 return
             volume.mount_ids.discard(mount_id)
             if volume.mount_ids:
-                self.store.update(volume, drop_mount=mount_id, durable=False)
-                self._changed(driver_name)
+                self._save(volume, drop_mount=mount_id, durable=False)
                 return
             volume.state = State.DETACHING
-            self.store.update(volume, drop_mount=mount_id, durable=False)
-            self._changed(driver_name)
+            self._save(volume, drop_mount=mount_id, durable=False)
             await self._settle_detached(driver, volume, raise_errors=True)
         self._measure_later(volume)
 
@@ -267,14 +261,14 @@ class VolumeService:
             await self._call(driver.backend.detach, _ref(volume))
         except BaseException as error:
             volume.fault = f"detach failed: {error}"
-            self.store.update(volume, durable=False)
+            self._save(volume, durable=False)
             log.error("detaching %s: %s", volume.name, error)
             if raise_errors:
                 raise _as_user_error(error, f"unmounting volume {volume.name}") from error
             return
         volume.state = State.READY
         volume.fault = ""
-        self.store.update(volume, durable=False)
+        self._save(volume, durable=False)
 
     async def refresh_usage(self, driver_name: str, name: str, timeout: float = 10.0) -> Volume:
         """Ask the backend for size/used/free now, and remember it for Status."""
@@ -329,8 +323,7 @@ class VolumeService:
             volume = self.get(driver_name, name)
             volume.record = await self._call(resize, _ref(volume), size)
             volume.options["size"] = str(size)
-            self.store.update(volume)
-            self._changed(driver_name)
+            self._save(volume)
         return await self.refresh_usage(driver_name, name)
 
     # snapshots: an optional capability ---------------------------------------------------
@@ -444,8 +437,7 @@ class VolumeService:
             except Exception as error:
                 log.error("recovering volume %s: %s", volume.name, error)
                 volume.fault = f"recovery failed: {error}"
-                self.store.update(volume)
-                self._changed(volume.driver)
+                self._save(volume)
 
     async def _reconcile(self, driver: Driver, volume: Volume, mounted: set[str]) -> None:
         backend, ref = driver.backend, _ref(volume)
@@ -461,11 +453,10 @@ class VolumeService:
                 volume.mountpoint = await self._call(backend.attach, ref)
             volume.state = State.ATTACHED
             volume.fault = ""
-            self.store.update(volume)
+            self._save(volume)
         elif attached or volume.state != State.READY:
             log.info("detaching %s: no container holds it", volume.name)
             await self._settle_detached(driver, volume, raise_errors=True)
-        self._changed(volume.driver)
 
     # helpers ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -495,6 +486,21 @@ class VolumeService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), remaining)
         return True
+
+    def _save(
+        self,
+        volume: Volume,
+        *,
+        add_mount: str | None = None,
+        drop_mount: str | None = None,
+        durable: bool = True,
+    ) -> None:
+        """Record the volume's state in the store, and tell the frontends' caches.
+
+        Every change Get, List or Path could show goes through here (or `_changed`), so a
+        frontend may cache its answers for as long as the driver's generation stands."""
+        self.store.update(volume, add_mount=add_mount, drop_mount=drop_mount, durable=durable)
+        self._changed(volume.driver)
 
     def _changed(self, driver: str) -> None:
         self.generation[driver] += 1

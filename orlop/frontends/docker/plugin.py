@@ -43,8 +43,8 @@ class DockerPlugin:
         self._list_cache: tuple[int, bytes] = (-1, b"")
         # name → (volume, what its Status shows that may change in place, encoded body)
         self._get_cache: dict[str, tuple[Volume, tuple[Any, ...], bytes]] = {}
-        self._get_generation = -1
-        self._path_cache: dict[str, bytes] = {}  # mountpoint → encoded Path answer
+        self._path_cache: dict[str, bytes] = {}  # name → encoded Path answer
+        self._cached_generation = -1
 
     def routes(self) -> dict[bytes, Handler]:
         return {
@@ -114,10 +114,7 @@ class DockerPlugin:
 
     def get(self, request: NameRequest) -> bytes:
         volume = self.service.get(self.driver, request.Name)
-        generation = self.service.generation[self.driver]
-        if generation != self._get_generation:
-            self._get_cache.clear()
-            self._get_generation = generation
+        self._drop_stale_caches()
         key = (
             volume.state,
             len(volume.mount_ids),
@@ -134,14 +131,21 @@ class DockerPlugin:
         return body
 
     def path(self, request: NameRequest) -> bytes:
-        mountpoint = self.service.path(self.driver, request.Name)
-        cached = self._path_cache.get(mountpoint)
+        self._drop_stale_caches()
+        cached = self._path_cache.get(request.Name)
         if cached is None:
-            if len(self._path_cache) >= 100_000:
-                self._path_cache.clear()
+            mountpoint = self.service.path(self.driver, request.Name)
             cached = _dumps({"Mountpoint": mountpoint, "Err": ""}).encode()
-            self._path_cache[mountpoint] = cached
+            self._path_cache[request.Name] = cached
         return cached
+
+    def _drop_stale_caches(self) -> None:
+        """Forget cached Get and Path answers once the driver's volumes have changed."""
+        generation = self.service.generation[self.driver]
+        if generation != self._cached_generation:
+            self._get_cache.clear()
+            self._path_cache.clear()
+            self._cached_generation = generation
 
     def list(self, body: bytes) -> Response:
         generation = self.service.generation[self.driver]
