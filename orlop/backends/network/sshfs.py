@@ -248,7 +248,6 @@ class SshfsBackend(FuseBackend):
     def _parent_mounted(self, volume: VolumeRef) -> Any:
         """Mount the volume's parent directory (`path`) privately for Create and Remove."""
         parent = os.path.join(self.admin_root, volume.name)
-        run_path = os.path.join(self.admin_root, f"{volume.name}.run")
         os.makedirs(parent, mode=0o700, exist_ok=True)
         fuse.unmount(parent, pid=None)  # a leftover of a crash
         command = self._command(volume, volume.options.get("path", ""), parent, admin=True)
@@ -265,8 +264,6 @@ class SshfsBackend(FuseBackend):
             fuse.unmount(parent, pid=pid)
             with contextlib.suppress(OSError):
                 os.rmdir(parent)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(run_path)
 
 
 def _remove_tree(path: str) -> None:
