@@ -97,20 +97,14 @@ def test_containers_and_another_host_share_a_volume(
     volume = unique("vol")
     dockerd.run("volume", "create", "-d", driver, volume)
     try:
-        dockerd.run("run", "--rm", "-v", f"{volume}:/data", IMAGE, "sh", "-c", WRITE)
+        dockerd.sh(volume, WRITE)
         # The moment the writer is gone (its Unmount answered), another host reads it all.
         digests = read_on_other_host(second, driver, volume)
         assert len(digests) == 4
         check = dockerd.run(
-            "run",
-            "--rm",
-            "-v",
-            f"{volume}:/data",
-            IMAGE,
-            "sh",
-            "-c",
+            "run", "--rm", "-v", f"{volume}:/data", IMAGE, "sh", "-c",
             "cd /data && sha256sum -c SHA256SUMS",
-        )
+        )  # fmt: skip
         assert check.stdout.count(": OK") == 4
     finally:
         dockerd.run("volume", "rm", "-f", volume, check=False)
@@ -140,15 +134,9 @@ def test_sshd_restart_while_a_container_holds_the_volume(
         running_sshd.stop()
         running_sshd.start()
         result = dockerd.run(
-            "run",
-            "--rm",
-            "-v",
-            f"{volume}:/data",
-            IMAGE,
-            "sh",
-            "-c",
+            "run", "--rm", "-v", f"{volume}:/data", IMAGE, "sh", "-c",
             "cat /data/before && echo after > /data/after && cat /data/after",
-        )
+        )  # fmt: skip
         assert result.stdout.split() == ["before", "after"]
     finally:
         with contextlib.suppress(Exception):

@@ -21,6 +21,7 @@ from tests.support.conformance import BackendConformance
 from tests.support.ec2 import MotoServer, SimulatedHost
 from tests.support.harness import Harness
 from tests.support.names import unique
+from tests.support.race import race
 
 pytest_plugins = ["tests.support.ec2_fixtures"]
 
@@ -227,21 +228,7 @@ def test_two_hosts_mounting_at_once_one_wins(
     sides = [harnesses(host.backend()) for host in hosts]
     volume_id = sides[0].create("contended", size="1G").record["volume_id"]
     sides[1].create("contended")
-    results: list[object] = [None, None]
-    start = threading.Barrier(2)
-
-    def mount(index: int) -> None:
-        start.wait()
-        try:
-            results[index] = sides[index].mount("contended", f"c{index}")
-        except Exception as error:
-            results[index] = error
-
-    threads = [threading.Thread(target=mount, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = race(*(lambda i=i: sides[i].mount("contended", f"c{i}") for i in range(2)))
     won = [i for i, result in enumerate(results) if isinstance(result, str)]
     lost = [i for i, result in enumerate(results) if isinstance(result, Conflict)]
     assert len(won) == 1 and len(lost) == 1, results

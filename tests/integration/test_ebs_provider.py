@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from orlop.backends.block.ebs import EbsProvider
 from orlop.backends.block.ec2 import Ec2Error
 from orlop.core.model import BackendError, Conflict, InvalidOption, NotFound
 from tests.support.ec2 import MotoServer, SimulatedHost, ThrottlingProxy, namespace_volumes
+from tests.support.race import race
 
 pytest_plugins = ["tests.support.ec2_fixtures"]
 
@@ -122,21 +122,7 @@ def test_two_hosts_racing_exactly_one_wins(ec2_host: Host, moto: MotoServer) -> 
     volume = make(hosts[0].provider(), "race", size="1G")
     refs = [volume, make(hosts[1].provider(), "race")]
     providers = [host.provider() for host in hosts]
-    results: list[Any] = [None, None]
-    start = threading.Barrier(2)
-
-    def contend(index: int) -> None:
-        start.wait()
-        try:
-            results[index] = providers[index].attach_device(refs[index])
-        except Exception as error:
-            results[index] = error
-
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results = race(*(lambda i=i: providers[i].attach_device(refs[i]) for i in range(2)), timeout=30)
     winners = [i for i, r in enumerate(results) if isinstance(r, str)]
     losers = [i for i, r in enumerate(results) if isinstance(r, Conflict)]
     assert len(winners) == 1 and len(losers) == 1, results
