@@ -1,0 +1,109 @@
+"""Orlop's configuration inside a managed plugin, from the plugin's environment.
+
+Docker starts the plugin with the variables its `config.json` declares, as `docker plugin
+install … NAME=VALUE` or `docker plugin set` left them; `ORLOP_PLUGIN_KIND` (not settable)
+says which kind this root filesystem was built for. An empty variable is an unset one: the
+driver's own default applies. The result is a raw configuration for `orlop.config`:
+
+* `state_dir` is the plugin's propagated mount, so the SQLite store, block images and
+  mount points survive a plugin restart or upgrade, and Docker finds every volume's
+  mountpoint on the host (it maps paths under the propagated mount itself);
+* one driver, named after the kind, on the socket `config.json` names;
+* the admin socket beside it, reachable from the host under Docker's exec-root
+  (`/run/docker/plugins/<plugin id>/admin.sock`) for the `orlop` command.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from orlop.core.model import ConfigError
+from orlop.managed.kinds import KIND_VARIABLE, PluginKind, plugin_kind
+from orlop.managed.paths import ADMIN_SOCKET, PLUGIN_DIR, STATE_DIR
+
+
+def plugin_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The raw configuration (as `orlop.yaml` would hold it) for the plugin's environment."""
+    kind = plugin_kind(environ[KIND_VARIABLE])
+    if kind.name != environ[KIND_VARIABLE]:
+        # The entry point has bound the socket by this name already.
+        raise ConfigError(f"{KIND_VARIABLE} must be {kind.name!r}, not {environ[KIND_VARIABLE]!r}")
+    options, settings = driver_values(kind, environ)
+    return {
+        "state_dir": STATE_DIR,
+        "plugin_dir": PLUGIN_DIR,
+        "admin_socket": ADMIN_SOCKET,
+        "drivers": {kind.name: {"backend": kind.backend, "options": options, "settings": settings}},
+    }
+
+
+def driver_values(
+    kind: PluginKind, environ: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The driver's default options and its settings (typed, as YAML would give them)."""
+    variables = kind.variables()
+    known = {variable.name for variable in variables}
+    stray = sorted(
+        name for name in environ if name.startswith(f"{kind.prefix}_") and name not in known
+    )
+    if stray:
+        raise ConfigError(
+            f"unknown variable{'s' if len(stray) > 1 else ''} {', '.join(stray)} for the "
+            f"{kind.name} plugin: allowed are {', '.join(sorted(known)) or 'none'}"
+        )
+    options = dict(kind.defaults)
+    raw: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for variable in variables:
+        value = environ.get(variable.name, "")
+        if value == "":
+            continue
+        if variable.target == "option":
+            options[variable.key] = value
+        else:
+            raw[variable.key] = _decode(kind, variable.key, value)
+            given[variable.key] = variable.name
+    return options, _typed_settings(kind, raw, given)
+
+
+def _decode(kind: PluginKind, key: str, value: str) -> Any:
+    """Lists, mappings and nested models come as JSON; everything else as its text."""
+    annotation = kind.settings_model().model_fields[key].annotation
+    if _is_structured(annotation):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{kind.prefix}_{key.upper()} must be JSON: {error}") from None
+    return value
+
+
+def _is_structured(annotation: Any) -> bool:
+    origin = getattr(annotation, "__origin__", None)
+    if origin in (list, dict, tuple, set, frozenset):
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_is_structured(arg) for arg in getattr(annotation, "__args__", ()))
+
+
+def _typed_settings(kind: PluginKind, raw: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """Validate through the backend's settings model; hand on typed values, secrets in clear
+    (the backend's own parse wraps them again), so `"true"` arrives as True, as from YAML."""
+    try:
+        model = kind.settings_model().parse(kind.backend, raw)
+    except ConfigError as error:
+        names = ", ".join(f"{setting}={variable}" for setting, variable in sorted(given.items()))
+        raise ConfigError(f"{error} (settings from variables: {names})") from None
+    typed: dict[str, Any] = {}
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            value = value.model_dump()
+        typed[name] = value
+    return typed
