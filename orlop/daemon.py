@@ -112,12 +112,7 @@ class Daemon:
 
     async def _discover_forever(self, recovery: asyncio.Future[None]) -> None:
         """Adopt volumes other hosts made, for global drivers whose storage can list them."""
-        intervals = {
-            name: float(driver.backend.discover_interval)  # type: ignore[attr-defined]
-            for name, driver in self.service.drivers.items()
-            if callable(getattr(driver.backend, "list_volumes", None))
-            and driver.backend.capabilities.scope == "global"
-        }
+        intervals = self.service.discovery.intervals()
         if not intervals:
             return
         with contextlib.suppress(Exception):

@@ -19,14 +19,17 @@ from orlop.core.options import OptionSet
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a backend can do beyond the basic lifecycle; the service asks these, never a class."""
+    """What a backend can do beyond the basic lifecycle; the service asks these, never a class.
 
-    scope: Literal["local", "global"] = "local"
-    snapshot: bool = False
-    clone: bool = False
-    resize: bool = False
-    quota: bool = False
-    exclusive_attach: bool = False
+    `orlop driver ls` and `inspect` report them. The service refuses `snapshot` and `resize`
+    operations to a backend without the capability (and its protocol below)."""
+
+    scope: Literal["local", "global"] = "local"  # global: every host sees the same volumes
+    snapshot: bool = False  # Snapshottable: point-in-time copies
+    clone: bool = False  # a new volume can start as a copy of another
+    resize: bool = False  # Resizable: a volume can grow after creation
+    quota: bool = False  # a volume's `size` is a hard limit on what it can hold
+    exclusive_attach: bool = False  # attached to one host at a time (a cloud disk)
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
