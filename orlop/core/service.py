@@ -154,7 +154,7 @@ class VolumeService:
         }
         if behaviour:
             existing.options.update(behaviour)
-            self._save(existing)
+            self.registry.save(existing)
 
     async def _undo_create(self, driver: Driver, volume: Volume) -> None:
         try:

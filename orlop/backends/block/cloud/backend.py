@@ -26,7 +26,6 @@ from orlop.backends.block.cloud.api import (
 from orlop.backends.block.cloud.layer import LAYER_OPTIONS, CloudDisks
 from orlop.backends.block.provider import DeviceProvider
 from orlop.backends.block.volume import BlockBackend
-from orlop.backends.settings import BackendSettings
 from orlop.core.model import Conflict, InvalidOption, validate_name
 from orlop.core.options import OptionSet
 from orlop.host.run import run
@@ -34,8 +33,7 @@ from orlop.host.run import run
 
 class CloudBackend(BlockBackend):
     cloud_provider: ClassVar[type[CloudProvider]]
-    provider: CloudDisks
-    settings_model: ClassVar[type[BackendSettings]]
+    provider: CloudDisks  # type: ignore[assignment]  # a DeviceProvider, and more
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         cloud = cls.__dict__.get("cloud_provider")
@@ -50,13 +48,13 @@ class CloudBackend(BlockBackend):
                     "cloud_class": cloud,
                     "kind": cloud.kind,
                     "options": OptionSet([*cloud.options.options.values(), *LAYER_OPTIONS]),
+                    "settings_model": cloud.settings_model,
                     "capabilities": dataclasses.replace(
                         CloudDisks.capabilities, snapshot=snapshots
                     ),
                 },
             )
             cls.provider_class = disks
-            cls.settings_model = cloud.settings_model
         super().__init_subclass__(**kwargs)
 
     def __init__(self, context: BackendContext) -> None:

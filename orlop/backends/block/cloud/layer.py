@@ -76,13 +76,12 @@ class CloudDisks:
     cloud_class: ClassVar[type[CloudProvider]]
     kind: ClassVar[str]
     options: ClassVar[OptionSet]
+    settings_model: ClassVar[type[CloudSettings]]
     capabilities: Capabilities = Capabilities(scope="global", exclusive_attach=True)
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
-        self.settings: CloudSettings = self.cloud_class.settings_model.parse(
-            self.kind, context.settings
-        )
+        self.settings: CloudSettings = self.settings_model.parse(self.kind, context.settings)
         self.cloud: CloudProvider = self.cloud_class(self.settings, context.path(self.kind))
         self.files = VolumeFiles(context.path("cloud"))
         self.word = self.cloud_class.disk_word
