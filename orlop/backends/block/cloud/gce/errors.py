@@ -33,6 +33,7 @@ _BY_REASON = {
     "forbidden": ErrorKind.CREDENTIALS,
     "insufficientPermissions": ErrorKind.CREDENTIALS,
     "accessNotConfigured": ErrorKind.CREDENTIALS,
+    "quotaExceeded": ErrorKind.FAILED,  # a resource quota (disks, GB): waiting will not help
 }
 _BY_OPERATION_CODE = {
     "RESOURCE_NOT_FOUND": ErrorKind.NOT_FOUND,
@@ -70,6 +71,8 @@ def from_response(what: str, status: int, errors: list[dict[str, Any]], message:
     """A refused request: `errors` as GCE's `error.errors` list."""
     reasons = [str(e.get("reason", "")) for e in errors]
     kind = next((_BY_REASON[r] for r in reasons if r in _BY_REASON), kind_for_status(status))
+    if status == 401:  # its reason is "required" (a credential), not a missing field
+        kind = ErrorKind.CREDENTIALS
     detail = next((str(e["message"]) for e in errors if e.get("message")), message)
     reason = next((r for r in reasons if r), str(status))
     holder = holder_in(detail) if kind is ErrorKind.IN_USE else None

@@ -78,7 +78,10 @@ _KMS_KEY = re.compile(
 
 def canonical_gib_size(value: str) -> str:
     """A size rounded up to whole GiB (Compute Engine sizes disks in GiB), as bytes."""
-    return str(math.ceil(parse_size(value) / GIB) * GIB)
+    try:
+        return str(math.ceil(parse_size(value) / GIB) * GIB)
+    except OverflowError:  # hundreds of digits: no disk is that big
+        raise ValueError(f"{value[:20]}… is not a size: far above 64 TiB") from None
 
 
 def canonical_count(value: str) -> str:
