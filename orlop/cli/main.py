@@ -10,7 +10,7 @@ import click
 
 import orlop
 from orlop.cli.client import AdminClient
-from orlop.config import load_config
+from orlop.config import Config, load_config
 from orlop.core.model import OrlopError
 from orlop.core.options import format_size
 
@@ -20,7 +20,7 @@ class Context:
         self.config_path = config_path
         self._admin_socket = admin_socket
 
-    def config(self):  # type: ignore[no-untyped-def]
+    def config(self) -> Config:
         return load_config(self.config_path)
 
     def client(self) -> AdminClient:
@@ -28,6 +28,21 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def _use_config(ctx: click.Context, _: click.Parameter, path: str | None) -> None:
+    if path is not None:
+        ctx.ensure_object(Context).config_path = path
+
+
+# `orlop serve --config FILE` as well as `orlop --config FILE serve`: users put it either side.
+config_option = click.option(
+    "--config",
+    "config_path",
+    help="Config file (YAML); same as `orlop --config FILE …`.",
+    callback=_use_config,
+    expose_value=False,
+)
 
 
 def _fail(error: OrlopError) -> None:
@@ -49,6 +64,7 @@ def cli(ctx: click.Context, config_path: str | None, admin_socket: str | None) -
 
 
 @cli.command()
+@config_option
 @pass_context
 def serve(ctx: Context) -> None:
     """Run the daemon: one Docker plugin socket per configured driver."""
@@ -82,6 +98,7 @@ def version(ctx: Context, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@config_option
 @pass_context
 def doctor(ctx: Context, as_json: bool) -> None:
     """Check this host: root, dockerd, plugin directory, what each backend needs."""
@@ -335,7 +352,7 @@ def driver() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 def driver_ls(ctx: Context, as_json: bool) -> None:
-    """List drivers: name, backend, scope, volumes, socket."""
+    """List drivers: name, backend, scope, capabilities, volumes, socket."""
     try:
         drivers = ctx.client().call("drivers")
     except OrlopError as error:
@@ -344,9 +361,16 @@ def driver_ls(ctx: Context, as_json: bool) -> None:
     if as_json:
         _echo_json(drivers)
         return
-    rows = [("DRIVER", "BACKEND", "SCOPE", "VOLUMES", "SOCKET")]
+    rows = [("DRIVER", "BACKEND", "SCOPE", "CAPABILITIES", "VOLUMES", "SOCKET")]
     rows += [
-        (d["name"], d["backend"], d["capabilities"]["scope"], str(d["volumes"]), d["socket"])
+        (
+            d["name"],
+            d["backend"],
+            d["capabilities"]["scope"],
+            _abilities(d["capabilities"]),
+            str(d["volumes"]),
+            d["socket"],
+        )
         for d in drivers
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -354,6 +378,12 @@ def driver_ls(ctx: Context, as_json: bool) -> None:
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+def _abilities(capabilities: dict[str, Any]) -> str:
+    """The optional capabilities a driver has, e.g. "snapshot,resize", or "-"."""
+    names = [name for name, value in capabilities.items() if name != "scope" and value is True]
+    return ",".join(names) or "-"
 
 
 def main() -> None:
