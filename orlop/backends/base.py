@@ -13,20 +13,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from orlop.backends.settings import BackendSettings
 from orlop.core.model import Usage
 from orlop.core.options import OptionSet
 
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a backend can do beyond the basic lifecycle; the service asks these, never a class."""
+    """What a backend can do beyond the basic lifecycle; the service asks these, never a class.
 
-    scope: Literal["local", "global"] = "local"
-    snapshot: bool = False
-    clone: bool = False
-    resize: bool = False
-    quota: bool = False
-    exclusive_attach: bool = False
+    `orlop driver ls` and `inspect` report them. The service refuses `snapshot` and `resize`
+    operations to a backend without the capability (and its protocol below)."""
+
+    scope: Literal["local", "global"] = "local"  # global: every host sees the same volumes
+    snapshot: bool = False  # Snapshottable: point-in-time copies
+    clone: bool = False  # a new volume can start as a copy of another
+    resize: bool = False  # Resizable: a volume can grow after creation
+    quota: bool = False  # a volume's `size` is a hard limit on what it can hold
+    exclusive_attach: bool = False  # attached to one host at a time (a cloud disk)
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -92,7 +96,9 @@ def filesystem_check(fstype: str, why: str) -> Check:
 @runtime_checkable
 class Backend(Protocol):
     kind: ClassVar[str]
-    options: ClassVar[OptionSet]
+    options: ClassVar[OptionSet]  # per volume, stored in the state DB: never a secret
+    # The driver's `settings:` block (one per configured driver); `orlop serve` checks it.
+    settings_model: ClassVar[type[BackendSettings]]
     capabilities: Capabilities
 
     def validate(self, name: str, options: dict[str, str]) -> None:

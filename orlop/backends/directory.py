@@ -22,6 +22,7 @@ from orlop.backends.base import (
     filesystem_check,
     tool_check,
 )
+from orlop.backends.settings import BackendSettings
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import (
     Option,
@@ -59,10 +60,12 @@ class DirectoryBackend:
             Option("o", help="mount options, comma-separated (Docker local)"),
         ]
     )
+    settings_model: ClassVar[type[BackendSettings]] = BackendSettings  # none
     capabilities = Capabilities(scope="local")
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
+        self.settings = self.settings_model.parse(self.kind, context.settings)
         self.root = context.path("volumes")
         os.makedirs(self.root, mode=0o701, exist_ok=True)
 

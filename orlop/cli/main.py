@@ -335,7 +335,7 @@ def driver() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 def driver_ls(ctx: Context, as_json: bool) -> None:
-    """List drivers: name, backend, scope, volumes, socket."""
+    """List drivers: name, backend, scope, capabilities, volumes, socket."""
     try:
         drivers = ctx.client().call("drivers")
     except OrlopError as error:
@@ -344,9 +344,16 @@ def driver_ls(ctx: Context, as_json: bool) -> None:
     if as_json:
         _echo_json(drivers)
         return
-    rows = [("DRIVER", "BACKEND", "SCOPE", "VOLUMES", "SOCKET")]
+    rows = [("DRIVER", "BACKEND", "SCOPE", "CAPABILITIES", "VOLUMES", "SOCKET")]
     rows += [
-        (d["name"], d["backend"], d["capabilities"]["scope"], str(d["volumes"]), d["socket"])
+        (
+            d["name"],
+            d["backend"],
+            d["capabilities"]["scope"],
+            _abilities(d["capabilities"]),
+            str(d["volumes"]),
+            d["socket"],
+        )
         for d in drivers
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -354,6 +361,12 @@ def driver_ls(ctx: Context, as_json: bool) -> None:
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+def _abilities(capabilities: dict[str, Any]) -> str:
+    """The optional capabilities a driver has, e.g. "snapshot,resize", or "-"."""
+    names = [name for name, value in capabilities.items() if name != "scope" and value is True]
+    return ",".join(names) or "-"
 
 
 def main() -> None:

@@ -18,7 +18,8 @@ import os
 from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
-from orlop.backends.block.volume import BlockBackend
+from orlop.backends.block.volume import BlockBackend, BlockSettings
+from orlop.backends.settings import BackendSettings
 from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import Option, OptionSet, canonical_bool, canonical_size, format_size
 from orlop.host import loop
@@ -39,6 +40,7 @@ class LoopFileProvider:
             ),
         ]
     )
+    settings_model: ClassVar[type[BackendSettings]] = BlockSettings  # the block layer's only
     capabilities: Capabilities = Capabilities(scope="local")
 
     def __init__(self, context: BackendContext) -> None:
