@@ -24,6 +24,8 @@ class Capabilities:
     scope: Literal["local", "global"] = "local"
     snapshot: bool = False
     clone: bool = False
+    restore: bool = False  # Restorable: a snapshot back into its volume
+    backup: bool = False  # Backupable: copies in a repository elsewhere
     resize: bool = False
     quota: bool = False
     exclusive_attach: bool = False
@@ -161,6 +163,16 @@ class Snapshottable(Protocol):
 
     def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
         """Delete a snapshot by ID or name; return what was deleted."""
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """Snapshots that can be put back into their volume (capabilities.restore).
+
+    The service calls this only while no container uses the volume."""
+
+    def restore_snapshot(self, volume: VolumeRef, snapshot: str) -> dict[str, Any]:
+        """Replace `volume`'s data with snapshot `snapshot`'s; return the snapshot's facts."""
 
 
 @runtime_checkable
