@@ -23,7 +23,8 @@ from orlop.backends.base import (
     tool_check,
 )
 from orlop.backends.snapshots.catalog import remove_payload
-from orlop.backends.snapshots.options import CLONE_OPTIONS, check_clone_options
+from orlop.backends.snapshots.options import CLONE_OPTIONS, FROM_OPTIONS, check_clone_options
+from orlop.backends.snapshots.settings import LocalSettings
 from orlop.backends.snapshots.tree import DirectorySnapshots
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import (
@@ -65,8 +66,11 @@ class DirectoryBackend(DirectorySnapshots):
     )
     capabilities = Capabilities(scope="local", snapshot=True, clone=True, restore=True)
 
+    settings_model = LocalSettings
+
     def __init__(self, context: BackendContext) -> None:
         self.context = context
+        self.settings = LocalSettings.parse(self.kind, context.settings)
         self.root = context.path("volumes")
         os.makedirs(self.root, mode=0o701, exist_ok=True)
         self._init_snapshots()
@@ -74,11 +78,12 @@ class DirectoryBackend(DirectorySnapshots):
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
         check_clone_options(name, options)
-        if "type" in options and ("from_snapshot" in options or "from_volume" in options):
+        if "type" in options and any(key in options for key in FROM_OPTIONS):
             raise InvalidOption(
-                "from_snapshot and from_volume make plain directory volumes: drop type/device/o"
+                "from_snapshot, from_volume and from_backup make plain directory volumes: "
+                "drop type/device/o"
             )
-        if "from_snapshot" in options or "from_volume" in options:
+        if any(key in options for key in FROM_OPTIONS):
             self._check_source(options)
         # Docker local's rules: device needs type, type needs device, o needs both.
         mandatory = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
@@ -120,17 +125,17 @@ class DirectoryBackend(DirectorySnapshots):
         # Mounts (any `type`) and remove (a walk of user data) go to a worker thread.
         if operation == "create" and self.copy_method == "btrfs subvolume":
             return False  # `btrfs subvolume create` is a process
-        if "from_snapshot" in volume.options or "from_volume" in volume.options:
+        if any(key in volume.options for key in FROM_OPTIONS):
             return False
         return operation in ("create", "attach", "detach") and "type" not in volume.options
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         data = self.mountpoint(volume)
-        if "from_snapshot" in volume.options or "from_volume" in volume.options:
+        if any(key in volume.options for key in FROM_OPTIONS):
             self._check_source(volume.options)  # before anything is made
         os.makedirs(os.path.dirname(data), mode=0o701, exist_ok=True)
         if "type" not in volume.options:
-            if "from_snapshot" in volume.options or "from_volume" in volume.options:
+            if any(key in volume.options for key in FROM_OPTIONS):
                 self._create_from(volume)
             else:
                 self._new_data(data)

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import stat
+import threading
 from collections.abc import Callable
 
 from orlop.host import btrfs, mounts
@@ -25,7 +26,8 @@ from orlop.host.run import run
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): linux/fs.h
 COPY_CHUNK = 8 * 1024 * 1024
-COPY_TIMEOUT = 24 * 3600.0  # a plain copy of a big tree takes as long as it takes
+COPY_TIMEOUT = 24 * 3600.0
+PROGRESS_INTERVAL = 0.5  # a plain copy of a big tree takes as long as it takes
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -128,13 +130,25 @@ def tree_bytes(directory: str) -> int:
 
 
 def copy_tree(source: str, target: str, progress: Progress = _no_progress) -> None:
-    """Copy the tree `source` to the new directory `target`: owners, modes, times, xattrs,
-    hard links and holes kept; files reflinked where the filesystem can."""
+    """Copy the tree `source` into the existing, empty directory `target`: owners, modes,
+    times, xattrs, hard links and holes kept; files reflinked where the filesystem can."""
     total = tree_bytes(source)
     progress(0, total)
-    # cp knows every file type, ACLs and hard links; --reflink=auto falls back to a copy.
-    run(
-        ["cp", "-a", "--reflink=auto", "--sparse=auto", "--", f"{source}/.", target],
-        timeout=COPY_TIMEOUT,
-    )
+    done = threading.Event()
+
+    def watch() -> None:  # cp says nothing while it works: measure what it has written
+        while not done.wait(PROGRESS_INTERVAL):
+            progress(min(tree_bytes(target), total), total)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        # cp knows every file type, ACLs and hard links; --reflink=auto falls back to a copy.
+        run(
+            ["cp", "-a", "--reflink=auto", "--sparse=auto", "--", f"{source}/.", target],
+            timeout=COPY_TIMEOUT,
+        )
+    finally:
+        done.set()
+        watcher.join()
     progress(total, total)

@@ -21,6 +21,7 @@ from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, 
 from orlop.backends.block.volume import BlockBackend
 from orlop.backends.snapshots.image import ImageSnapshots
 from orlop.backends.snapshots.options import CLONE_OPTIONS, check_clone_options
+from orlop.backends.snapshots.settings import LoopFileSettings
 from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import Option, OptionSet, canonical_bool, canonical_size, format_size
 from orlop.host import loop
@@ -176,7 +177,10 @@ class LoopFileBackend(ImageSnapshots, BlockBackend):
     provider_class = LoopFileProvider
     provider: LoopFileProvider
 
+    settings_model = LoopFileSettings
+
     def __init__(self, context: BackendContext) -> None:
+        self.settings = LoopFileSettings.parse(self.kind, context.settings)
         super().__init__(context)
         self._init_snapshots()
 
@@ -185,6 +189,9 @@ class LoopFileBackend(ImageSnapshots, BlockBackend):
         self._check_source(options)
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
+        if "from_backup" in volume.options:
+            self.journal.reset(volume.name)
+            return self._create_from_backup(volume)
         if "from_snapshot" not in volume.options and "from_volume" not in volume.options:
             return super().create(volume)
         self.journal.reset(volume.name)

@@ -22,15 +22,18 @@ import contextlib
 import glob
 import logging
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from orlop.backends.base import VolumeRef
 from orlop.backends.block import filesystem
+from orlop.backends.snapshots.backups import LocalBackups
 from orlop.backends.snapshots.catalog import SnapshotCatalog, fsync_directory
 from orlop.core.failpoints import failpoint
 from orlop.core.model import Conflict, InvalidOption, NotFound
 from orlop.core.options import format_size
-from orlop.host import fsfreeze
+from orlop.core.progress import report
+from orlop.host import fsfreeze, loop, mounts
 from orlop.host.clone import clone_file
 
 if TYPE_CHECKING:
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ImageSnapshots:
+class ImageSnapshots(LocalBackups):
     if TYPE_CHECKING:
         context: BackendContext
         journal: Journal
@@ -64,6 +67,21 @@ class ImageSnapshots:
         for leftover in glob.glob(os.path.join(self.provider.images, "*.img.restore")):
             log.info("removed %s, left by an interrupted restore", leftover)
             os.unlink(leftover)
+        self._init_backups()
+        self._clean_staging()
+
+    def _clean_staging(self) -> None:
+        """Undo what an interrupted backup left: its mount, loop device and image copy."""
+        for mounted in mounts.mounts_under(self.staging):
+            mounts.unmount(mounted, lazy_if_busy=True)
+        for entry in os.listdir(self.staging):
+            path = os.path.join(self.staging, entry)
+            log.info("removed %s, left by an interrupted backup", path)
+            if entry.endswith(".img"):
+                loop.detach_all(path)
+                os.unlink(path)
+            else:
+                os.rmdir(path)
 
     def _mounted(self, volume: VolumeRef) -> str | None:
         target = self.mountpoint(volume)
@@ -76,20 +94,22 @@ class ImageSnapshots:
             raise NotFound(f"volume {volume.name} has no image file ({image})")
         mounted = self._mounted(volume)
         if mounted is None:
-            return clone_file(image, target)
+            return clone_file(image, target, report)
         intent = os.path.join(self.freezing, volume.name)
         with open(intent, "w") as file:
             os.fsync(file.fileno())
         try:
             with fsfreeze.frozen(mounted):
                 failpoint("snapshot.after_freeze")
-                return clone_file(image, target)
+                return clone_file(image, target, report)
         finally:
             os.unlink(intent)
 
     def _check_source(self, options: dict[str, str]) -> None:
         """A clone's source exists: checked before the volume is recorded."""
-        if "from_snapshot" in options:
+        if "from_backup" in options:
+            self.find_backup(options["from_backup"])
+        elif "from_snapshot" in options:
             self.snapshots.get(options["from_snapshot"])
         elif "from_volume" in options:
             image = self.provider.image(VolumeRef(options["from_volume"], {}))
@@ -111,7 +131,7 @@ class ImageSnapshots:
         try:
             if "from_snapshot" in options:
                 meta = self.snapshots.get(options["from_snapshot"])
-                clone_file(self.snapshots.data(options["from_snapshot"]), part)
+                clone_file(self.snapshots.data(options["from_snapshot"]), part, report)
                 fs = meta.get("fs")
                 what = f"snapshot {options['from_snapshot']}"
             else:
@@ -141,6 +161,44 @@ class ImageSnapshots:
             resizing=wanted if wanted > copied else None,
         )
         return record
+
+    def _create_from_backup(self, volume: VolumeRef) -> dict[str, Any]:
+        """A new volume (formatted as usual) with a backup's files restored into it."""
+        record = self.provider.create(volume)
+        self.find_backup(volume.options["from_backup"])
+        target = self.attach(volume)  # type: ignore[attr-defined]
+        try:
+            self._restore_backup_into(volume.options["from_backup"], target)
+        finally:
+            self.detach(volume)  # type: ignore[attr-defined]
+        return record
+
+    # backups ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _staged(self, volume: VolumeRef) -> Iterator[str]:
+        """The volume's files as of now: a (frozen) copy of its image, mounted by itself."""
+        image = os.path.join(self.staging, f"{volume.name}.img")
+        target = os.path.join(self.staging, volume.name)
+        self._clean_staging()
+        self._copy_image(volume, image)
+        try:
+            device = loop.attach(image)
+            fstype = filesystem.detect(device)
+            if fstype is None:
+                raise InvalidOption(f"volume {volume.name} was never used: nothing to back up")
+            os.makedirs(target, mode=0o700, exist_ok=True)
+            flags = ["nodev", "nosuid", "noexec"]
+            if fstype == "xfs":
+                flags.append("nouuid")  # the copy has the live volume's UUID
+            # Mounted read-write: the filesystem replays its journal, as after a power cut.
+            mounts.mount(device, target, fstype, flags)
+            yield target
+        finally:
+            self._clean_staging()
+
+    def _backup_tags(self, volume: VolumeRef) -> dict[str, str]:
+        fs = self.journal.get(volume.name).get("fs") or filesystem.fs_of(volume.options)
+        return {"size": volume.options.get("size", ""), "fs": str(fs)}
 
     # Snapshottable ----------------------------------------------------------------------
     def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
@@ -175,7 +233,7 @@ class ImageSnapshots:
         image = self.provider.image(volume)
         restored = f"{image}.restore"
         try:
-            clone_file(self.snapshots.data(snapshot), restored)
+            clone_file(self.snapshots.data(snapshot), restored, report)
             failpoint("restore.after_copy")
             size = int(volume.options.get("size", "0"))
             copied = os.path.getsize(restored)

@@ -26,12 +26,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from orlop.backends.base import VolumeRef
+from orlop.backends.snapshots.backups import LocalBackups
 from orlop.backends.snapshots.catalog import SnapshotCatalog, fsync_directory, remove_payload
 from orlop.core.failpoints import failpoint
 from orlop.core.model import InvalidOption, NotFound
+from orlop.core.progress import report
 from orlop.host import btrfs
 from orlop.host.clone import copy_tree, snapshot_method
 
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DirectorySnapshots:
+class DirectorySnapshots(LocalBackups):
     if TYPE_CHECKING:
         context: BackendContext
         root: str
@@ -56,6 +59,10 @@ class DirectorySnapshots:
         for leftover in self.snapshots.cleanup():
             log.info("removed %s, left by an interrupted snapshot", leftover)
         self.recover_restores()
+        self._init_backups()
+        for leftover in os.listdir(self.staging):
+            log.info("removed %s, left by an interrupted backup", leftover)
+            remove_payload(os.path.join(self.staging, leftover))
 
     # volume data ------------------------------------------------------------------------
     def _new_data(self, data: str) -> None:
@@ -74,7 +81,7 @@ class DirectorySnapshots:
             btrfs.snapshot(source, target, readonly)
             return "btrfs subvolume"
         os.mkdir(target, 0o755)
-        copy_tree(source, target)
+        copy_tree(source, target, report)
         return "copy" if self.copy_method == "copy" else "reflink"
 
     def _check_plain(self, volume: VolumeRef, doing: str) -> None:
@@ -86,6 +93,9 @@ class DirectorySnapshots:
 
     def _check_source(self, options: dict[str, str]) -> str:
         """The data a clone starts from; NotFound if its snapshot or volume does not exist."""
+        if "from_backup" in options:
+            self.find_backup(options["from_backup"])
+            return ""
         if "from_snapshot" in options:
             self.snapshots.get(options["from_snapshot"])  # NotFound with a helpful message
             return self.snapshots.data(options["from_snapshot"])
@@ -108,13 +118,33 @@ class DirectorySnapshots:
         part = f"{data}.part"
         remove_payload(part)
         try:
-            self._copy_data(source, part, readonly=False)
+            if "from_backup" in options:
+                self._new_data(part)
+                self._restore_backup_into(options["from_backup"], part)
+            else:
+                self._copy_data(source, part, readonly=False)
             failpoint("clone.after_copy")
             os.rename(part, data)
         except BaseException:
             with contextlib.suppress(Exception):
                 remove_payload(part)
             raise
+
+    # backups ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _staged(self, volume: VolumeRef) -> Iterator[str]:
+        """A read-only snapshot of the volume's tree to back up, removed afterwards."""
+        self._check_plain(volume, "a backup")
+        staged = os.path.join(self.staging, volume.name)
+        remove_payload(staged)
+        self._copy_data(self.mountpoint(volume), staged, readonly=True)
+        try:
+            yield staged
+        finally:
+            remove_payload(staged)
+
+    def _backup_tags(self, volume: VolumeRef) -> dict[str, str]:
+        return {}
 
     # Snapshottable ----------------------------------------------------------------------
     def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
