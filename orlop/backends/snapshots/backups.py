@@ -12,7 +12,6 @@ restore that does not finish is a create that did not finish, which the service 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -86,18 +85,17 @@ class LocalBackups:
     def create_backup(self, volume: VolumeRef, schedule: str = "") -> dict[str, Any]:
         repository = self._repository()
         repository.ensure()
-        with contextlib.suppress(Exception):
-            repository._run("unlock")  # stale locks of a backup killed before
         earlier = repository.snapshots(volume.name)
         parent = earlier[-1]["id"] if earlier else None
-        tags = {"volume": volume.name, "kind": self.kind, **self._backup_tags(volume)}
+        tags = {"volume": volume.name, "kind": self.kind, "driver": self.context.driver}
+        tags.update(self._backup_tags(volume))
         if schedule:
             tags["schedule"] = schedule
         with self._staged(volume) as staged:
             failpoint("backup.after_snapshot")
             summary = repository.backup(staged, tags, parent, report)
         failpoint("backup.after_upload")
-        made = repository.find(summary["snapshot_id"])
+        made = repository.backup_facts(summary, tags)
         keep = self.settings.keep()
         if keep:
             repository.forget(volume.name, keep)

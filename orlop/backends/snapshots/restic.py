@@ -16,6 +16,7 @@ Tags: `orlop`, `orlop-volume=<name>`, `orlop-kind=<backend>`, `orlop-size=<bytes
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -65,7 +66,7 @@ def read_env_file(path: str) -> dict[str, str]:
     return variables
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Repository:
     """Where a driver's backups go, and how to open it."""
 
@@ -74,6 +75,7 @@ class Repository:
     env_file: str | None
     cache_dir: str
     ssh_command: str | None = None  # for sftp: the ssh command line restic starts
+    opened: bool = False  # known to exist and to open with the password
 
     def check(self) -> None:
         check_secret_file(self.password_file, "backup_password_file")
@@ -117,13 +119,18 @@ class Repository:
 
     # calls --------------------------------------------------------------------------
     def ensure(self) -> None:
-        """Open the repository, creating it on first use."""
+        """Open the repository, creating it on first use (checked once per daemon)."""
         self.check()
+        if self.opened:
+            return
         try:
             self._run("cat", "config")
         except NotFound:
             log.info("initialising backup repository %s", self.location)
             self._run("init")
+        # Locks of a restic a kill ended (ours): they would block the next prune.
+        self._run("unlock")
+        self.opened = True
 
     def backup(
         self, directory: str, tags: Mapping[str, str], parent: str | None, progress: Progress
@@ -158,6 +165,18 @@ class Repository:
         progress(total, total)
         return summary
 
+    def backup_facts(self, summary: dict[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
+        """A new backup's facts from restic's summary, without asking the repository again."""
+        snapshot_id = str(summary["snapshot_id"])
+        return _backup_facts(
+            {
+                "id": snapshot_id,
+                "short_id": snapshot_id[:8],
+                "time": summary.get("time") or _now(),
+                "tags": [f"orlop-{k}={v}" for k, v in tags.items()],
+            }
+        )
+
     def snapshots(self, volume: str | None = None) -> list[dict[str, Any]]:
         """Orlop's backups in the repository (all, or one volume's), oldest first."""
         tag = f"orlop,orlop-volume={volume}" if volume else "orlop"
@@ -189,6 +208,10 @@ class Repository:
         self._run(*args, timeout=TRANSFER_TIMEOUT)
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
 def _backup_facts(snapshot: dict[str, Any]) -> dict[str, Any]:
     tags = dict(
         t.removeprefix("orlop-").split("=", 1) for t in snapshot.get("tags", []) if "=" in t
@@ -198,6 +221,7 @@ def _backup_facts(snapshot: dict[str, Any]) -> dict[str, Any]:
         "short_id": snapshot.get("short_id", snapshot.get("id", "")[:8]),
         "volume": tags.get("volume", ""),
         "kind": tags.get("kind", ""),
+        "driver": tags.get("driver", ""),
         "size": int(tags["size"]) if tags.get("size", "").isdigit() else None,
         "fs": tags.get("fs") or None,
         "schedule": tags.get("schedule", ""),
