@@ -26,6 +26,7 @@ from orlop.frontends.http import HttpServer
 log = logging.getLogger("orlop")
 
 STOP_GRACE_SECONDS = 20.0
+SCHEDULE_INTERVAL = 60.0  # seconds between rounds of scheduled snapshots (hourly at best)
 
 
 def build_drivers(config: Config) -> list[Driver]:
@@ -100,9 +101,11 @@ class Daemon:
             recovery.add_done_callback(_log_failure)
             measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
+            scheduling = asyncio.ensure_future(self._schedule_forever(recovery))
             await self._stop.wait()
             measuring.cancel()
             discovery.cancel()
+            scheduling.cancel()
             if not recovery.done():
                 recovery.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -110,14 +113,15 @@ class Daemon:
         finally:
             await self.stop()
 
+    async def _schedule_forever(self, recovery: asyncio.Future[None]) -> None:
+        """Scheduled snapshots; the first round at start takes what was missed meanwhile."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(recovery)
+        await self.service.scheduler.run_forever(SCHEDULE_INTERVAL)
+
     async def _discover_forever(self, recovery: asyncio.Future[None]) -> None:
         """Adopt volumes other hosts made, for global drivers whose storage can list them."""
-        intervals = {
-            name: float(driver.backend.discover_interval)  # type: ignore[attr-defined]
-            for name, driver in self.service.drivers.items()
-            if callable(getattr(driver.backend, "list_volumes", None))
-            and driver.backend.capabilities.scope == "global"
-        }
+        intervals = self.service.discovery.intervals()
         if not intervals:
             return
         with contextlib.suppress(Exception):

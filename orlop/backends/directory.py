@@ -123,11 +123,13 @@ class DirectoryBackend(DirectorySnapshots):
     def quick(self, operation: str, volume: VolumeRef) -> bool:
         # A plain directory: create is mkdir/chown/chmod, attach mkdir, detach nothing.
         # Mounts (any `type`) and remove (a walk of user data) go to a worker thread.
+        if operation not in ("create", "attach", "detach"):
+            return False
         if operation == "create" and self.copy_method == "btrfs subvolume":
             return False  # `btrfs subvolume create` is a process
         if any(key in volume.options for key in FROM_OPTIONS):
-            return False
-        return operation in ("create", "attach", "detach") and "type" not in volume.options
+            return False  # a copy
+        return "type" not in volume.options
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         data = self.mountpoint(volume)

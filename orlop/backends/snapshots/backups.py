@@ -12,6 +12,7 @@ restore that does not finish is a create that did not finish, which the service 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -27,7 +28,7 @@ from orlop.core.progress import report
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from orlop.backends.base import BackendContext
+    from orlop.backends.base import BackendContext, Capabilities
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def repository_for(settings: LocalSettings, cache_dir: str) -> Repository | None
 class LocalBackups:
     if TYPE_CHECKING:
         context: BackendContext
+        capabilities: Capabilities
         settings: LocalSettings
         kind: ClassVar[str]
 
@@ -72,6 +74,9 @@ class LocalBackups:
         self.staging = self.context.path("backup")
         os.makedirs(self.staging, mode=0o700, exist_ok=True)
         self.repository = repository_for(self.settings, self.context.path("restic-cache"))
+        self.capabilities = dataclasses.replace(
+            self.capabilities, backup=self.repository is not None
+        )
 
     def _repository(self) -> Repository:
         if self.repository is None:
@@ -82,15 +87,13 @@ class LocalBackups:
         return self.repository
 
     # Backupable ---------------------------------------------------------------------
-    def create_backup(self, volume: VolumeRef, schedule: str = "") -> dict[str, Any]:
+    def create_backup(self, volume: VolumeRef) -> dict[str, Any]:
         repository = self._repository()
         repository.ensure()
         earlier = repository.snapshots(volume.name)
         parent = earlier[-1]["id"] if earlier else None
         tags = {"volume": volume.name, "kind": self.kind, "driver": self.context.driver}
         tags.update(self._backup_tags(volume))
-        if schedule:
-            tags["schedule"] = schedule
         with self._staged(volume) as staged:
             failpoint("backup.after_snapshot")
             summary = repository.backup(staged, tags, parent, report)
@@ -114,6 +117,17 @@ class LocalBackups:
                 f"{found['kind']} driver (this one is {self.kind})"
             )
         return found
+
+    def backup_options(self, backup: dict[str, Any]) -> dict[str, str]:
+        options = {"from_backup": backup["id"]}
+        if backup.get("size"):
+            options["size"] = str(backup["size"])
+        if backup.get("fs"):
+            options["fs"] = str(backup["fs"])
+        return options
+
+    def snapshot_schedule(self, volume: VolumeRef) -> str | None:
+        return volume.options.get("snapshot_schedule") or self.settings.snapshot_schedule
 
     def _restore_backup_into(self, backup: str, target: str) -> None:
         self._repository().restore(backup, target, report)

@@ -202,13 +202,9 @@ class ImageSnapshots(LocalBackups):
 
     # Snapshottable ----------------------------------------------------------------------
     def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
-        return self.snapshot_volume(volume, name, schedule="")
-
-    def snapshot_volume(self, volume: VolumeRef, name: str, schedule: str) -> dict[str, Any]:
         facts: dict[str, Any] = {
             "volume": volume.name,
             "state": "completed",
-            "schedule": schedule,
             "size": int(volume.options.get("size", "0")),
             "fs": self.journal.get(volume.name).get("fs") or filesystem.fs_of(volume.options),
             "consistency": "crash-consistent (frozen)" if self._mounted(volume) else "offline",

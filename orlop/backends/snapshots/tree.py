@@ -148,12 +148,9 @@ class DirectorySnapshots(LocalBackups):
 
     # Snapshottable ----------------------------------------------------------------------
     def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
-        return self.snapshot_volume(volume, name, schedule="")
-
-    def snapshot_volume(self, volume: VolumeRef, name: str, schedule: str) -> dict[str, Any]:
         self._check_plain(volume, "a snapshot")
         source = self.mountpoint(volume)
-        facts = {"volume": volume.name, "state": "completed", "schedule": schedule}
+        facts = {"volume": volume.name, "state": "completed"}
         with self.snapshots.making(name, facts) as part:
             facts["method"] = self._copy_data(source, os.path.join(part, "data"), readonly=True)
             failpoint("snapshot.after_copy")
