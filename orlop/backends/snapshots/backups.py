@@ -95,6 +95,8 @@ class LocalBackups:
         tags = {"volume": volume.name, "kind": self.kind, "driver": self.context.driver}
         tags.update(self._backup_tags(volume))
         with self._staged(volume) as staged:
+            if not [e for e in os.listdir(staged) if e != "lost+found"]:
+                raise InvalidOption(f"volume {volume.name} is empty: there is nothing to back up")
             failpoint("backup.after_snapshot")
             summary = repository.backup(staged, tags, parent, report)
         failpoint("backup.after_upload")

@@ -32,6 +32,18 @@ log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 120.0  # restic retries a repository that does not answer; not forever
 TRANSFER_TIMEOUT = 24 * 3600.0
+# What restic (or the ssh it starts) says when it cannot reach the repository at all.
+UNREACHABLE = (
+    "dial tcp",
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "Connection closed",
+    "Connection refused",
+    "Host key verification failed",
+    "Permission denied",
+    "subprocess ssh",
+)
 Progress = Callable[[int, int], None]
 
 
@@ -112,6 +124,10 @@ class Repository:
                 f"{where}: wrong password (backup_password_file {self.password_file} does "
                 "not open it)"
             )
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        first = lines[0].removeprefix("Fatal: ") if lines else "restic failed"
+        if any(sign in stderr for sign in UNREACHABLE):
+            return BackendError(f"{where} is unreachable: {first}")
         if "Is there a repository" in stderr or "does not exist" in stderr:
             return NotFound(f"{where} does not exist (or is not a restic repository)")
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "restic failed"
