@@ -12,11 +12,13 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from typing import Any
 
-from orlop.backends import make_backend
+from orlop.backends import backend_class, make_backend
 from orlop.backends.base import BackendContext
 from orlop.config import Config
+from orlop.core.model import ConfigError
 from orlop.core.service import Driver, VolumeService
 from orlop.core.store import Store
 from orlop.frontends.admin.api import AdminApi
@@ -32,6 +34,7 @@ SCHEDULE_INTERVAL = 60.0  # seconds between rounds of scheduled snapshots (hourl
 def build_drivers(config: Config) -> list[Driver]:
     drivers = []
     for name, driver_config in config.drivers.items():
+        check_settings(name, driver_config.backend, driver_config.settings)
         context = BackendContext(
             driver=name,
             state_dir=config.driver_state_dir(name),
@@ -45,9 +48,25 @@ def build_drivers(config: Config) -> list[Driver]:
     return drivers
 
 
+def check_settings(driver: str, kind: str, settings: Mapping[str, Any]) -> None:
+    """Stop the daemon on a settings block its backend does not accept (a misspelt key)."""
+    try:
+        backend_class(kind).settings_model.parse(kind, settings)
+    except ConfigError as error:
+        raise ConfigError(f"driver {driver}: {error}") from None
+
+
+def redacted_settings(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A driver's settings as configured, every secret one replaced, for `driver ls`."""
+    secret = backend_class(kind).settings_model.secret_names()
+    return {key: "<redacted>" if key in secret else value for key, value in settings.items()}
+
+
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
+        for name, driver in config.drivers.items():  # before anything is made on disk
+            check_settings(name, driver.backend, driver.settings)
         os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
         self.store = Store(config.database)
         self.service = VolumeService(self.store, build_drivers(config))
@@ -63,6 +82,7 @@ class Daemon:
             "socket": self.config.socket_path(name),
             "capabilities": backend.capabilities.as_dict(),
             "defaults": backend.options.redact(driver.defaults),
+            "settings": redacted_settings(driver.kind, self.config.drivers[name].settings),
             "options": sorted(backend.options.options),
             "volumes": len(self.service.list(name)),
         }

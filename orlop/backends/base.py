@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from orlop.backends.settings import BackendSettings
 from orlop.core.model import Usage
 from orlop.core.options import OptionSet
 
@@ -97,7 +98,9 @@ def filesystem_check(fstype: str, why: str) -> Check:
 @runtime_checkable
 class Backend(Protocol):
     kind: ClassVar[str]
-    options: ClassVar[OptionSet]
+    options: ClassVar[OptionSet]  # per volume, stored in the state DB: never a secret
+    # The driver's `settings:` block (one per configured driver); `orlop serve` checks it.
+    settings_model: ClassVar[type[BackendSettings]]
     capabilities: Capabilities
 
     def validate(self, name: str, options: dict[str, str]) -> None:

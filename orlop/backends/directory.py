@@ -22,6 +22,7 @@ from orlop.backends.base import (
     filesystem_check,
     tool_check,
 )
+from orlop.backends.settings import BackendSettings
 from orlop.backends.snapshots.catalog import remove_payload
 from orlop.backends.snapshots.options import CLONE_OPTIONS, FROM_OPTIONS, check_clone_options
 from orlop.backends.snapshots.settings import LocalSettings
@@ -64,9 +65,8 @@ class DirectoryBackend(DirectorySnapshots):
             *CLONE_OPTIONS,
         ]
     )
+    settings_model: ClassVar[type[BackendSettings]] = LocalSettings
     capabilities = Capabilities(scope="local", snapshot=True, clone=True, restore=True)
-
-    settings_model = LocalSettings
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
@@ -133,9 +133,11 @@ class DirectoryBackend(DirectorySnapshots):
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         data = self.mountpoint(volume)
+        self._check_no_links(volume)  # before makedirs, which would follow a link
         if any(key in volume.options for key in FROM_OPTIONS):
             self._check_source(volume.options)  # before anything is made
         os.makedirs(os.path.dirname(data), mode=0o701, exist_ok=True)
+        self._check_no_links(volume)
         if "type" not in volume.options:
             if any(key in volume.options for key in FROM_OPTIONS):
                 self._create_from(volume)
@@ -154,6 +156,10 @@ class DirectoryBackend(DirectorySnapshots):
         directory = os.path.join(self.root, volume.name)
         if not os.path.lexists(directory):
             return
+        self._check_no_links(volume, ("",))
+        if os.path.islink(directory):
+            os.unlink(directory)  # a link in the volume's place: never what it points to
+            return
         below = mounts.mounts_under(directory)
         for mounted in below:
             mounts.unmount(mounted)
@@ -162,11 +168,13 @@ class DirectoryBackend(DirectorySnapshots):
         for entry in os.listdir(directory):  # _data, and a clone's or a restore's leftovers
             remove_payload(os.path.join(directory, entry))
         # A bind volume's host directory was unmounted above: only our own files go.
-        shutil.rmtree(directory)
+        shutil.rmtree(directory)  # deletes links inside, never follows them
 
     def attach(self, volume: VolumeRef) -> str:
         data = self.mountpoint(volume)
+        self._check_no_links(volume)
         os.makedirs(data, mode=0o755, exist_ok=True)
+        self._check_no_links(volume)
         options = volume.options
         if "type" not in options:
             return data
@@ -191,6 +199,7 @@ class DirectoryBackend(DirectorySnapshots):
 
     def usage(self, volume: VolumeRef) -> Usage | None:
         data = self.mountpoint(volume)
+        self._check_no_links(volume)
         if "type" in volume.options and not _is_bind(volume.options):
             if not mounts.is_mountpoint(data):
                 return None
@@ -213,9 +222,41 @@ class DirectoryBackend(DirectorySnapshots):
         ]
 
     # helpers ----------------------------------------------------------------------------
+    def _check_no_links(
+        self, volume: VolumeRef, parts: tuple[str, ...] = ("", "{name}", "_data")
+    ) -> None:
+        """Refuse a volume whose directories were replaced by symbolic links (or files).
+
+        Everything from the driver's `volumes` directory down is Orlop's own: a link there
+        would send the data, a chown or chmod, and Docker's bind mount out of the state
+        directory, to wherever the link points."""
+        path = self.root
+        for part in parts:
+            if part:  # ("" is the root itself: a trailing "/" would make lstat follow it)
+                path = os.path.join(path, part.format(name=volume.name))
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                return  # not made yet: nothing to follow
+            if not stat.S_ISDIR(mode):
+                what = "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"
+                raise BackendError(
+                    f"volume {volume.name}: {path} is {what}; Orlop does not follow links out "
+                    "of its state directory. Remove it (and the volume), then create the "
+                    "volume again"
+                )
+
     @staticmethod
     def _apply_ownership(path: str, options: dict[str, str]) -> None:
-        if "uid" in options or "gid" in options:
-            os.chown(path, int(options.get("uid", "-1")), int(options.get("gid", "-1")))
-        if "mode" in options:
-            os.chmod(path, int(options["mode"], 8))
+        if not ("uid" in options or "gid" in options or "mode" in options):
+            return
+        # Through a descriptor opened without following a link: the directory checked is
+        # the one changed, even if a link is swapped in meanwhile.
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            if "uid" in options or "gid" in options:
+                os.fchown(fd, int(options.get("uid", "-1")), int(options.get("gid", "-1")))
+            if "mode" in options:
+                os.fchmod(fd, int(options["mode"], 8))
+        finally:
+            os.close(fd)

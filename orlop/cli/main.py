@@ -12,7 +12,7 @@ import orlop
 from orlop.cli.client import AdminClient
 from orlop.cli.copies import backup, snapshot
 from orlop.cli.progress import call_with_progress
-from orlop.config import load_config
+from orlop.config import Config, load_config
 from orlop.core.model import OrlopError
 from orlop.core.options import format_size
 
@@ -22,7 +22,7 @@ class Context:
         self.config_path = config_path
         self._admin_socket = admin_socket
 
-    def config(self):  # type: ignore[no-untyped-def]
+    def config(self) -> Config:
         return load_config(self.config_path)
 
     def client(self) -> AdminClient:
@@ -30,6 +30,21 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def _use_config(ctx: click.Context, _: click.Parameter, path: str | None) -> None:
+    if path is not None:
+        ctx.ensure_object(Context).config_path = path
+
+
+# `orlop serve --config FILE` as well as `orlop --config FILE serve`: users put it either side.
+config_option = click.option(
+    "--config",
+    "config_path",
+    help="Config file (YAML); same as `orlop --config FILE …`.",
+    callback=_use_config,
+    expose_value=False,
+)
 
 
 def _fail(error: OrlopError) -> None:
@@ -51,6 +66,7 @@ def cli(ctx: click.Context, config_path: str | None, admin_socket: str | None) -
 
 
 @cli.command()
+@config_option
 @pass_context
 def serve(ctx: Context) -> None:
     """Run the daemon: one Docker plugin socket per configured driver."""
@@ -84,6 +100,7 @@ def version(ctx: Context, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@config_option
 @pass_context
 def doctor(ctx: Context, as_json: bool) -> None:
     """Check this host: root, dockerd, plugin directory, what each backend needs."""

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import pytest
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
-from orlop.backends.block.volume import BlockBackend
+from orlop.backends.block.volume import BlockBackend, BlockSettings
+from orlop.backends.settings import BackendSettings
 from orlop.core.model import BackendError
 from orlop.core.options import Option, OptionSet, canonical_size
 
@@ -19,6 +20,7 @@ class StuckProvider:
 
     kind: ClassVar[str] = "stuck"
     options: ClassVar[OptionSet] = OptionSet([Option("size", canonical_size)])
+    settings_model: ClassVar[type[BackendSettings]] = BlockSettings
     capabilities = Capabilities()
 
     def __init__(self, context: BackendContext) -> None:
@@ -55,12 +57,16 @@ class StuckProvider:
         return []
 
 
+class StuckBackend(BlockBackend):
+    provider_class = StuckProvider
+
+
 def test_failed_cleanup_after_a_failed_mount_is_logged_and_the_mount_error_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     context = BackendContext("stuck", str(tmp_path))
     provider = StuckProvider(context)
-    backend = BlockBackend(context, provider)
+    backend = StuckBackend(context, provider)
     volume = VolumeRef("v", {"size": str(1 << 30)})
     backend.create(volume)
     backend.journal.update("v", formatted=True, fs="ext4")  # formatted once; now blank

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
 from orlop.backends.block.volume import BlockBackend
+from orlop.backends.settings import BackendSettings
 from orlop.backends.snapshots.image import ImageSnapshots
 from orlop.backends.snapshots.options import CLONE_OPTIONS, check_clone_options
 from orlop.backends.snapshots.settings import LoopFileSettings
@@ -43,6 +44,7 @@ class LoopFileProvider:
             *CLONE_OPTIONS,
         ]
     )
+    settings_model: ClassVar[type[BackendSettings]] = LoopFileSettings
     capabilities: Capabilities = Capabilities(
         scope="local", snapshot=True, clone=True, restore=True
     )
@@ -177,10 +179,9 @@ class LoopFileBackend(ImageSnapshots, BlockBackend):
     provider_class = LoopFileProvider
     provider: LoopFileProvider
 
-    settings_model = LoopFileSettings
+    settings: LoopFileSettings
 
     def __init__(self, context: BackendContext) -> None:
-        self.settings = LoopFileSettings.parse(self.kind, context.settings)
         super().__init__(context)
         self._init_snapshots()
 

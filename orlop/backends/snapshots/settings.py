@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from orlop.backends.block.volume import BlockSettings
 from orlop.backends.settings import BackendSettings
 from orlop.backends.snapshots.schedule import canonical_schedule
 
@@ -66,8 +67,8 @@ class LocalSettings(BackendSettings):
         return {name: getattr(self, name) for name in KEEP if getattr(self, name) is not None}
 
 
-class LoopFileSettings(LocalSettings):
-    allow_suid_dev: bool = False  # let volumes ask for dev/suid mounts (the block layer's)
+class LoopFileSettings(LocalSettings, BlockSettings):
+    """The loopfile driver's: the local ones and the block layer's (allow_suid_dev)."""
 
 
 def parse_settings(model: type[LocalSettings], kind: str, values: Any) -> LocalSettings:
