@@ -49,12 +49,12 @@ def parse_size(value: str) -> int:
         )
     number = match.group(1)
     if len(number) > 40:  # far beyond MAX_SIZE in any unit; spares converting it
-        raise ValueError(f"{shown(value)} is too large: sizes go up to 8 EiB")
+        raise ValueError(f"{shown(value)} is not a size: too large, sizes go up to 8 EiB")
     size = int(Decimal(number) * _SIZE_UNITS[unit])  # exact: no float rounding or overflow
     if size <= 0:
         raise ValueError(f"{shown(value)} is not a size: it must be greater than zero")
     if size > MAX_SIZE:
-        raise ValueError(f"{shown(value)} is too large: sizes go up to 8 EiB")
+        raise ValueError(f"{shown(value)} is not a size: too large, sizes go up to 8 EiB")
     return size
 
 
