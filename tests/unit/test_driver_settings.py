@@ -87,7 +87,10 @@ def test_backends_use_their_secret_settings(tmp_path: Path) -> None:
         S3Backend(BackendContext("s3", str(tmp_path / "s3"), settings={"secret_key": "x"}))
 
 
-def test_serve_stops_on_a_misspelt_key_before_making_anything(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "before", [True, False], ids=["orlop --config F serve", "serve --config F"]
+)
+def test_serve_stops_on_a_misspelt_key_before_making_anything(tmp_path: Path, before: bool) -> None:
     state = tmp_path / "state"
     config = tmp_path / "orlop.yaml"
     config.write_text(
@@ -100,7 +103,9 @@ def test_serve_stops_on_a_misspelt_key_before_making_anything(tmp_path: Path) ->
             }
         )
     )
-    result = CliRunner().invoke(cli, ["--config", str(config), "serve"])
+    where = ["--config", str(config)]
+    args = [*where, "serve"] if before else ["serve", *where]
+    result = CliRunner().invoke(cli, args, env={"ORLOP_CONFIG": None})
     assert result.exit_code == 1
     assert "driver ssh: unknown sshfs setting private_kye" in result.output
     assert "allowed settings are password, private_key" in result.output
