@@ -80,6 +80,11 @@ def run_checks(config: Config) -> list[Check]:
         except OrlopError as error:
             checks.append(Check(f"driver {name}", False, str(error), "fix the config"))
             continue
+        try:
+            cls.settings_model.parse(driver.backend, driver.settings)
+            checks.append(Check(f"driver {name}: settings", True, "accepted"))
+        except OrlopError as error:
+            checks.append(Check(f"driver {name}: settings", False, str(error), "fix the config"))
         for check in cls.host_checks():
             checks.append(
                 Check(
