@@ -89,6 +89,7 @@ def test_create_find_and_names(
         "datastore": "LocalDS_0",
         "diskformat": "thin",
         "attach_as": "persistent",
+        "access": "read-write",
     }
 
 
