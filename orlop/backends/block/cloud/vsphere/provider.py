@@ -367,8 +367,8 @@ class VsphereProvider:
         return {k: v for k, v in options.items() if v}
 
     def describe(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        keys = ("disk_id", "datastore", "diskformat", "attach_as", "access", "uuid", "cloned_from")
-        keys += ("fcd",)
+        keys = ["disk_id", "datastore", "diskformat", "attach_as", "access", "uuid", "cloned_from"]
+        keys.append("fcd")
         return {key: record[key] for key in keys if record.get(key) is not None}
 
     @classmethod
