@@ -151,7 +151,7 @@ class DirectoryBackend:
         if "type" not in options:
             return data
         if not mounts.is_mountpoint(data):
-            fstype = options["type"]
+            fstype: str | None = options["type"]
             flags = _mount_flags(options)
             if _is_bind(options):
                 fstype = None

@@ -7,6 +7,7 @@ version and configuration. Only root may connect (checked with SO_PEERCRED).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -143,7 +144,7 @@ class AdminApi:
         volume = self._find(VolumeBody(name=body.volume, driver=body.driver))
         return await self.service.create_snapshot(volume.driver, volume.name, body.snapshot)
 
-    async def snapshot_list(self, body: SnapshotListBody) -> list[dict[str, Any]]:
+    async def snapshot_list(self, body: SnapshotListBody) -> builtins.list[dict[str, Any]]:
         drivers = [body.driver] if body.driver else self.service.snapshot_drivers()
         found = await asyncio.gather(
             *(self.service.list_snapshots(driver, body.volume) for driver in drivers)
