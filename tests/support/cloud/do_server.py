@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.support.cloud.images import copy_sparse
 from tests.support.cloud.presenter import DevicePresenter
 
 GIB = 1024**3
@@ -538,15 +539,8 @@ class DoServer:
             src, dst = root / f"{_safe(source)}.img", root / f"snap-{_safe(target)}.img"
         else:
             src, dst = root / f"snap-{_safe(source)}.img", root / f"{_safe(target)}.img"
-        if not src.exists():
-            return
-        with open(src, "rb") as reader, open(dst, "r+b" if dst.exists() else "wb") as writer:
-            while chunk := reader.read(1 << 20):
-                if chunk.count(0) == len(chunk):
-                    writer.seek(len(chunk), 1)
-                else:
-                    writer.write(chunk)
-            writer.truncate(max(writer.tell(), dst.stat().st_size))
+        if src.exists():
+            copy_sparse(src, dst)
 
     def _list_volume_snapshots(
         self, volume_id: str, query: dict[str, str], body: Any
