@@ -22,6 +22,7 @@ UNLOCKED = {"compute.zoneOperations.wait", "compute.globalOperations.wait"}  # t
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "GCE-fake"
+    disable_nagle_algorithm = True  # one segment per answer, no delayed-ACK stalls
     protocol_version = "HTTP/1.1"
     gce: GceServer
 

@@ -12,7 +12,8 @@ names the holder.
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import importlib
 import threading
 import uuid
 from collections.abc import Mapping
@@ -50,8 +51,6 @@ from orlop.backends.block.cloud.gce.snapshots import SnapshotCalls
 from orlop.core.model import InvalidOption, NotFound
 from orlop.core.options import Option, OptionSet, one_of
 
-log = logging.getLogger(__name__)
-
 _STATES: dict[str, Any] = {
     "CREATING": "creating",
     "RESTORING": "creating",
@@ -60,6 +59,12 @@ _STATES: dict[str, Any] = {
     "UNAVAILABLE": "error",
     "DELETING": "deleting",
 }
+
+
+def _warm_up() -> None:
+    # Not installed: host_checks says what to install, and so does the first call.
+    with contextlib.suppress(ImportError):
+        importlib.import_module("google.cloud.compute_v1")
 
 
 def last(url: str) -> str:
@@ -92,6 +97,9 @@ class GceProvider(SnapshotCalls):
         self._identity: Identity | None = None
         self._project: str | None = settings.project
         self._lock = threading.Lock()
+        # google-cloud-compute takes seconds to import (every Compute message type): start
+        # now, in the background, so the first request does not wait for all of it.
+        threading.Thread(target=_warm_up, daemon=True, name="gce-import").start()
 
     # identity ------------------------------------------------------------------------------
     @property
