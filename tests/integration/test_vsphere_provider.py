@@ -335,3 +335,38 @@ def test_disk_ids_that_are_not_ours(provider: VsphereProvider) -> None:
     ghost = Disk("[LocalDS_0] orlop-volumes/none.12345678.vmdk", "none", 1, "ready")
     provider.delete_disk(ghost)  # already gone
     provider.detach_disk(ghost, provider.identity().instance)  # not attached: nothing to do
+
+
+def test_snapshots_are_first_class_disk_snapshots(
+    vcsim: Vcsim, vsphere_testbed: VsphereTestbed, provider: VsphereProvider
+) -> None:
+    me = provider.identity()
+    disk = provider.create_disk(spec(vsphere_testbed, "Snapped.1"), me)
+    other = provider.create_disk(spec(vsphere_testbed, "other"), me)
+    ns = vsphere_testbed.namespace
+    labels = {"managed-by": "orlop", "namespace": ns, "volume": "Snapped.1", "snapshot": "s1"}
+    first = provider.create_snapshot(disk, "s1", labels)
+    assert first.name == "s1" and first.volume == "Snapped.1" and first.size == disk.size
+    assert provider.is_snapshot_id(first.id) and not provider.is_snapshot_id("s1")
+    provider.attach_disk(disk, me, None)  # a snapshot of an attached disk, too
+    second = provider.create_snapshot(
+        provider.get_disk(disk.id) or disk, "s2", {**labels, "snapshot": "s2"}
+    )
+    provider.create_snapshot(other, "o1", {**labels, "volume": "other", "snapshot": "o1"})
+    assert sorted(s.name for s in provider.find_snapshots(ns)) == ["o1", "s1", "s2"]
+    assert sorted(s.name for s in provider.find_snapshots(ns, "Snapped.1")) == ["s1", "s2"]
+    assert [s.id for s in provider.find_snapshots(ns, None, "s2")] == [second.id]
+    assert provider.find_snapshots("another-namespace") == []
+    got = provider.get_snapshot(first.id)
+    assert got is not None and got.name == "s1"
+    # Another VM sees them (the FCD ID is in the volume's metadata on the datastore).
+    elsewhere = provider_of(vsphere_testbed.host(present=False))
+    assert sorted(s.name for s in elsewhere.find_snapshots(ns, "Snapped.1")) == ["s1", "s2"]
+    provider.delete_snapshot(first)
+    provider.delete_snapshot(first)  # already gone: fine
+    assert provider.get_snapshot(first.id) is None
+    assert [s.name for s in provider.find_snapshots(ns, "Snapped.1")] == ["s2"]
+    provider.detach_disk(disk, me.instance)
+    provider.delete_disk(provider.get_disk(disk.id) or disk)  # goes with its snapshots
+    assert provider.get_snapshot(second.id) is None
+    assert [p.id for p in vcsim.files(ns)] == [other.id]

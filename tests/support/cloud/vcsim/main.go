@@ -87,6 +87,10 @@ func main() {
 
 	model := simulator.VPX()
 	model.Datastore = 2
+	// vcsim 0.24 implements vSphere 6.7's first-class-disk snapshot calls but announces API
+	// 6.5, and pyVmomi will not send a 6.7 call to a 6.5 server.
+	model.ServiceContent.About.ApiVersion = "6.7"
+	model.ServiceContent.About.Version = "6.7.0"
 	if err := model.Create(); err != nil {
 		panic(err)
 	}

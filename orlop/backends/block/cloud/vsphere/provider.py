@@ -14,7 +14,6 @@ False and the layer's claim guard (a `claim` label in the metadata file) protect
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -26,7 +25,6 @@ from orlop.backends.base import Check
 from orlop.backends.block.cloud.api import (
     LABEL_MANAGED,
     LABEL_NAMESPACE,
-    LABEL_VOLUME,
     Attachment,
     CloudError,
     CloudSettings,
@@ -34,10 +32,12 @@ from orlop.backends.block.cloud.api import (
     DiskSpec,
     ErrorKind,
     Identity,
+    Snapshot,
 )
-from orlop.backends.block.cloud.vsphere import files, vmdisks
+from orlop.backends.block.cloud.vsphere import files, snapshots, vmdisks
 from orlop.backends.block.cloud.vsphere.client import Vsphere, vim
 from orlop.backends.block.cloud.vsphere.files import DiskPath
+from orlop.backends.block.cloud.vsphere.folder import VolumeFolder
 from orlop.backends.block.cloud.vsphere.settings import (
     DEFAULT_SIZE,
     DISK_MODES,
@@ -46,6 +46,7 @@ from orlop.backends.block.cloud.vsphere.settings import (
     OPTIONS,
     VsphereSettings,
 )
+from orlop.backends.block.cloud.vsphere.snapshots import FcdSnapshots
 from orlop.core.model import Conflict, InvalidOption, NotFound
 from orlop.core.options import OptionSet
 
@@ -63,6 +64,8 @@ class VsphereProvider:
         assert isinstance(settings, VsphereSettings)
         self.settings = settings
         self.api = Vsphere(settings)
+        self.folder = VolumeFolder(self.api, settings.namespace)
+        self.snapshots = FcdSnapshots(self.api, self._write_fact)
         self._identity: Identity | None = None
         self._lock = threading.Lock()
 
@@ -142,7 +145,7 @@ class VsphereProvider:
             )
         self.api.call(
             f"creating folder {path.folder_id}",
-            lambda: self._mkdir(path.folder_id),
+            lambda: self.folder.mkdir(path.folder_id),
         )
         dc = self.api.datacenter()
         manager = self.api.content.virtualDiskManager
@@ -163,7 +166,7 @@ class VsphereProvider:
             self.api.wait(task, f"creating {path.id}")
             if source is not None and size > source.size:
                 self._extend_file(path.id, size)
-            uuid = self._uuid(path.id)
+            uuid = self.folder.uuid(path.id)
             facts = {
                 "size": size,
                 "diskformat": source.facts.get("diskformat", diskformat) if source else diskformat,
@@ -172,20 +175,14 @@ class VsphereProvider:
             }
             if source is not None:
                 facts["cloned_from"] = options["clone_from"]
-            self.api.write_file(
-                path.datastore, path.metadata, files.dump_metadata(spec.labels, facts)
-            )
+            self.folder.write_metadata(path, spec.labels, facts)
         except CloudError:
-            self._delete_files(path)  # nothing half-made stays behind
+            self.folder.delete(path)  # nothing half-made stays behind
             raise
         made = self.get_disk(path.id)
         if made is None:
             raise CloudError(f"{path.id} vanished right after it was created", ErrorKind.FAILED)
         return made
-
-    def _mkdir(self, folder: str) -> None:
-        with contextlib.suppress(vim.fault.FileAlreadyExists):
-            self.api.content.fileManager.MakeDirectory(folder, self.api.datacenter(), True)
 
     def _clone_source(self, name: str | None, namespace: str) -> Disk | None:
         if not name:
@@ -213,20 +210,14 @@ class VsphereProvider:
                 f"({what} {room} bytes): ask for less, or use another datastore"
             )
 
-    def _uuid(self, disk_id: str) -> str:
-        manager = self.api.content.virtualDiskManager
-        dc = self.api.datacenter()
-        value: str = self.api.call(
-            f"reading the UUID of {disk_id}", lambda: manager.QueryVirtualDiskUuid(disk_id, dc)
-        )
-        return value
-
     # read ----------------------------------------------------------------------------------
     def get_disk(self, disk_id: str) -> Disk | None:
         path = DiskPath.parse(disk_id)
         if path is None:
             return None
-        listed = self._list(path.datastore, path.folder, [f"{path.base}.vmdk", f"{path.base}.json"])
+        listed = self.folder.list(
+            path.datastore, path.folder, [f"{path.base}.vmdk", f"{path.base}.json"]
+        )
         if path.base not in listed:
             return None
         return self._disk(path, listed[path.base], vmdisks.attachments(self.api))
@@ -240,7 +231,9 @@ class VsphereProvider:
         attachments: dict[str, list[Attachment]] | None = None
         found = []
         for store in stores:
-            listed = self._list(store, self.settings.folder, [f"*.{tag}.vmdk", f"*.{tag}.json"])
+            listed = self.folder.list(
+                store, self.settings.folder, [f"*.{tag}.vmdk", f"*.{tag}.json"]
+            )
             for base, info in listed.items():
                 path = DiskPath(store, self.settings.folder, base)
                 if volume is not None and path.volume() not in (volume, None):
@@ -256,61 +249,10 @@ class VsphereProvider:
                     found.append(disk)
         return found
 
-    def _list(self, store: str, folder: str, patterns: list[str]) -> dict[str, dict[str, Any]]:
-        """base name → {"capacity": bytes or None, "metadata": bool} for the disks in a folder."""
-        datastore = self.api.datastore(store)
-        spec = vim.host.DatastoreBrowser.SearchSpec(
-            matchPattern=patterns,
-            details=vim.host.DatastoreBrowser.FileInfo.Details(fileType=True, fileSize=True),
-            query=[
-                vim.host.DatastoreBrowser.VmDiskQuery(
-                    details=vim.host.DatastoreBrowser.VmDiskQuery.Details(capacityKb=True)
-                ),
-                vim.host.DatastoreBrowser.Query(),
-            ],
-        )
-        what = f"listing [{store}] {folder}"
-        task = self.api.call(
-            what, lambda: datastore.browser.SearchDatastore_Task(f"[{store}] {folder}", spec)
-        )
-        try:
-            result = self.api.wait(task, what)
-        except CloudError as error:
-            if error.kind is ErrorKind.NOT_FOUND:
-                return {}  # no folder yet: no volumes
-            raise
-        listed: dict[str, dict[str, Any]] = {}
-        for info in result.file or []:
-            base, ext = os.path.splitext(info.path)
-            entry = listed.setdefault(base, {"capacity": None, "metadata": False, "vmdk": False})
-            if ext == ".vmdk":
-                entry["vmdk"] = True
-                capacity = getattr(info, "capacityKb", None)
-                entry["capacity"] = capacity * 1024 if capacity else None
-            elif ext == ".json":
-                entry["metadata"] = True
-        return {base: entry for base, entry in listed.items() if entry["vmdk"]}
-
-    def _metadata(self, path: DiskPath, exists: bool) -> tuple[dict[str, str], dict[str, Any]]:
-        raw = self.api.read_file(path.datastore, path.metadata) if exists else None
-        loaded = files.load_metadata(raw) if raw is not None else None
-        if loaded is not None:
-            return loaded
-        if raw is not None:
-            log.warning("ignoring unreadable metadata of %s", path.id)
-        # No metadata (a create cut short between the two writes): the file name tells.
-        name = path.volume()
-        if name is None:
-            return {}, {}
-        labels = {LABEL_MANAGED: "orlop", LABEL_VOLUME: name}
-        if path.in_namespace(self.settings.namespace):
-            labels[LABEL_NAMESPACE] = self.settings.namespace
-        return labels, {}
-
     def _disk(
         self, path: DiskPath, info: dict[str, Any], attachments: dict[str, list[Attachment]]
     ) -> Disk:
-        labels, facts = self._metadata(path, info["metadata"])
+        labels, facts = self.folder.metadata(path, info["metadata"])
         size = info["capacity"] or int(facts.get("size") or 0)
         return Disk(
             id=path.id,
@@ -325,35 +267,23 @@ class VsphereProvider:
     # labels, delete ------------------------------------------------------------------------
     def set_labels(self, disk: Disk, labels: Mapping[str, str | None]) -> None:
         path = self._must_parse(disk.id)
-        current, facts = self._metadata(path, True)
+        current, facts = self.folder.metadata(path, True)
         for key, value in labels.items():
             if value is None:
                 current.pop(key, None)
             else:
                 current[key] = value
-        self.api.write_file(path.datastore, path.metadata, files.dump_metadata(current, facts))
+        self.folder.write_metadata(path, current, facts)
+
+    def _write_fact(self, disk: Disk, key: str, value: str) -> None:
+        path = self._must_parse(disk.id)
+        labels, facts = self.folder.metadata(path, True)
+        self.folder.write_metadata(path, labels, {**facts, key: value})
 
     def delete_disk(self, disk: Disk) -> None:
         path = self._must_parse(disk.id)
-        self._delete_files(path, strict=True)
-
-    def _delete_files(self, path: DiskPath, strict: bool = False) -> None:
-        dc = self.api.datacenter()
-        disks, files_ = self.api.content.virtualDiskManager, self.api.content.fileManager
-        metadata = f"[{path.datastore}] {path.metadata}"
-        steps = [
-            (f"deleting {path.id}", lambda: disks.DeleteVirtualDisk_Task(path.id, dc)),
-            (f"deleting {metadata}", lambda: files_.DeleteDatastoreFile_Task(metadata, dc)),
-        ]
-        for what, start in steps:
-            try:
-                self.api.wait(self.api.call(what, start), what)
-            except CloudError as error:
-                if error.kind is ErrorKind.NOT_FOUND:
-                    continue
-                if strict:
-                    raise
-                log.error("cleaning up after a failed create: %s", error)
+        self.snapshots.delete_disk(disk)  # a first-class disk goes with its snapshots
+        self.folder.delete(path, strict=True)
 
     def _must_parse(self, disk_id: str) -> DiskPath:
         path = DiskPath.parse(disk_id)
@@ -373,7 +303,7 @@ class VsphereProvider:
         vmdisks.detach(self.api, instance, disk.id)
 
     def device_paths(self, disk: Disk, attachment: Attachment) -> list[str]:
-        uuid = str(disk.facts.get("uuid") or self._uuid(disk.id))
+        uuid = str(disk.facts.get("uuid") or self.folder.uuid(disk.id))
         serial = re.sub(r"[^0-9a-f]", "", uuid.lower())
         by_id = self.settings.by_id_dir
         return [os.path.join(by_id, f"wwn-0x{serial}"), os.path.join(by_id, f"scsi-3{serial}")]
@@ -390,10 +320,8 @@ class VsphereProvider:
         else:
             self._extend_file(disk.id, size)
         path = self._must_parse(disk.id)
-        labels, facts = self._metadata(path, True)
-        self.api.write_file(
-            path.datastore, path.metadata, files.dump_metadata(labels, {**facts, "size": size})
-        )
+        labels, facts = self.folder.metadata(path, True)
+        self.folder.write_metadata(path, labels, {**facts, "size": size})
 
     def _extend_file(self, disk_id: str, size: int) -> None:
         manager = self.api.content.virtualDiskManager
@@ -404,6 +332,31 @@ class VsphereProvider:
         )
         self.api.wait(task, what)
 
+    # snapshots: first-class-disk snapshots (see snapshots.py) --------------------------------
+    def create_snapshot(self, disk: Disk, name: str, labels: Mapping[str, str]) -> Snapshot:
+        return self.snapshots.create(disk, name, labels)
+
+    def find_snapshots(
+        self, namespace: str, volume: str | None = None, name: str | None = None
+    ) -> list[Snapshot]:
+        found = self.snapshots.of_disks(self.find_disks(namespace, volume))
+        return [
+            s
+            for s in found
+            if s.labels.get(LABEL_NAMESPACE) == namespace
+            and (volume is None or s.volume == volume)
+            and (name is None or s.name == name)
+        ]
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
+        return self.snapshots.get(snapshot_id)
+
+    def delete_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshots.delete(snapshot)
+
+    def is_snapshot_id(self, text: str) -> bool:
+        return snapshots.is_snapshot_id(text)
+
     # facts ---------------------------------------------------------------------------------
     def options_of(self, disk: Disk) -> dict[str, str]:
         options = {"size": str(disk.size), "datastore": str(disk.facts.get("datastore", ""))}
@@ -413,7 +366,7 @@ class VsphereProvider:
         return {k: v for k, v in options.items() if v}
 
     def describe(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        keys = ("disk_id", "datastore", "diskformat", "attach_as", "uuid", "cloned_from")
+        keys = ("disk_id", "datastore", "diskformat", "attach_as", "uuid", "cloned_from", "fcd")
         return {key: record[key] for key in keys if record.get(key) is not None}
 
     @classmethod
