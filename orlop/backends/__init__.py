@@ -14,6 +14,7 @@ BACKENDS: dict[str, str] = {
     "ebs": "orlop.backends.block.ebs:EbsBackend",
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
     "s3": "orlop.backends.network.s3:S3Backend",
+    "azurefile": "orlop.backends.share.azurefile.backend:AzureFileBackend",
 }
 
 

@@ -17,7 +17,7 @@ Docker's protocol, the admin API and the CLI all come through here. The rules:
 
 This module holds the lifecycle (create, remove, mount, unmount, resize); the other parts
 are their own modules, composed here: `registry` (memory, locks, worker threads), `usage`,
-`snapshots`, `discovery` and `recovery`.
+`snapshots` (and `schedules`), `backups`, `discovery` and `recovery`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from orlop.backends.base import Backend, Describable, Resizable
+from orlop.core.backups import Backups
 from orlop.core.discovery import Discovery
 from orlop.core.model import Conflict, InvalidOption, State, Volume, validate_name
 from orlop.core.recovery import Recovery
 from orlop.core.registry import Driver, VolumeRegistry, ref, user_error
+from orlop.core.schedules import SnapshotScheduler
 from orlop.core.snapshots import Snapshots
 from orlop.core.store import Store, now_rfc3339
 from orlop.core.usage import UsageMeter
@@ -49,6 +51,8 @@ class VolumeService:
         self.generation = self.registry.generation  # frontends cache their answers on it
         self.usage = UsageMeter(self.registry)
         self.snapshots = Snapshots(self.registry)
+        self.backups = Backups(self.registry, self.create)
+        self.scheduler = SnapshotScheduler(self.registry, self.snapshots)
         self.discovery = Discovery(self.registry)
         self.recovery = Recovery(self.registry, self.registry.load(), self._detach_or_raise)
 
@@ -89,8 +93,13 @@ class VolumeService:
         return backend.describe(ref(volume)) if isinstance(backend, Describable) else {}
 
     # writes -----------------------------------------------------------------------------
-    async def create(self, driver_name: str, name: str, options: dict[str, str]) -> Volume:
-        """Create a volume; the same name with the same (or no) options is a no-op."""
+    async def create(
+        self, driver_name: str, name: str, options: dict[str, str], task: str | None = None
+    ) -> Volume:
+        """Create a volume; the same name with the same (or no) options is a no-op.
+
+        A clone or a restore (from_volume, from_snapshot, from_backup) reports its progress
+        under `task`."""
         driver = self.driver(driver_name)
         validate_name(name)
         backend = driver.backend
@@ -117,7 +126,9 @@ class VolumeService:
             self.store.insert(volume, durable=False)
             created = False
             try:
-                volume.record = await registry.call(backend.create, ref(volume))
+                volume.record = await registry.call_tracked(
+                    task, f"create {name}", backend.create, ref(volume)
+                )
                 created = True
             except Exception as error:
                 raise user_error(error, f"creating volume {name}") from error

@@ -1,0 +1,67 @@
+"""pytest fixtures for share volumes: one samba on 127.0.0.1:445 and one fake Azure Files
+service per session (import them into a test module as with network_fixtures)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.azure_files import AzureFilesServer
+from tests.support.samba import Samba
+
+
+class AzureAccount:
+    """The session's fake storage account: its server, name, key and driver settings."""
+
+    def __init__(self, server: AzureFilesServer, key_file: Path) -> None:
+        self.server = server
+        self.name = server.account
+        self.key = server.key
+        self.key_file = key_file
+
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "account": self.name,
+            "account_key_file": str(self.key_file),
+            "endpoint": self.server.url,
+            "smb_host": "127.0.0.1",
+            "client": "fuse",
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def samba() -> Iterator[Samba]:
+    server = Samba()
+    try:
+        yield server.start()
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def azure(samba: Samba, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureAccount]:
+    root = tmp_path_factory.mktemp("azure")
+    name = f"orlopaz{secrets.token_hex(4)}"
+    key = base64.b64encode(os.urandom(64)).decode()
+    samba.add_user(name, key)
+    key_file = root / "account-key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    server = AzureFilesServer(
+        root / "service",
+        name,
+        key,
+        on_share_created=samba.add_share,
+        on_share_deleted=samba.remove_share,
+    )
+    try:
+        yield AzureAccount(server.start(), key_file)
+    finally:
+        server.stop()
