@@ -24,7 +24,7 @@ from orlop.core.model import InvalidOption, NotFound
 from tests.support.cloud.gce_testbed import GIB, GceTestbed
 from tests.support.race import race
 
-pytest_plugins = ["tests.support.cloud.gce_testbed"]
+pytest_plugins = ["tests.support.cloud.gce_fixtures"]
 
 
 def provider(gce: GceTestbed, instance: str | None = None, **settings: Any) -> GceProvider:

@@ -89,6 +89,7 @@ def test_create_find_and_names(
         "datastore": "LocalDS_0",
         "diskformat": "thin",
         "attach_as": "persistent",
+        "access": "read-write",
     }
 
 
@@ -370,3 +371,15 @@ def test_snapshots_are_first_class_disk_snapshots(
     provider.delete_disk(provider.get_disk(disk.id) or disk)  # goes with its snapshots
     assert provider.get_snapshot(second.id) is None
     assert [p.id for p in vcsim.files(ns)] == [other.id]
+
+
+def test_an_ended_session_is_logged_in_again(
+    vsphere_testbed: VsphereTestbed, provider: VsphereProvider
+) -> None:
+    me = provider.identity()
+    disk = provider.create_disk(spec(vsphere_testbed, "session"), me)
+    si = provider.api._connect()
+    si.content.sessionManager.Logout()  # as vCenter does with an idle session
+    provider.attach_disk(disk, me, None)  # objects fetched before still work
+    assert [d.volume for d in provider.find_disks(vsphere_testbed.namespace)] == ["session"]
+    provider.detach_disk(disk, me.instance)

@@ -13,6 +13,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.cloud import gce_instances  # noqa: F401  (registers its methods)
 from tests.support.cloud.gce_disks import HANDLERS
 from tests.support.cloud.gce_ops import ApiError
 from tests.support.cloud.gce_server import GceServer

@@ -150,11 +150,6 @@ class Vsphere:
                 self._view = self._dc = None
             return self._si
 
-    def _drop(self, si: Any) -> None:
-        with self._lock:
-            if self._si is si:
-                self._si = self._view = self._dc = None
-
     def close(self) -> None:
         with self._lock:
             si, self._si, self._view, self._dc = self._si, None, None, None
@@ -175,12 +170,26 @@ class Vsphere:
             try:
                 return function()
             except vim.fault.NotAuthenticated as error:
-                self._drop(si)
-                if attempt == 2:
+                if attempt == 2 or not self._login_again(si):
                     raise to_cloud_error(what, error) from None
             except Exception as error:
                 raise to_cloud_error(what, error) from None
         raise AssertionError("unreachable")
+
+    def _login_again(self, si: Any) -> bool:
+        """A new session on the same connection (vCenter ends idle ones after 30 minutes), so
+        that every object already fetched works again; False if that fails too."""
+        with self._lock:
+            try:
+                manager = si.content.sessionManager
+                manager.Login(self.settings.username, self._password())
+            except Exception as error:
+                log.warning("logging in to vSphere again failed: %s", to_cloud_error("", error))
+                if self._si is si:
+                    self._si = self._view = self._dc = None
+                return False
+            self._view = None  # a container view belongs to the session that made it
+            return True
 
     def wait(self, task: Any, what: str, timeout: float | None = None) -> Any:
         """Wait for a vSphere task; its result, or its fault as a CloudError."""

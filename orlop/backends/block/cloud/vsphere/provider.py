@@ -171,6 +171,7 @@ class VsphereProvider:
                 "size": size,
                 "diskformat": source.facts.get("diskformat", diskformat) if source else diskformat,
                 "attach_as": options.get("attach_as", "persistent"),
+                "access": options.get("access", "read-write"),
                 "uuid": uuid,
             }
             if source is not None:
@@ -360,13 +361,14 @@ class VsphereProvider:
     # facts ---------------------------------------------------------------------------------
     def options_of(self, disk: Disk) -> dict[str, str]:
         options = {"size": str(disk.size), "datastore": str(disk.facts.get("datastore", ""))}
-        for key in ("diskformat", "attach_as"):
+        for key in ("diskformat", "attach_as", "access"):
             if disk.facts.get(key):
                 options[key] = str(disk.facts[key])
         return {k: v for k, v in options.items() if v}
 
     def describe(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        keys = ("disk_id", "datastore", "diskformat", "attach_as", "uuid", "cloned_from", "fcd")
+        keys = ["disk_id", "datastore", "diskformat", "attach_as", "access", "uuid", "cloned_from"]
+        keys.append("fcd")
         return {key: record[key] for key in keys if record.get(key) is not None}
 
     @classmethod

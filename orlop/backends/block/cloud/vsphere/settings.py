@@ -93,7 +93,11 @@ OPTIONS = OptionSet(
             one_of(*DISK_MODES),
             "disk mode: persistent (default, in VM snapshots) or independent_persistent",
         ),
-        Option("access", one_of("read-write", "read-only"), "read-write (default) or read-only"),
+        Option(
+            "access",
+            one_of("read-write", "read-only"),
+            "read-write (default) or read-only: every mount of the volume is read-only",
+        ),
         Option("clone_from", canonical_volume_name, "make the disk a copy of this volume"),
     ]
 )
