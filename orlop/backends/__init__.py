@@ -15,6 +15,7 @@ BACKENDS: dict[str, str] = {
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
     "s3": "orlop.backends.network.s3:S3Backend",
     "azurefile": "orlop.backends.share.azurefile.backend:AzureFileBackend",
+    "powerscale": "orlop.backends.share.powerscale.backend:PowerScaleBackend",
 }
 
 
