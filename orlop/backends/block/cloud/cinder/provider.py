@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -20,7 +19,6 @@ from orlop.backends.block.cloud import naming
 from orlop.backends.block.cloud.api import (
     LABEL_MANAGED,
     LABEL_NAMESPACE,
-    LABEL_SNAPSHOT,
     LABEL_TOKEN,
     LABEL_VOLUME,
     Attachment,
@@ -32,34 +30,29 @@ from orlop.backends.block.cloud.api import (
     Identity,
     Snapshot,
 )
+from orlop.backends.block.cloud.cinder import snapshots
 from orlop.backends.block.cloud.cinder.client import (
     connect,
     metadata_instance,
     raise_cloud_error,
-    raise_from_response,
     translated,
+)
+from orlop.backends.block.cloud.cinder.resources import (
+    GIB,
+    PREFIX,
+    UUID,
+    CinderAttachment,
+    canonical_gib_size,
+    canonical_text,
+    encode,
+    matches,
+    to_disk,
 )
 from orlop.backends.block.cloud.cinder.settings import CinderSettings
 from orlop.core.model import InvalidOption, NotFound
-from orlop.core.options import Option, OptionSet, parse_size
+from orlop.core.options import Option, OptionSet
 
-GIB = 1024**3
 DEFAULT_SIZE = 10 * GIB
-PREFIX = "orlop-"  # Cinder metadata keys Orlop owns: orlop-<logical label>
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-_CREATING = {"creating", "downloading", "restoring-backup", "awaiting-transfer"}
-_ATTACHING = {"attaching", "reserved"}
-
-
-def canonical_gib_size(value: str) -> str:
-    """A size rounded up to whole GiB (Cinder sizes are GiB), as bytes."""
-    return str(math.ceil(parse_size(value) / GIB) * GIB)
-
-
-def canonical_text(value: str) -> str:
-    if not value.strip() or len(value) > 255:
-        raise ValueError(f"{value!r} must be 1 to 255 characters")
-    return value.strip()
 
 
 class CinderProvider:
@@ -152,7 +145,7 @@ class CinderProvider:
             "size": math.ceil((size or DEFAULT_SIZE) / GIB),
             "name": naming.disk_name(spec.namespace, spec.volume, max_length=255),
             "description": f"Docker volume {spec.volume} (Orlop, namespace {spec.namespace})",
-            "metadata": _encode(spec.labels),
+            "metadata": encode(spec.labels),
         }
         if "type" in options:
             attrs["volume_type"] = options["type"]
@@ -163,7 +156,7 @@ class CinderProvider:
         if source is not None:
             attrs["source_volid"] = source.id
         with translated(f"creating Cinder volume for {spec.volume}"):
-            return self._disk(self.conn.block_storage.create_volume(**attrs))
+            return to_disk(self.conn.block_storage.create_volume(**attrs), self._attachments)
 
     def get_disk(self, disk_id: str) -> Disk | None:
         with translated(f"reading Cinder volume {disk_id}"):
@@ -173,7 +166,7 @@ class CinderProvider:
                 if getattr(error, "status_code", None) == 404:
                     return None
                 raise
-        disk = self._disk(volume)
+        disk = to_disk(volume, self._attachments)
         return None if disk.state == "deleting" else disk
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
@@ -295,56 +288,23 @@ class CinderProvider:
                 )
             ]
 
-    # snapshots ----------------------------------------------------------------------------
+    # snapshots: the calls are in snapshots.py ---------------------------------------------
     def create_snapshot(self, disk: Disk, name: str, labels: Mapping[str, str]) -> Snapshot:
-        with translated(f"snapshotting Cinder volume {disk.id}"):
-            found = self.conn.block_storage.create_snapshot(
-                volume_id=disk.id,
-                name=name,
-                description=f"Orlop snapshot {name} of Docker volume {disk.volume}",
-                metadata=_encode(labels),
-                force=True,  # an in-use volume: Orlop freezes the filesystem around it
-            )
-        return _snapshot(found)
+        return snapshots.create(self.conn, disk, name, labels)
 
     def find_snapshots(
         self, namespace: str, volume: str | None = None, name: str | None = None
     ) -> list[Snapshot]:
-        wanted = {PREFIX + LABEL_MANAGED: "orlop", PREFIX + LABEL_NAMESPACE: namespace}
-        if volume is not None:
-            wanted[PREFIX + LABEL_VOLUME] = volume
-        if name is not None:
-            wanted[PREFIX + LABEL_SNAPSHOT] = name
-        with translated("listing Cinder snapshots"):
-            # openstacksdk has no metadata filter for snapshots; Cinder has (literal_eval)
-            response = self.conn.block_storage.get(
-                "/snapshots/detail", params={"metadata": json.dumps(wanted)}, microversion="3.65"
-            )
-            raise_from_response(response)
-            found = [_SnapshotView(s) for s in response.json()["snapshots"]]
-            snapshots = [_snapshot(s) for s in found if _matches(s.metadata, wanted)]
-        return [s for s in snapshots if s.state not in ("deleting", "deleted")]
+        return snapshots.find(self.conn, namespace, volume, name)
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
-        with translated(f"reading Cinder snapshot {snapshot_id}"):
-            try:
-                found = self.conn.block_storage.get_snapshot(snapshot_id)
-            except Exception as error:
-                if getattr(error, "status_code", None) == 404:
-                    return None
-                raise
-        return None if found.status in ("deleting", "deleted") else _snapshot(found)
+        return snapshots.get(self.conn, snapshot_id)
 
     def delete_snapshot(self, snapshot: Snapshot) -> None:
-        try:
-            self.conn.block_storage.delete_snapshot(snapshot.id, ignore_missing=True)
-        except Exception as error:
-            if getattr(error, "status_code", None) == 400 and not self.get_snapshot(snapshot.id):
-                return  # being deleted already (Cinder refuses a second delete)
-            raise_cloud_error(f"deleting Cinder snapshot {snapshot.id}", error)
+        snapshots.delete(self.conn, snapshot)
 
     def is_snapshot_id(self, text: str) -> bool:
-        return bool(_UUID.match(text))
+        return bool(UUID.match(text))
 
     # helpers ------------------------------------------------------------------------------
     def _check_type(self, name: str | None) -> None:
@@ -369,7 +329,7 @@ class CinderProvider:
             )
 
     def _source_volume(self, namespace: str, source: str) -> Disk:
-        if _UUID.match(source):
+        if UUID.match(source):
             disk = self.get_disk(source)
         else:
             disk = next(iter(self.find_disks(namespace, source)), None)
@@ -392,56 +352,13 @@ class CinderProvider:
             found = self.conn.block_storage.volumes(details=True, properties=json.dumps(wanted))
             # Cinder filters on metadata itself; checked again so a cloud that ignores the
             # filter (an old resource_filters.json) cannot hand over a stranger's volume
-            return [self._disk(v) for v in found if _matches(v.metadata, wanted)]
+            return [to_disk(v, self._attachments) for v in found if matches(v.metadata, wanted)]
 
-    def _disk(self, volume: Any) -> Disk:
-        status = str(volume.status or "")
-        if status in _CREATING:
-            state = "creating"
-        elif status.startswith("error"):
-            state = "error"
-        elif status in ("deleting", "deleted"):
-            state = "deleting"
-        else:
-            state = "ready"
-        attachments = [
-            Attachment(
-                instance=str(a.get("server_id")),
-                state="detaching" if status == "detaching" else "attached",
-                device_name=a.get("device"),
-            )
-            for a in (volume.attachments or [])
-            if a.get("server_id")
-        ]
-        if status in _ATTACHING or (status == "detaching" and not attachments):
-            # Cinder lists only completed attachments on the volume; a reserved one (Nova
-            # has begun attaching) is in the attachments API
-            attachments = [
-                Attachment(instance=a.instance, state="attaching")
-                for a in self._attachments(volume.id)
-            ] or attachments
-        return Disk(
-            id=volume.id,
-            name=volume.name or "",
-            size=int(volume.size or 0) * GIB,
-            state=state,  # type: ignore[arg-type]
-            zone=volume.availability_zone,
-            labels=_decode(volume.metadata or {}),
-            attachments=attachments,
-            facts={
-                "type": volume.volume_type,
-                "status": status,
-                "multiattach": bool(volume.is_multiattach),
-                "encrypted": bool(volume.is_encrypted),
-            },
-            created_at=volume.created_at,
-        )
-
-    def _attachments(self, volume_id: str) -> list[Any]:
+    def _attachments(self, volume_id: str) -> list[CinderAttachment]:
         with translated(f"listing attachments of Cinder volume {volume_id}"):
             found = self.conn.block_storage.attachments(volume_id=volume_id)
             return [
-                _CinderAttachment(a.id, str(a.instance))
+                CinderAttachment(a.id, str(a.instance))
                 for a in found
                 if a.instance and a.status not in ("detached", "deleted")
             ]
@@ -459,45 +376,3 @@ class CinderProvider:
                     return False
                 raise
             return True
-
-
-class _SnapshotView:
-    """A snapshot from Cinder's JSON, with the attribute names of openstacksdk's."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.id, self.status = body["id"], body.get("status")
-        self.size, self.created_at = body.get("size"), body.get("created_at")
-        self.metadata, self.volume_id = body.get("metadata") or {}, body.get("volume_id")
-
-
-class _CinderAttachment:
-    __slots__ = ("id", "instance")
-
-    def __init__(self, attachment_id: str, instance: str) -> None:
-        self.id, self.instance = attachment_id, instance
-
-
-def _encode(labels: Mapping[str, str]) -> dict[str, str]:
-    return {PREFIX + key: value for key, value in labels.items()}
-
-
-def _decode(metadata: Mapping[str, str]) -> dict[str, str]:
-    return {k[len(PREFIX) :]: v for k, v in metadata.items() if k.startswith(PREFIX)}
-
-
-def _matches(metadata: Mapping[str, str] | None, wanted: Mapping[str, str]) -> bool:
-    return all((metadata or {}).get(k) == v for k, v in wanted.items())
-
-
-def _snapshot(found: Any) -> Snapshot:
-    labels = _decode(found.metadata or {})
-    return Snapshot(
-        id=found.id,
-        name=labels.get(LABEL_SNAPSHOT, ""),
-        volume=labels.get(LABEL_VOLUME, ""),
-        state=str(found.status),
-        size=int(found.size) * GIB if found.size is not None else None,
-        created_at=str(found.created_at or ""),
-        labels=labels,
-        facts={"volume_id": found.volume_id},
-    )
