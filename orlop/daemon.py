@@ -12,11 +12,13 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from typing import Any
 
-from orlop.backends import make_backend
+from orlop.backends import backend_class, make_backend
 from orlop.backends.base import BackendContext
 from orlop.config import Config
+from orlop.core.model import ConfigError
 from orlop.core.service import Driver, VolumeService
 from orlop.core.store import Store
 from orlop.frontends.admin.api import AdminApi
@@ -26,11 +28,13 @@ from orlop.frontends.http import HttpServer
 log = logging.getLogger("orlop")
 
 STOP_GRACE_SECONDS = 20.0
+SCHEDULE_INTERVAL = 60.0  # seconds between rounds of scheduled snapshots (hourly at best)
 
 
 def build_drivers(config: Config) -> list[Driver]:
     drivers = []
     for name, driver_config in config.drivers.items():
+        check_settings(name, driver_config.backend, driver_config.settings)
         context = BackendContext(
             driver=name,
             state_dir=config.driver_state_dir(name),
@@ -44,9 +48,25 @@ def build_drivers(config: Config) -> list[Driver]:
     return drivers
 
 
+def check_settings(driver: str, kind: str, settings: Mapping[str, Any]) -> None:
+    """Stop the daemon on a settings block its backend does not accept (a misspelt key)."""
+    try:
+        backend_class(kind).settings_model.parse(kind, settings)
+    except ConfigError as error:
+        raise ConfigError(f"driver {driver}: {error}") from None
+
+
+def redacted_settings(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A driver's settings as configured, every secret one replaced, for `driver ls`."""
+    secret = backend_class(kind).settings_model.secret_names()
+    return {key: "<redacted>" if key in secret else value for key, value in settings.items()}
+
+
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
+        for name, driver in config.drivers.items():  # before anything is made on disk
+            check_settings(name, driver.backend, driver.settings)
         os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
         self.store = Store(config.database)
         self.service = VolumeService(self.store, build_drivers(config))
@@ -62,6 +82,7 @@ class Daemon:
             "socket": self.config.socket_path(name),
             "capabilities": backend.capabilities.as_dict(),
             "defaults": backend.options.redact(driver.defaults),
+            "settings": redacted_settings(driver.kind, self.config.drivers[name].settings),
             "options": sorted(backend.options.options),
             "volumes": len(self.service.list(name)),
         }
@@ -100,9 +121,11 @@ class Daemon:
             recovery.add_done_callback(_log_failure)
             measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
+            scheduling = asyncio.ensure_future(self._schedule_forever(recovery))
             await self._stop.wait()
             measuring.cancel()
             discovery.cancel()
+            scheduling.cancel()
             if not recovery.done():
                 recovery.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -110,14 +133,15 @@ class Daemon:
         finally:
             await self.stop()
 
+    async def _schedule_forever(self, recovery: asyncio.Future[None]) -> None:
+        """Scheduled snapshots; the first round at start takes what was missed meanwhile."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(recovery)
+        await self.service.scheduler.run_forever(SCHEDULE_INTERVAL)
+
     async def _discover_forever(self, recovery: asyncio.Future[None]) -> None:
         """Adopt volumes other hosts made, for global drivers whose storage can list them."""
-        intervals = {
-            name: float(driver.backend.discover_interval)  # type: ignore[attr-defined]
-            for name, driver in self.service.drivers.items()
-            if callable(getattr(driver.backend, "list_volumes", None))
-            and driver.backend.capabilities.scope == "global"
-        }
+        intervals = self.service.discovery.intervals()
         if not intervals:
             return
         with contextlib.suppress(Exception):

@@ -22,6 +22,11 @@ from orlop.backends.base import (
     filesystem_check,
     tool_check,
 )
+from orlop.backends.settings import BackendSettings
+from orlop.backends.snapshots.catalog import remove_payload
+from orlop.backends.snapshots.options import CLONE_OPTIONS, FROM_OPTIONS, check_clone_options
+from orlop.backends.snapshots.settings import LocalSettings
+from orlop.backends.snapshots.tree import DirectorySnapshots
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import (
     Option,
@@ -47,7 +52,7 @@ def _mount_flags(options: dict[str, str]) -> list[str]:
     return [flag for flag in options.get("o", "").split(",") if flag]
 
 
-class DirectoryBackend:
+class DirectoryBackend(DirectorySnapshots):
     kind: ClassVar[str] = "directory"
     options: ClassVar[OptionSet] = OptionSet(
         [
@@ -57,17 +62,29 @@ class DirectoryBackend:
             Option("type", one_of(*MOUNT_TYPES), "filesystem type to mount (Docker local)"),
             Option("device", help="what to mount: tmpfs, a host directory, a device or image"),
             Option("o", help="mount options, comma-separated (Docker local)"),
+            *CLONE_OPTIONS,
         ]
     )
-    capabilities = Capabilities(scope="local")
+    settings_model: ClassVar[type[BackendSettings]] = LocalSettings
+    capabilities = Capabilities(scope="local", snapshot=True, clone=True, restore=True)
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
+        self.settings = LocalSettings.parse(self.kind, context.settings)
         self.root = context.path("volumes")
         os.makedirs(self.root, mode=0o701, exist_ok=True)
+        self._init_snapshots()
 
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
+        check_clone_options(name, options)
+        if "type" in options and any(key in options for key in FROM_OPTIONS):
+            raise InvalidOption(
+                "from_snapshot, from_volume and from_backup make plain directory volumes: "
+                "drop type/device/o"
+            )
+        if any(key in options for key in FROM_OPTIONS):
+            self._check_source(options)
         # Docker local's rules: device needs type, type needs device, o needs both.
         mandatory = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
         for option, required in mandatory.items():
@@ -106,15 +123,29 @@ class DirectoryBackend:
     def quick(self, operation: str, volume: VolumeRef) -> bool:
         # A plain directory: create is mkdir/chown/chmod, attach mkdir, detach nothing.
         # Mounts (any `type`) and remove (a walk of user data) go to a worker thread.
-        return operation in ("create", "attach", "detach") and "type" not in volume.options
+        if operation not in ("create", "attach", "detach"):
+            return False
+        if operation == "create" and self.copy_method == "btrfs subvolume":
+            return False  # `btrfs subvolume create` is a process
+        if any(key in volume.options for key in FROM_OPTIONS):
+            return False  # a copy
+        return "type" not in volume.options
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         data = self.mountpoint(volume)
+        self._check_no_links(volume)  # before makedirs, which would follow a link
+        if any(key in volume.options for key in FROM_OPTIONS):
+            self._check_source(volume.options)  # before anything is made
         os.makedirs(os.path.dirname(data), mode=0o701, exist_ok=True)
-        os.makedirs(data, mode=0o755, exist_ok=True)
+        self._check_no_links(volume)
         if "type" not in volume.options:
+            if any(key in volume.options for key in FROM_OPTIONS):
+                self._create_from(volume)
+            else:
+                self._new_data(data)
             self._apply_ownership(data, volume.options)
             return {}
+        os.makedirs(data, mode=0o755, exist_ok=True)
         # Mount once now: a wrong device, type or option fails the create, not a later
         # container start, and ownership lands on filesystems that keep it.
         self.attach(volume)
@@ -125,22 +156,30 @@ class DirectoryBackend:
         directory = os.path.join(self.root, volume.name)
         if not os.path.lexists(directory):
             return
+        self._check_no_links(volume, ("",))
+        if os.path.islink(directory):
+            os.unlink(directory)  # a link in the volume's place: never what it points to
+            return
         below = mounts.mounts_under(directory)
         for mounted in below:
             mounts.unmount(mounted)
         if below and mounts.mounts_under(directory):
             raise BackendError(f"{directory} still has mounts below it; not deleting")
+        for entry in os.listdir(directory):  # _data, and a clone's or a restore's leftovers
+            remove_payload(os.path.join(directory, entry))
         # A bind volume's host directory was unmounted above: only our own files go.
-        shutil.rmtree(directory)
+        shutil.rmtree(directory)  # deletes links inside, never follows them
 
     def attach(self, volume: VolumeRef) -> str:
         data = self.mountpoint(volume)
+        self._check_no_links(volume)
         os.makedirs(data, mode=0o755, exist_ok=True)
+        self._check_no_links(volume)
         options = volume.options
         if "type" not in options:
             return data
         if not mounts.is_mountpoint(data):
-            fstype = options["type"]
+            fstype: str | None = options["type"]
             flags = _mount_flags(options)
             if _is_bind(options):
                 fstype = None
@@ -160,6 +199,7 @@ class DirectoryBackend:
 
     def usage(self, volume: VolumeRef) -> Usage | None:
         data = self.mountpoint(volume)
+        self._check_no_links(volume)
         if "type" in volume.options and not _is_bind(volume.options):
             if not mounts.is_mountpoint(data):
                 return None
@@ -182,9 +222,41 @@ class DirectoryBackend:
         ]
 
     # helpers ----------------------------------------------------------------------------
+    def _check_no_links(
+        self, volume: VolumeRef, parts: tuple[str, ...] = ("", "{name}", "_data")
+    ) -> None:
+        """Refuse a volume whose directories were replaced by symbolic links (or files).
+
+        Everything from the driver's `volumes` directory down is Orlop's own: a link there
+        would send the data, a chown or chmod, and Docker's bind mount out of the state
+        directory, to wherever the link points."""
+        path = self.root
+        for part in parts:
+            if part:  # ("" is the root itself: a trailing "/" would make lstat follow it)
+                path = os.path.join(path, part.format(name=volume.name))
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                return  # not made yet: nothing to follow
+            if not stat.S_ISDIR(mode):
+                what = "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"
+                raise BackendError(
+                    f"volume {volume.name}: {path} is {what}; Orlop does not follow links out "
+                    "of its state directory. Remove it (and the volume), then create the "
+                    "volume again"
+                )
+
     @staticmethod
     def _apply_ownership(path: str, options: dict[str, str]) -> None:
-        if "uid" in options or "gid" in options:
-            os.chown(path, int(options.get("uid", "-1")), int(options.get("gid", "-1")))
-        if "mode" in options:
-            os.chmod(path, int(options["mode"], 8))
+        if not ("uid" in options or "gid" in options or "mode" in options):
+            return
+        # Through a descriptor opened without following a link: the directory checked is
+        # the one changed, even if a link is swapped in meanwhile.
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            if "uid" in options or "gid" in options:
+                os.fchown(fd, int(options.get("uid", "-1")), int(options.get("gid", "-1")))
+            if "mode" in options:
+                os.fchmod(fd, int(options["mode"], 8))
+        finally:
+            os.close(fd)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from orlop.core.model import InvalidOption
 
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*\Z")
+_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*\Z", re.ASCII)
+MAX_VALUE_LENGTH = 1024  # no option needs more; a longer one is a mistake or an attack
+MAX_SIZE = 2**63 - 1  # what a 64-bit file offset (and every block device API) can address
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -41,13 +44,23 @@ def parse_size(value: str) -> int:
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _SIZE_UNITS:
         raise ValueError(
-            f"{value!r} is not a size: use a number with an optional unit "
+            f"{shown(value)} is not a size: use a number with an optional unit "
             "(K, M, G, T binary; KB, MB, GB, TB decimal; KiB, MiB, GiB, TiB), e.g. 10G or 512MiB"
         )
-    size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    number = match.group(1)
+    if len(number) > 40:  # far beyond MAX_SIZE in any unit; spares converting it
+        raise ValueError(f"{shown(value)} is not a size: too large, sizes go up to 8 EiB")
+    size = int(Decimal(number) * _SIZE_UNITS[unit])  # exact: no float rounding or overflow
     if size <= 0:
-        raise ValueError(f"{value!r} is not a size: it must be greater than zero")
+        raise ValueError(f"{shown(value)} is not a size: it must be greater than zero")
+    if size > MAX_SIZE:
+        raise ValueError(f"{shown(value)} is not a size: too large, sizes go up to 8 EiB")
     return size
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A value for an error message: quoted, and cut short when it is long."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 def format_size(size: int | None) -> str:
@@ -73,28 +86,28 @@ def parse_bool(value: str) -> bool:
 
 def parse_id(value: str) -> int:
     """A uid or gid: a decimal number from 0 to 4294967294."""
-    if not value.isdigit() or int(value) > 0xFFFFFFFE:
-        raise ValueError(f"{value!r} is not a user or group ID: use a number 0 to 4294967294")
+    if not re.fullmatch(r"[0-9]{1,10}", value) or int(value) > 0xFFFFFFFE:
+        raise ValueError(f"{shown(value)} is not a user or group ID: use a number 0 to 4294967294")
     return int(value)
 
 
 def parse_mode(value: str) -> int:
     """A permission mode in octal, e.g. 755 or 0750."""
     if not re.fullmatch(r"0?[0-7]{1,4}", value):
-        raise ValueError(f"{value!r} is not an octal permission mode: use e.g. 0755 or 1777")
+        raise ValueError(f"{shown(value)} is not an octal permission mode: use e.g. 0755 or 1777")
     return int(value, 8)
 
 
 def parse_port(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise ValueError(f"{value!r} is not a port: use a number 1 to 65535")
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= 65535:
+        raise ValueError(f"{shown(value)} is not a port: use a number 1 to 65535")
     return int(value)
 
 
 def one_of(*choices: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in choices:
-            raise ValueError(f"{value!r} is not allowed: use one of {', '.join(choices)}")
+            raise ValueError(f"{shown(value)} is not allowed: use one of {', '.join(choices)}")
         return value
 
     return parse
@@ -128,6 +141,9 @@ class Option:
     canonical: Callable[[str], str] = plain
     help: str = ""
     secret: bool = False
+    # False for options that say how this host uses a volume (preempt), not what it is:
+    # asking for a different value on an existing volume is not a conflict.
+    identity: bool = True
 
 
 class OptionSet:
@@ -155,11 +171,16 @@ class OptionSet:
         for name, value in {**defaults, **values}.items():
             if not isinstance(value, str):
                 raise InvalidOption(f"option {name} must be a string, not {type(value).__name__}")
+            if len(value) > MAX_VALUE_LENGTH:
+                raise InvalidOption(
+                    f"option {name} is too long ({len(value)} characters): "
+                    f"at most {MAX_VALUE_LENGTH}"
+                )
             try:
                 result[name] = self.options[name].canonical(value)
             except KeyError:
                 raise InvalidOption(f"driver default names unknown option {name}") from None
-            except ValueError as error:
+            except (ValueError, ArithmeticError) as error:  # ArithmeticError: overflow
                 raise InvalidOption(f"invalid value for option {name}: {error}") from None
         return result
 

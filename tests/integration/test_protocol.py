@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from orlop.backends import backend_class
 from orlop.host.mounts import is_mountpoint
 from tests.support.daemon import OrlopDaemon
+from tests.support.names import unique
+from tests.support.odd_values import ODD_VALUES
 from tests.support.plugin_client import PluginClient
 
 
@@ -309,3 +312,31 @@ def test_second_daemon_on_same_socket_refused(directory_daemon: OrlopDaemon) -> 
         directory_daemon.client().ok("List")
     finally:
         again.destroy()
+
+
+def test_odd_values_never_make_an_internal_error() -> None:
+    """Every option of the local backends, names and IDs, through the real plugin socket."""
+    directory, loopfile = unique(), unique()
+    daemon = OrlopDaemon({directory: {"backend": "directory"}, loopfile: {"backend": "loopfile"}})
+    try:
+        daemon.start()
+        for driver, kind, base in ((directory, "directory", {}), (loopfile, "loopfile", {})):
+            client = daemon.client(driver)
+            options = [*backend_class(kind).options.options, "color"]
+            if kind == "loopfile":
+                base = {"size": "16M"}  # a value the test accepts must stay small
+            for value in ODD_VALUES:
+                replies = [
+                    client.call("Create", Name="v", Opts={**base, option: value})
+                    for option in options
+                ]
+                replies += [client.call("Create", Name=value, Opts=base)]
+                replies += [client.call(m, Name=value) for m in ("Get", "Path", "Remove")]
+                replies += [client.call(m, Name=value, ID=value) for m in ("Mount", "Unmount")]
+                for reply in replies:
+                    assert reply["_status"] in (200, 400), reply
+                    assert not reply.get("Err", "").startswith("internal error"), reply
+                for volume in client.ok("List")["Volumes"]:  # values the options accept
+                    client.ok("Remove", Name=volume["Name"])
+    finally:
+        daemon.destroy()

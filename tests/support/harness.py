@@ -60,7 +60,7 @@ class Harness:
         return again
 
     def close(self) -> None:
-        pending = list(self.service._background)
+        pending = list(self.service.registry.background)
         self.service.close()
         if pending:
             self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
+from orlop.backends.settings import BackendSettings
 from orlop.core.options import OptionSet
 
 
@@ -23,6 +24,8 @@ class DeviceProvider(Protocol):
     # The provider's own options (size, type, iops, …). The block layer adds its filesystem
     # options (fs, mkfs_options, mount_options) to these.
     options: ClassVar[OptionSet]
+    # The driver's settings, the block layer's `allow_suid_dev` among them (BlockSettings).
+    settings_model: ClassVar[type[BackendSettings]]
     capabilities: Capabilities
 
     def __init__(self, context: BackendContext) -> None: ...

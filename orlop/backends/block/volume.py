@@ -36,6 +36,7 @@ from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
 from orlop.backends.block import filesystem
 from orlop.backends.block.journal import Journal
 from orlop.backends.block.provider import DeviceProvider
+from orlop.backends.settings import BackendSettings
 from orlop.core.failpoints import failpoint
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import OptionSet, format_size
@@ -43,11 +44,19 @@ from orlop.core.options import OptionSet, format_size
 log = logging.getLogger(__name__)
 
 
+class BlockSettings(BackendSettings):
+    """The block layer's driver settings; every provider's settings model includes them."""
+
+    # Let volumes ask for dev/suid mounts: a host admin's decision, never a volume's.
+    allow_suid_dev: bool = False
+
+
 class BlockBackend:
     provider_class: ClassVar[type[DeviceProvider]]
     kind: ClassVar[str]
     options: ClassVar[OptionSet]
-    capabilities: Capabilities = Capabilities(resize=True)
+    settings_model: ClassVar[type[BackendSettings]] = BlockSettings
+    capabilities: Capabilities = Capabilities(resize=True, quota=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -56,17 +65,20 @@ class BlockBackend:
             return
         cls.kind = provider.kind
         cls.options = OptionSet([*provider.options.options.values(), *filesystem.OPTIONS])
+        cls.settings_model = provider.settings_model
         base = getattr(provider, "capabilities", Capabilities())
-        cls.capabilities = dataclasses.replace(base, resize=True)
+        cls.capabilities = dataclasses.replace(base, resize=True, quota=True)
 
     def __init__(self, context: BackendContext, provider: DeviceProvider | None = None) -> None:
         self.context = context
         self.provider = provider if provider is not None else self.provider_class(context)
         # A provider may decide its capabilities per instance (from settings): follow it.
-        self.capabilities = dataclasses.replace(self.provider.capabilities, resize=True)
+        # A block device's size is a hard limit: the block layer always has a quota.
+        self.capabilities = dataclasses.replace(self.provider.capabilities, resize=True, quota=True)
         self.journal = Journal(context.path("block"))
-        # Driver setting (the host admin's, never a volume's): let volumes ask for dev/suid.
-        self.allow_suid_dev = context.settings.get("allow_suid_dev") is True
+        self.settings = self.settings_model.parse(self.provider.kind, context.settings)
+        # Every provider's settings include the block layer's (BlockSettings, CloudSettings).
+        self.allow_suid_dev = getattr(self.settings, "allow_suid_dev", False) is True
         self.mounts_root = context.path("mounts")
         os.makedirs(self.mounts_root, mode=0o700, exist_ok=True)
 
@@ -112,9 +124,8 @@ class BlockBackend:
                     volume.options.get("mount_options", ""),
                     self.allow_suid_dev,
                 )
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self.detach(volume)
+            except Exception:
+                self._detach_after_failed_mount(volume)
                 raise
             failpoint("block.after_mount")
         self._finish_resize(volume, target)
@@ -164,7 +175,7 @@ class BlockBackend:
         self.journal.update(volume.name, resizing=size, usage=None)
         try:
             record = self.provider.grow(volume, size)
-        except BaseException:
+        except Exception:
             self.journal.update(volume.name, resizing=None)
             raise
         failpoint("block.after_grow_device")
@@ -231,6 +242,16 @@ class BlockBackend:
         with contextlib.suppress(OSError):  # usage is a nicety; the unmount is what matters
             self.journal.update(volume.name, usage=filesystem.usage(target).as_dict())
         filesystem.unmount(target)
+
+    def _detach_after_failed_mount(self, volume: VolumeRef) -> None:
+        """Give the device back after a mount failed; the mount's error is what the user
+        sees, so a failure here is logged (the service's recovery detaches again)."""
+        try:
+            self.detach(volume)
+        except Exception as error:
+            log.error(
+                "volume %s: detaching after the failed mount failed too: %s", volume.name, error
+            )
 
     def _grow_unmounted(self, volume: VolumeRef, device: str, fstype: str) -> None:
         pending = self.journal.get(volume.name).get("resizing")

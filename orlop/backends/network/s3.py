@@ -27,6 +27,8 @@ import secrets
 import time
 from typing import Any, ClassVar
 
+from pydantic import SecretStr, model_validator
+
 from orlop.backends.base import BackendContext, Check, VolumeRef, tool_check
 from orlop.backends.network import rclone
 from orlop.backends.network.fuse import (
@@ -36,6 +38,7 @@ from orlop.backends.network.fuse import (
     parse_timeout,
     write_secret,
 )
+from orlop.backends.settings import BackendSettings, secret_value
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import Option, OptionSet, canonical_bool, canonical_size
 from orlop.host import fuse
@@ -77,6 +80,19 @@ def canonical_region(value: str) -> str:
     return value
 
 
+class S3Settings(BackendSettings):
+    """Credentials for the volumes that bring no `credentials_file`."""
+
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> S3Settings:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key go together: set both or none")
+        return self
+
+
 class S3Backend(FuseBackend):
     kind: ClassVar[str] = "s3"
     client_name = "rclone"
@@ -98,8 +114,11 @@ class S3Backend(FuseBackend):
         ]
     )
 
+    settings_model: ClassVar[type[BackendSettings]] = S3Settings
+
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
+        self.settings = S3Settings.parse(self.kind, context.settings)
         self.cache_root = context.path("cache")
         os.makedirs(self.cache_root, mode=0o700, exist_ok=True)
 
@@ -355,9 +374,9 @@ class S3Backend(FuseBackend):
                     f"credentials_file {path} has no section [{profile}] with "
                     "aws_access_key_id and aws_secret_access_key"
                 ) from None
-        settings = self.context.settings
-        if settings.get("access_key_id") and settings.get("secret_access_key"):
-            return str(settings["access_key_id"]), str(settings["secret_access_key"])
+        settings = self.settings
+        if settings.access_key_id and settings.secret_access_key:
+            return settings.access_key_id, secret_value(settings.secret_access_key)
         return None, None
 
     def _rclone(

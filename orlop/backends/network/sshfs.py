@@ -25,6 +25,8 @@ import re
 import shutil
 from typing import Any, ClassVar
 
+from pydantic import SecretStr
+
 from orlop.backends.base import BackendContext, Check, VolumeRef, tool_check
 from orlop.backends.network.fuse import (
     FuseBackend,
@@ -34,6 +36,7 @@ from orlop.backends.network.fuse import (
     read_secret,
     write_secret,
 )
+from orlop.backends.settings import BackendSettings, secret_value
 from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import (
     Option,
@@ -81,6 +84,13 @@ def canonical_remote_path(value: str) -> str:
     return ("/" + joined) if value.startswith("/") else joined
 
 
+class SshfsSettings(BackendSettings):
+    """Credentials for the volumes that bring none of their own (`identity`, `password_file`)."""
+
+    private_key: SecretStr | None = None  # the text of an SSH private key
+    password: SecretStr | None = None
+
+
 class SshfsBackend(FuseBackend):
     kind: ClassVar[str] = "sshfs"
     client_name = "sshfs"
@@ -100,16 +110,16 @@ class SshfsBackend(FuseBackend):
         ]
     )
 
+    settings_model: ClassVar[type[BackendSettings]] = SshfsSettings
+
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
-        settings = context.settings
+        settings = SshfsSettings.parse(self.kind, context.settings)
         self.settings_identity: str | None = None
-        self.settings_password: str | None = None
-        if settings.get("private_key"):
-            key = str(settings["private_key"]).strip() + "\n"
-            self.settings_identity = write_secret(self.secret_path("identity"), key)
-        if settings.get("password"):
-            self.settings_password = str(settings["password"])
+        key = secret_value(settings.private_key)
+        if key:
+            self.settings_identity = write_secret(self.secret_path("identity"), key.strip() + "\n")
+        self.settings_password = secret_value(settings.password) or None
         self.admin_root = context.path("admin")
         os.makedirs(self.admin_root, mode=0o700, exist_ok=True)
 

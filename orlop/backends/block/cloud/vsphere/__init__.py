@@ -1,0 +1,6 @@
+"""VMware vSphere virtual disks (driver kind `vsphere`): see `provider.py`."""
+
+from orlop.backends.block.cloud.vsphere.provider import VsphereProvider
+from orlop.backends.block.cloud.vsphere.settings import VsphereSettings
+
+__all__ = ["VsphereProvider", "VsphereSettings"]

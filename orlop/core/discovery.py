@@ -1,0 +1,79 @@
+"""Discovery: take in volumes other hosts made on shared storage (`Discoverable` backends)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TypeGuard
+
+from orlop.backends.base import Backend, Discoverable
+from orlop.core.model import OrlopError, State, Volume, validate_name
+from orlop.core.registry import VolumeRegistry, ref
+from orlop.core.store import now_rfc3339
+
+log = logging.getLogger(__name__)
+
+
+class Discovery:
+    def __init__(self, registry: VolumeRegistry) -> None:
+        self.registry = registry
+        # When each volume was last removed here, so discovery does not bring it back.
+        self._removed_at: dict[tuple[str, str], float] = {}
+
+    def intervals(self) -> dict[str, float]:
+        """Seconds between discovery rounds, for each driver that can discover volumes."""
+        return {
+            name: float(driver.backend.discover_interval)
+            for name, driver in self.registry.drivers.items()
+            if _can_discover(driver.backend)
+        }
+
+    def removed(self, driver_name: str, name: str) -> None:
+        """Note a volume removed here: a listing begun before the removal must not adopt it."""
+        self._removed_at[(driver_name, name)] = time.monotonic()
+
+    async def discover(self, driver_name: str) -> list[Volume]:
+        """Take in the volumes a Discoverable backend knows and this host's store does not."""
+        registry = self.registry
+        driver = registry.driver(driver_name)
+        backend = driver.backend
+        if not _can_discover(backend):
+            return []
+        adopted = []
+        started = time.monotonic()
+        for name, options, record in await registry.call(backend.list_volumes):
+            try:
+                validate_name(name)
+            except OrlopError:
+                log.warning("driver %s: skipping volume with invalid name %r", driver_name, name)
+                continue
+            async with registry.lock(driver_name, name):
+                removed = self._removed_at.get((driver_name, name), -1.0)
+                if name in registry.volumes[driver_name] or removed >= started:
+                    continue  # known here, or removed here while the backend was listing
+                volume = Volume(
+                    driver=driver_name,
+                    name=name,
+                    backend=driver.kind,
+                    options=options,
+                    record=record,
+                    created_at=record.get("created_at") or now_rfc3339(),
+                    state=State.READY,
+                )
+                volume.mountpoint = driver.backend.mountpoint(ref(volume))
+                try:
+                    registry.store.insert(volume)
+                except Exception as error:  # a row in CREATING/REMOVING: recover() owns it
+                    log.info("not discovering %s: %s", name, error)
+                    continue
+                registry.volumes[driver_name][name] = volume
+                adopted.append(volume)
+                log.info("discovered volume %s (driver %s)", name, driver_name)
+        if adopted:
+            registry.changed(driver_name)
+        return adopted
+
+
+def _can_discover(backend: Backend) -> TypeGuard[Discoverable]:
+    """Only a global backend's storage can hold volumes other hosts made."""
+    return backend.capabilities.scope == "global" and isinstance(backend, Discoverable)

@@ -1,0 +1,64 @@
+"""Crash recovery: finish or undo what a crash interrupted; make mounts match the mount IDs.
+
+Runs once at start, volume by volume under each volume's lock, while the sockets already
+answer: a Mount that arrives meanwhile waits for that volume's repair and no longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from orlop.core.model import State, Volume
+from orlop.core.registry import Driver, VolumeRegistry, ref
+
+log = logging.getLogger(__name__)
+
+# Detach a volume and record it READY; raises when the backend cannot.
+Detacher = Callable[[Driver, Volume], Awaitable[None]]
+
+
+class Recovery:
+    def __init__(self, registry: VolumeRegistry, pending: list[Volume], detach: Detacher) -> None:
+        self.registry = registry
+        self._pending = pending  # every volume the store held at start
+        self._detach = detach
+
+    async def run(self) -> None:
+        from orlop.host.mounts import mounted_paths
+
+        mounted = await self.registry.call(mounted_paths)
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*(self._recover_one(volume, mounted) for volume in pending))
+
+    async def _recover_one(self, stored: Volume, mounted: set[str]) -> None:
+        registry = self.registry
+        driver = registry.drivers[stored.driver]
+        async with registry.lock(stored.driver, stored.name):
+            volume = registry.volumes[stored.driver].get(stored.name, stored)
+            try:
+                await self._reconcile(driver, volume, mounted)
+            except Exception as error:
+                log.error("recovering volume %s: %s", volume.name, error)
+                volume.fault = f"recovery failed: {error}"
+                registry.save(volume)
+
+    async def _reconcile(self, driver: Driver, volume: Volume, mounted: set[str]) -> None:
+        backend, volume_ref = driver.backend, ref(volume)
+        if volume.state in (State.CREATING, State.REMOVING):
+            log.info("finishing interrupted %s of %s", volume.state.value, volume.name)
+            await self.registry.call(backend.remove, volume_ref)
+            self.registry.store.delete(volume.driver, volume.name)
+            return
+        attached = backend.is_attached(volume_ref, mounted)
+        if volume.mount_ids:
+            if not attached or volume.state != State.ATTACHED:
+                log.info("re-attaching %s for %d mount(s)", volume.name, volume.mounts)
+                volume.mountpoint = await self.registry.call(backend.attach, volume_ref)
+            volume.state = State.ATTACHED
+            volume.fault = ""
+            self.registry.save(volume)
+        elif attached or volume.state != State.READY:
+            log.info("detaching %s: no container holds it", volume.name)
+            await self._detach(driver, volume)
