@@ -93,6 +93,19 @@ def _is_structured(annotation: Any) -> bool:
 def _typed_settings(kind: PluginKind, raw: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
     """Validate through the backend's settings model; hand on typed values, secrets in clear
     (the backend's own parse wraps them again), so `"true"` arrives as True, as from YAML."""
+    fields = kind.settings_model().model_fields
+    missing = [
+        f"{kind.prefix}_{name.upper()}"
+        for name, info in sorted(fields.items())
+        if info.is_required() and name not in raw
+    ]
+    if missing:
+        raise ConfigError(
+            f"the {kind.name} plugin needs {', '.join(missing)}: give "
+            f"{'them' if len(missing) > 1 else 'it'} to `docker plugin install PLUGIN NAME=VALUE`"
+            ", or `docker plugin disable -f PLUGIN`, `docker plugin set PLUGIN NAME=VALUE`, "
+            "`docker plugin enable PLUGIN`"
+        )
     try:
         model = kind.settings_model().parse(kind.backend, raw)
     except ConfigError as error:

@@ -16,6 +16,7 @@ way (`LOOPFILE_SIZE`, `SSHFS_HOST`); an option whose name a setting already has 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -108,12 +109,15 @@ class PluginKind:
         names = (check.name for check in _checks(self))
         return sorted({n.removeprefix("command ") for n in names if n.startswith("command ")})
 
+    def check_names(self) -> list[str]:
+        """What its doctor checks look at: `command losetup`, `device /dev/fuse`, …"""
+        return sorted({check.name for check in _checks(self)})
+
     def debian_packages(self) -> list[str]:
-        """The Debian packages its doctor checks name as the fix for a missing command."""
+        """The Debian packages its doctor checks name as fixes (`apt-get install PKG …`)."""
         found: set[str] = set()
         for check in _checks(self):
-            if check.fix.startswith("apt-get install "):
-                found.update(check.fix.removeprefix("apt-get install ").split())
+            found.update(_apt_packages(check.fix))
         return sorted(found)
 
 
@@ -139,7 +143,26 @@ def plugin_kind(name: str) -> PluginKind:
 
 
 def _checks(kind: PluginKind) -> list[Any]:
-    return list(kind.backend_class().host_checks())
+    checks = getattr(kind.backend_class(), "host_checks", None)
+    return list(checks()) if callable(checks) else []
+
+
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
+def _apt_packages(fix: str) -> list[str]:
+    """The packages of an `apt-get install A B, or …` fix: names up to the first other word."""
+    if not fix.startswith("apt-get install "):
+        return []
+    packages = []
+    for word in fix.removeprefix("apt-get install ").split():
+        name = word.rstrip(",;.")
+        if not _PACKAGE.fullmatch(name):
+            break
+        packages.append(name)
+        if name != word:  # punctuation ends the list
+            break
+    return packages
 
 
 def _setting_description(backend: str, name: str, info: FieldInfo, secret: bool) -> str:

@@ -6,7 +6,7 @@ What a kind needs is read from what it runs (`PluginKind.tools()`, from its doct
 * a block kind (it runs `blkid`/`losetup`) sees the host's disks and loop devices: all
   devices allowed, `/dev` bound from the host (loop and cloud disks appear there after the
   plugin started), and `CAP_SYS_RESOURCE` so ext4 grows online;
-* a FUSE kind (it runs `fusermount3`) gets `/dev/fuse`;
+* a FUSE kind (it runs `fusermount3`, or checks for `/dev/fuse`) gets `/dev/fuse`;
 * `network.type host` for every kind: cloud APIs, metadata servers, SSH and S3 endpoints.
 """
 
@@ -31,7 +31,7 @@ def needs_block_devices(kind: PluginKind) -> bool:
 
 
 def needs_fuse(kind: PluginKind) -> bool:
-    return bool(FUSE_TOOLS & set(kind.tools()))
+    return bool(FUSE_TOOLS & set(kind.tools())) or "device /dev/fuse" in kind.check_names()
 
 
 def manifest(kind: PluginKind, version: str, drop: Collection[str] = frozenset()) -> dict[str, Any]:

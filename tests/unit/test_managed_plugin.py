@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
+import re
 import socket
 import stat
 import sys
@@ -26,6 +28,7 @@ from orlop.managed.env import driver_values, plugin_config
 from orlop.managed.kinds import plugin_kind, plugin_kinds
 from orlop.managed.manifest import manifest
 from orlop.managed.paths import STATE_DIR
+from orlop.managed.start import refuse_all
 from tests.support.memory_backend import MemoryBackend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,9 +145,21 @@ def test_dropping_a_capability() -> None:
         manifest(plugin_kind("s3"), "1", drop={"CAP_SYS_RESOURCE"})
 
 
+def _required(name: str) -> dict[str, str]:
+    """A value for each required setting of a kind (by type: these only pass validation)."""
+    kind = plugin_kind(name)
+    values = {}
+    for setting, info in kind.settings_model().model_fields.items():
+        if info.is_required():
+            example = "https://storage.example" if "url" in setting else "x"
+            values[f"{kind.prefix}_{setting.upper()}"] = example
+    return values
+
+
 @pytest.mark.parametrize("name", ALL_KINDS)
 def test_every_kind_loads_its_embedded_default(name: str) -> None:
-    config = load_config(environ={"ORLOP_PLUGIN_KIND": name, "ORLOP_LOG_LEVEL": "debug"})
+    environ = {"ORLOP_PLUGIN_KIND": name, "ORLOP_LOG_LEVEL": "debug", **_required(name)}
+    config = load_config(environ=environ)
     kind = plugin_kind(name)
     assert config.state_dir == STATE_DIR
     assert config.socket_path(name) == f"/run/docker/plugins/{kind.socket}"
@@ -154,6 +169,16 @@ def test_every_kind_loads_its_embedded_default(name: str) -> None:
     assert config.drivers[name].backend == kind.backend
     assert config.drivers[name].options == kind.defaults
     assert config.source == f"managed plugin {name} (environment)"
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_KINDS if _required(n)])
+def test_a_missing_required_setting_names_its_variable(name: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(environ={"ORLOP_PLUGIN_KIND": name})
+    assert f"the {name} plugin needs " in str(error.value)
+    for variable in _required(name):
+        assert variable in str(error.value)
+    assert "docker plugin set PLUGIN NAME=VALUE" in str(error.value)
 
 
 def test_block_variables_become_driver_defaults() -> None:
@@ -320,3 +345,43 @@ def test_trim_never_removes_the_root(tmp_path: Path) -> None:
     builder.trim(rootfs)
     left = sorted(str(p.relative_to(rootfs)) for p in rootfs.rglob("*") if p.is_file())
     assert left == ["usr/bin/python3", "usr/share/doc/pkg/copyright"]
+
+
+def test_packages_are_read_from_fix_texts() -> None:
+    from orlop.managed.kinds import _apt_packages
+
+    assert _apt_packages("apt-get install e2fsprogs") == ["e2fsprogs"]
+    assert _apt_packages("apt-get install ab b+c") == ["ab", "b+c"]
+    assert _apt_packages("apt-get install nfs-common, on a kernel with nfs") == ["nfs-common"]
+    assert _apt_packages("modprobe loop") == []
+    assert _apt_packages("apt-get install the package") == ["the", "package"]  # trusted text
+
+
+def test_a_plugin_that_cannot_start_answers_every_call_with_the_reason(tmp_path: Path) -> None:
+    path = str(tmp_path / "block.sock")
+    adopt_socket(path, start.bind(path))
+
+    async def call(endpoint: bytes) -> bytes:
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"POST " + endpoint + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+        body = await reader.readexactly(length)
+        writer.close()
+        return body
+
+    async def scenario() -> tuple[bytes, bytes]:
+        server = asyncio.create_task(refuse_all(path, "the block plugin needs LOOPFILE_X"))
+        try:
+            create = await asyncio.wait_for(call(b"/VolumeDriver.Create"), 10)
+            activate = await asyncio.wait_for(call(b"/Plugin.Activate"), 10)
+        finally:
+            server.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await server
+        return create, activate
+
+    create, activate = asyncio.run(scenario())
+    assert json.loads(create) == {"Err": "the block plugin needs LOOPFILE_X"}
+    assert json.loads(activate) == {"Implements": ["VolumeDriver"]}
+    assert not os.path.exists(path)
