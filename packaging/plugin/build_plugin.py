@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -188,8 +189,11 @@ def _remove(path: Path) -> None:
 
 
 def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
-    extras = [kind.backend] if kind.backend in _extras() else []
-    key = digest("orlop", base.name, source_digest(), extras, BOTOCORE_SERVICES)
+    """The base + Orlop's dependencies (a cached layer of its own: they change rarely,
+    Orlop often) + Orlop's wheel."""
+    extras = [kind.backend] if kind.backend in _optional() else []
+    deps = dependencies_rootfs(base, cache, extras)
+    key = digest("orlop", deps.name, source_digest())
     final = cache / f"rootfs-{kind.name}-{key}"
     if final.is_dir():
         log(f"root filesystem from cache ({final.name})")
@@ -197,65 +201,101 @@ def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
     started = time.monotonic()
     with scratch(cache) as work:
         target = work / "rootfs"
-        run(["cp", "-a", "--reflink=auto", str(base), str(target)], timeout=600)
-        install_orlop(target, work, extras)
+        run(["cp", "-a", "--reflink=auto", str(deps), str(target)], timeout=600)
+        install_orlop(target, work)
         verify(kind, target)
         target.rename(final)
     log(f"Orlop installed in {time.monotonic() - started:.0f} s")
     return final
 
 
-def _extras() -> set[str]:
+def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
+    requirements = sorted(_project().get("dependencies", []))
+    for extra in extras:
+        # An extra may name another (orlop[cinder]); only third-party pins go in this layer.
+        requirements += sorted(r for r in _optional()[extra] if not r.startswith("orlop"))
+    key = digest("deps", base.name, requirements, BOTOCORE_SERVICES, Path(__file__).read_text())
+    final = cache / f"deps-{key}"
+    if final.is_dir():
+        return final
+    started = time.monotonic()
+    with scratch(cache) as work:
+        target = work / "rootfs"
+        run(["cp", "-a", "--reflink=auto", str(base), str(target)], timeout=600)
+        site = target / SITE_PACKAGES
+        _pip(site, *requirements)
+        botocore = site / "botocore" / "data"
+        if botocore.is_dir():
+            for service in botocore.iterdir():
+                if service.is_dir() and service.name not in BOTOCORE_SERVICES:
+                    shutil.rmtree(service)
+        shared = [str(p) for p in site.rglob("*.so")]
+        if shared and shutil.which("strip"):
+            run(["strip", "--strip-unneeded", *shared], timeout=300)
+        _compile(target, site)
+        target.rename(final)
+    seconds = time.monotonic() - started
+    log(f"{len(requirements)} Python dependencies installed in {seconds:.0f} s")
+    return final
+
+
+def _project() -> dict[str, Any]:
     import tomllib
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return set(project.get("optional-dependencies", {}))
+    project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project
 
 
-def install_orlop(rootfs: Path, work: Path, extras: Sequence[str]) -> None:
-    # Build from a copy: pip would leave build/ in the checkout.
+def _optional() -> dict[str, list[str]]:
+    extras: dict[str, list[str]] = _project().get("optional-dependencies", {})
+    return extras
+
+
+def _pip(site: Path, *requirements: str, deps: bool = True) -> None:
+    run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "--no-compile", "--no-warn-script-location", "--target", str(site),
+            *([] if deps else ["--no-deps"]), *requirements,
+        ],
+        timeout=PIP_TIMEOUT,
+    )  # fmt: skip
+    _remove(site / "bin")  # console scripts pointing at this host's python
+
+
+def _compile(rootfs: Path, tree: Path) -> None:
+    # Byte-compiled now, or every plugin start compiles Orlop and pydantic (seconds).
+    run(
+        [
+            sys.executable, "-m", "compileall", "-q", "-j", "0",
+            "-s", str(rootfs), "-p", "/", str(tree),
+        ],
+        timeout=600,
+    )  # fmt: skip
+
+
+def install_orlop(rootfs: Path, work: Path) -> None:
+    """Orlop's wheel, built from a copy of the checkout (pip leaves build/ where it builds)."""
     source = work / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
     shutil.copytree(ROOT / "orlop", source / "orlop", ignore=shutil.ignore_patterns("__pycache__"))
     site = rootfs / SITE_PACKAGES
-    requirement = f"{source}[{','.join(extras)}]" if extras else str(source)
-    run(
-        [
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--no-compile", "--no-warn-script-location", "--target", str(site), requirement,
-        ],
-        timeout=PIP_TIMEOUT,
-    )  # fmt: skip
-    _remove(site / "bin")  # console scripts pointing at this host's python
-    botocore = site / "botocore" / "data"
-    if botocore.is_dir():
-        for service in botocore.iterdir():
-            if service.is_dir() and service.name not in BOTOCORE_SERVICES:
-                shutil.rmtree(service)
-    shared = [str(p) for p in site.rglob("*.so")]
-    if shared and shutil.which("strip"):
-        run(["strip", "--strip-unneeded", *shared], timeout=300)
-    # Byte-compiled now, or every plugin start compiles Orlop and pydantic (seconds).
-    run(
-        [
-            sys.executable, "-m", "compileall", "-q", "-j", "0",
-            "-s", str(rootfs), "-p", "/", str(site),
-        ],
-        timeout=600,
-    )  # fmt: skip
+    _pip(site, str(source), deps=False)
+    _compile(rootfs, site / "orlop")
 
 
 def verify(kind: PluginKind, rootfs: Path) -> None:
-    """Start Python in the root filesystem: Orlop loads the kind's configuration from the
-    environment Docker will give it, and every tool the backend runs is there."""
+    """Start Python in the root filesystem: Orlop, the backend and its client library import,
+    and every tool the backend runs is there."""
     script = (
         "import shutil, sys\n"
-        "from orlop.config import load_config\n"
+        "import orlop.daemon, orlop.managed.env, orlop.managed.start\n"
         "from orlop.managed.kinds import plugin_kind\n"
-        "load_config()\n"
-        f"missing = [t for t in plugin_kind({kind.name!r}).tools() if not shutil.which(t)]\n"
+        f"kind = plugin_kind({kind.name!r})\n"
+        "kind.variables()  # imports the backend and its client library\n"
+        "missing = [t for t in kind.tools() if not shutil.which(t)]\n"
         "sys.exit(f'missing tools: {missing}' if missing else 0)\n"
     )
     from orlop.managed.manifest import PATH

@@ -9,10 +9,13 @@ committed, as a database acknowledges a commit; no MariaDB image can be pulled h
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -141,6 +144,16 @@ def test_seed_scenario_rows_survive_kill_9(
     rows = engine.sh(_mount(volume, plugin, "/var/lib/mysql"), "cat /var/lib/mysql/rows")
     numbers = [int(line.split()[1]) for line in rows.splitlines() if line.startswith("row ")]
     assert numbers[:committed] == list(range(1, committed + 1)), "a committed row is missing"
+    # The orlop command reaches the plugin through its admin socket under Docker's exec-root.
+    admin = engine.exec_root / "plugins" / plugin_id(engine, plugin) / "admin.sock"
+    listed = subprocess.run(
+        [sys.executable, "-m", "orlop", "--admin-socket", str(admin), "volume", "ls", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert volume in {entry["name"] for entry in json.loads(listed.stdout)}
 
 
 def test_disable_refused_while_mounted_then_set_keeps_volumes(
