@@ -37,7 +37,7 @@ from orlop.managed.kinds import plugin_kind, plugin_kinds  # noqa: E402
 from tests.support.block import cleanup, has_cap_sys_resource  # noqa: E402
 from tests.support.daemon import OrlopDaemon  # noqa: E402
 from tests.support.dockerd import Dockerd  # noqa: E402
-from tests.support.managed_plugin import CACHE, plugin_id  # noqa: E402
+from tests.support.managed_plugin import CACHE, plugin_id, plugin_socket  # noqa: E402
 from tests.support.names import unique  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
 
@@ -104,10 +104,6 @@ def _answers(path: str, timeout: float = 30) -> float:
     raise TimeoutError(f"{path} did not answer within {timeout}s")
 
 
-def plugin_socket(engine: Dockerd, name: str) -> str:
-    return str(engine.exec_root / "plugins" / plugin_id(engine, name) / "block.sock")
-
-
 def plugin_pid(engine: Dockerd, name: str) -> int:
     """The plugin's Orlop process: the one whose root is the plugin's root filesystem."""
     rootfs = str(engine.root / "data" / "plugins" / plugin_id(engine, name) / "rootfs")
@@ -121,7 +117,7 @@ def plugin_pid(engine: Dockerd, name: str) -> int:
 
 
 def enable_times(engine: Dockerd, name: str, host: OrlopDaemon, rounds: int) -> None:
-    socket = plugin_socket(engine, name)
+    socket = plugin_socket(engine, name, "block.sock")
     enable_cli, enable_answer, host_answer = [], [], []
     for _ in range(rounds):
         engine.run("plugin", "disable", "--force", name)
@@ -164,7 +160,7 @@ def install_times(engine: Dockerd, staged: Path) -> None:
         started = time.monotonic()
         other.run("plugin", "install", "--grant-all-permissions", remote, timeout=900)
         install = time.monotonic() - started
-        socket = plugin_socket(other, remote)
+        socket = plugin_socket(other, remote, "block.sock")
         _answers(socket)
         print("Distribution (one run each):")
         print(f"  docker plugin install from 127.0.0.1 registry (pull + enable): {install:.1f} s")
@@ -264,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert host.process is not None
         driver = next(iter(host.drivers))
         peers = {
-            "plugin": (plugin_socket(engine, name), plugin_pid(engine, name)),
+            "plugin": (plugin_socket(engine, name, "block.sock"), plugin_pid(engine, name)),
             "host": (host.socket(driver), host.process.pid),
         }
         protocol(peers, args)

@@ -9,8 +9,9 @@ driver's own default applies. The result is a raw configuration for `orlop.confi
   mount points survive a plugin restart or upgrade, and Docker finds every volume's
   mountpoint on the host (it maps paths under the propagated mount itself);
 * one driver, named after the kind, on the socket `config.json` names;
-* the admin socket beside it, reachable from the host under Docker's exec-root
-  (`/run/docker/plugins/<plugin id>/admin.sock`) for the `orlop` command.
+* the admin socket beside it, which the host sees as
+  `/run/docker/plugins/<plugin id>/admin.sock` (every dockerd, whatever its --exec-root),
+  for the `orlop` command.
 """
 
 from __future__ import annotations

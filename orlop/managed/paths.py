@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 STATE_DIR = "/var/lib/orlop"  # the plugin's propagatedMount
-PLUGIN_DIR = "/run/docker/plugins"  # Docker binds <exec-root>/plugins/<plugin id> here
+PLUGIN_DIR = "/run/docker/plugins"  # Docker binds the host's /run/docker/plugins/<id> here
 ADMIN_SOCKET = f"{PLUGIN_DIR}/admin.sock"
 
 _KIND = re.compile(r"[a-z0-9][a-z0-9_.-]*\Z")

@@ -131,10 +131,14 @@ def scratch(cache: Path) -> Iterator[Path]:
     try:
         yield path
     finally:
-        for mounted in reversed(mounts_under(str(path))):  # debootstrap's /proc, /sys
-            with contextlib.suppress(Exception):
-                unmount(mounted, lazy_if_busy=True)
-        shutil.rmtree(path, ignore_errors=True)
+        _discard(path)
+
+
+def _discard(path: Path) -> None:
+    for mounted in mounts_under(str(path)):  # debootstrap's /proc and /sys, deepest first
+        with contextlib.suppress(Exception):
+            unmount(mounted, lazy_if_busy=True)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def base_rootfs(kind: PluginKind, cache: Path, mirror: str) -> Path:
@@ -143,6 +147,7 @@ def base_rootfs(kind: PluginKind, cache: Path, mirror: str) -> Path:
     final = cache / f"base-{key}"
     if final.is_dir():
         log(f"Debian root filesystem from cache ({final.name})")
+        os.utime(final)  # used: prune() keeps it
         return final
     started = time.monotonic()
     log(f"debootstrap {SUITE} from {mirror} with {', '.join(packages)}")
@@ -197,6 +202,7 @@ def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
     final = cache / f"rootfs-{kind.name}-{key}"
     if final.is_dir():
         log(f"root filesystem from cache ({final.name})")
+        os.utime(final)
         return final
     started = time.monotonic()
     with scratch(cache) as work:
@@ -217,6 +223,7 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
     key = digest("deps", base.name, requirements, BOTOCORE_SERVICES, Path(__file__).read_text())
     final = cache / f"deps-{key}"
     if final.is_dir():
+        os.utime(final)
         return final
     started = time.monotonic()
     with scratch(cache) as work:
@@ -311,6 +318,18 @@ def verify(kind: PluginKind, rootfs: Path) -> None:
         raise SystemExit(message) from None
 
 
+def prune(cache: Path, days: float = 3.0) -> None:
+    """Remove cached layers no build used for `days` (every Orlop change makes a new one)."""
+    old = time.time() - days * 86400
+    for stale in cache.glob("tmp-*"):  # a killed build's (builds run under the lock)
+        _discard(stale)
+    for layer in cache.glob("*-*"):
+        kind_of_layer = layer.name.startswith(("base-", "deps-", "rootfs-"))
+        if kind_of_layer and layer.is_dir() and layer.stat().st_mtime < old:
+            log(f"pruning {layer.name} (unused for {days:g} days)")
+            shutil.rmtree(layer, ignore_errors=True)
+
+
 def size_of(path: Path) -> int:
     total = 0
     for directory, _, files in os.walk(path):
@@ -352,14 +371,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     kind = plugin_kind(args.kind)
     cache = Path(args.cache_dir)
     name = args.name or f"orlop/{kind.name}:{__version__}"
-    with locked(cache):
-        base = base_rootfs(kind, cache, args.mirror or debian_mirror())
-        rootfs = orlop_rootfs(kind, base, cache)
-    log(f"root filesystem of {kind.name}: {size_of(rootfs) / 1e6:.0f} MB ({rootfs})")
     staging = Path(args.stage_dir or tempfile.mkdtemp(prefix=f"orlop-plugin-{kind.name}-"))
     staging.mkdir(parents=True, exist_ok=True)
     try:
-        stage(kind, rootfs, staging, args.drop_capability)
+        with locked(cache):  # staged under the lock: pruning never removes what is linked
+            base = base_rootfs(kind, cache, args.mirror or debian_mirror())
+            rootfs = orlop_rootfs(kind, base, cache)
+            stage(kind, rootfs, staging, args.drop_capability)
+            prune(cache)
+        log(f"root filesystem of {kind.name}: {size_of(rootfs) / 1e6:.0f} MB ({rootfs})")
         if args.no_create:
             print(staging)
             return 0

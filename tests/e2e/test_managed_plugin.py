@@ -27,6 +27,7 @@ from tests.support.managed_plugin import (
     build_stamp,
     enable,
     plugin_id,
+    plugin_socket,
     release_loop_devices,
     volumes_of,
 )
@@ -144,10 +145,10 @@ def test_seed_scenario_rows_survive_kill_9(
     rows = engine.sh(_mount(volume, plugin, "/var/lib/mysql"), "cat /var/lib/mysql/rows")
     numbers = [int(line.split()[1]) for line in rows.splitlines() if line.startswith("row ")]
     assert numbers[:committed] == list(range(1, committed + 1)), "a committed row is missing"
-    # The orlop command reaches the plugin through its admin socket under Docker's exec-root.
-    admin = engine.exec_root / "plugins" / plugin_id(engine, plugin) / "admin.sock"
+    # The orlop command reaches the plugin through its admin socket.
+    admin = plugin_socket(engine, plugin, "admin.sock")
     listed = subprocess.run(
-        [sys.executable, "-m", "orlop", "--admin-socket", str(admin), "volume", "ls", "--json"],
+        [sys.executable, "-m", "orlop", "--admin-socket", admin, "volume", "ls", "--json"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -47,6 +47,12 @@ def plugin_id(dockerd: Dockerd, name: str) -> str:
     return dockerd.run("plugin", "inspect", "-f", "{{.Id}}", name).stdout.strip()
 
 
+def plugin_socket(dockerd: Dockerd, name: str, socket: str) -> str:
+    """A socket of the plugin, seen from the host. Every dockerd, whatever its --exec-root,
+    binds /run/docker/plugins/<plugin id> into its plugins as /run/docker/plugins."""
+    return f"/run/docker/plugins/{plugin_id(dockerd, name)}/{socket}"
+
+
 def build_stamp(dockerd: Dockerd, name: str) -> dict[str, object]:
     """The stamp build-plugin writes into each build's root filesystem."""
     path = dockerd.root / "data" / "plugins" / plugin_id(dockerd, name) / "rootfs"

@@ -11,6 +11,7 @@ import re
 import socket
 import stat
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -385,3 +386,15 @@ def test_a_plugin_that_cannot_start_answers_every_call_with_the_reason(tmp_path:
     assert json.loads(create) == {"Err": "the block plugin needs LOOPFILE_X"}
     assert json.loads(activate) == {"Implements": ["VolumeDriver"]}
     assert not os.path.exists(path)
+
+
+def test_prune_removes_unused_layers_and_killed_builds(tmp_path: Path) -> None:
+    builder = _builder()
+    for name in ("base-old", "rootfs-block-old", "deps-new", "tmp-1234", "debs"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "file").write_text("x")
+    week_ago = time.time() - 7 * 86400
+    for name in ("base-old", "rootfs-block-old", "debs"):
+        os.utime(tmp_path / name, (week_ago, week_ago))
+    builder.prune(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["debs", "deps-new"]
