@@ -8,9 +8,11 @@ refused (400), a missing required one too. Its quirks, kept:
 * errors are `{"id": "unprocessable_entity", "message": …, "request_id": …}` with the status;
 * every answer carries `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset`;
   `throttle(n)` makes the next n API requests answer 429 `too_many_requests`;
-* attach, detach and resize are actions that stay `in-progress` for `action_delay` seconds;
-  the droplet appears in the volume's `droplet_ids` only when an attach completes, and a
-  volume attached (or being attached) to one droplet is refused to another with 422;
+* attach, detach and resize are actions that stay `in-progress` for `action_delay` seconds.
+  The droplet is in the volume's `droplet_ids` from the moment DigitalOcean accepts the
+  attach until a detach completes (so another droplet sees who holds it), and a volume
+  attached (or being attached) to one droplet is refused to another with 422. The device
+  appears on the droplet when the attach completes, and goes when the detach completes;
 * each droplet has its own metadata service under `/droplet/<id>` (`metadata_url` of that
   droplet): `/droplet/<id>/metadata/v1/id` and `/region`.
 
@@ -438,6 +440,7 @@ class DoServer:
                         "attaching volume to droplet: volume is attached to another droplet",
                     )
                 volume.reserved_for = droplet_id
+                volume.droplet_ids = [droplet_id]
             elif droplet_id not in volume.droplet_ids:
                 raise ApiError(422, "unprocessable_entity", "volume is not attached to droplet")
         self.actions[action.id] = action
@@ -484,7 +487,6 @@ class DoServer:
                 self.presenter.device_for(volume.id, volume.size * GIB)
         elif action.type == "attach_volume" and action.droplet_id is not None:
             volume.reserved_for = None
-            volume.droplet_ids = [action.droplet_id]
             self._droplet_volumes(action.droplet_id).append(volume.id)
             by_id = self.by_id.get(action.droplet_id)
             if self.presenter is not None and by_id is not None:

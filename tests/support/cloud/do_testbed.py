@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from orlop.backends.block.cloud.digitalocean import tags
 from orlop.backends.block.cloud.digitalocean.client import DigitalOceanSettings
 from orlop.backends.block.cloud.digitalocean.provider import DigitalOceanProvider
+from tests.support.cloud.do_server import DoServer
+from tests.support.cloud.testbed import CloudHost
+from tests.support.names import unique
 
 REGION = "nyc1"
 
@@ -35,3 +39,53 @@ class DoHost:
     def provider(self, **overrides: Any) -> DigitalOceanProvider:
         settings = DigitalOceanSettings.parse("digitalocean", {**self.settings, **overrides})
         return DigitalOceanProvider(settings, str(self.state_dir))
+
+
+class DoTestbed:
+    """`CloudTestbed` over the fake DigitalOcean API: each host a droplet of its own."""
+
+    kind = "digitalocean"
+    create_options: ClassVar[dict[str, str]] = {"size": "1G"}
+    grow_to = 2 * 1024**3
+
+    def __init__(self, server: DoServer, token_file: Path, root: Path) -> None:
+        self.server, self.token_file, self.root = server, token_file, root
+        self.namespace = unique("ns")
+
+    def host(self) -> CloudHost:
+        index = len(self.server.droplets)
+        by_id = self.root / f"do-by-id-{index}"
+        by_id.mkdir(parents=True)
+        droplet = self.server.add_droplet(REGION, by_id)
+        settings = {
+            "token_file": str(self.token_file),
+            "api_url": self.server.url,
+            "metadata_url": self.server.metadata_url(droplet),
+            "droplet_id": droplet,
+            "region": REGION,
+            "namespace": self.namespace,
+            "by_id_dir": str(by_id),
+            **TEST_SETTINGS,
+        }
+        state = self.root / f"do-state-{index}"
+        state.mkdir(parents=True, exist_ok=True)
+        return CloudHost(str(droplet), self.kind, settings, state)
+
+    def cloud_disks(self, namespace: str) -> list[dict[str, Any]]:
+        with self.server.lock:
+            volumes = list(self.server.volumes.values())
+        found = []
+        for volume in volumes:
+            labels = tags.labels_of(volume.tags)
+            if labels.get("namespace") == namespace:
+                found.append(
+                    {
+                        "id": volume.id,
+                        "volume": labels.get("volume"),
+                        "attached_to": [str(d) for d in volume.droplet_ids],
+                    }
+                )
+        return found
+
+    def delete_behind_orlop(self, disk_id: str) -> None:
+        self.server.delete_volume(disk_id)

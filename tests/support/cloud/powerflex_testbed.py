@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from orlop.backends.block.cloud.powerflex import names
 from orlop.backends.block.cloud.powerflex.client import PowerFlexSettings
 from orlop.backends.block.cloud.powerflex.provider import PowerFlexProvider
 from tests.support.cloud.powerflex_server import PowerFlexGateway, Tls
+from tests.support.cloud.testbed import CloudHost
 from tests.support.names import unique
 
 # Generous for a loaded machine; production defaults stay as they are.
@@ -66,3 +68,39 @@ def pf_host_factory(
         return PfHost(sdc_id, guid, values, by_id, state)
 
     return make
+
+
+class PowerFlexTestbed:
+    """`CloudTestbed` over the fake PowerFlex gateway: each host an SDC of its own."""
+
+    kind = "powerflex"
+    create_options: ClassVar[dict[str, str]] = {"size": "8G"}
+    grow_to = 16 * 1024**3
+
+    def __init__(self, gateway: PowerFlexGateway, tls: Tls, password: Path, root: Path) -> None:
+        self.gateway = gateway
+        self.make = pf_host_factory(gateway, tls, password, root)
+
+    def host(self) -> CloudHost:
+        made = self.make()
+        return CloudHost(made.sdc_id, self.kind, made.settings, made.state_dir)
+
+    def cloud_disks(self, namespace: str) -> list[dict[str, Any]]:
+        with self.gateway.lock:
+            volumes = [dict(v) for v in self.gateway.volumes.values()]
+        found = []
+        for volume in volumes:
+            ours, name = names.decode("o", namespace, volume["name"])
+            if ours:
+                mapped = volume["mappedSdcInfo"] or []
+                found.append(
+                    {
+                        "id": volume["id"],
+                        "volume": name,
+                        "attached_to": [m["sdcId"] for m in mapped],
+                    }
+                )
+        return found
+
+    def delete_behind_orlop(self, disk_id: str) -> None:
+        self.gateway.delete_volume(disk_id)
