@@ -255,7 +255,7 @@ class DigitalOceanProvider:
             if error.kind is not ErrorKind.INVALID:
                 raise
             now = self.get_disk(disk.id)
-            holders = [str(d) for d in (now.facts.get("droplet_ids") if now else None) or []]
+            holders = [a.instance for a in now.attachments] if now else []
             if identity.instance in holders:
                 return  # attached here already
             raise CloudError(
@@ -380,7 +380,6 @@ class DigitalOceanProvider:
             facts={
                 "region": region,
                 "tags": ",".join(tags.user_tags(all_tags)),
-                "droplet_ids": droplets,
                 "filesystem_type": volume.get("filesystem_type") or None,
             },
             created_at=volume.get("created_at"),
