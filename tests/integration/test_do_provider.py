@@ -333,7 +333,7 @@ def test_delete_of_an_attached_volume_is_refused(do_host: MakeHost) -> None:
     attached(provider, disk, me)
     with pytest.raises(CloudError) as refused:
         provider.delete_disk(disk)
-    assert refused.value.kind is ErrorKind.INVALID and "detach" in str(refused.value)
+    assert refused.value.kind is ErrorKind.INVALID and "attached volume" in str(refused.value)
     provider.detach_disk(disk, me.instance)
     detached(provider, disk, me.instance)
     provider.detach_disk(disk, me.instance)  # not attached any more: nothing to do

@@ -366,9 +366,7 @@ class DoServer:
             if not isinstance(tag, str) or not _TAG.match(tag):
                 raise ApiError(422, "unprocessable_entity", f"invalid tag name: {tag}")
         if any(v.name == name and v.region == region for v in self.volumes.values()):
-            raise ApiError(
-                409, "conflict", f"a volume with the name {name} already exists in {region}"
-            )
+            raise ApiError(409, "conflict", "already exists")
         volume = Volume(
             str(uuid.uuid4()),
             name,
@@ -391,7 +389,7 @@ class DoServer:
     def _delete_volume(self, volume_id: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         volume = self._volume(volume_id)
         if volume.droplet_ids or volume.reserved_for is not None:
-            raise ApiError(409, "conflict", "the volume is attached to a droplet: detach it first")
+            raise ApiError(409, "conflict", "attached volume cannot be deleted")
         del self.volumes[volume_id]
         if self.presenter is not None:
             self.presenter.forget(volume_id)
@@ -410,7 +408,7 @@ class DoServer:
         if body.get("region") not in (None, volume.region):
             raise ApiError(422, "unprocessable_entity", "the volume is not in that region")
         if any(a.volume_id == volume_id and a.status == "in-progress" for a in self._actions()):
-            raise ApiError(422, "unprocessable_entity", "the volume has an action in progress")
+            raise ApiError(422, "unprocessable_entity", "Droplet already has a pending event.")
         action = Action(next(self._ids), f"{kind}_volume", volume_id, volume.region)
         action.due = time.monotonic() + self.action_delay
         if kind == "resize":
@@ -442,7 +440,7 @@ class DoServer:
                 volume.reserved_for = droplet_id
                 volume.droplet_ids = [droplet_id]
             elif droplet_id not in volume.droplet_ids:
-                raise ApiError(422, "unprocessable_entity", "volume is not attached to droplet")
+                raise ApiError(422, "unprocessable_entity", "Attachment not found")
         self.actions[action.id] = action
         return 202, {"action": action.body()}
 

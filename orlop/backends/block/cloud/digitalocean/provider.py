@@ -160,7 +160,7 @@ class DigitalOceanProvider:
         try:
             made = self.api.call("create volume", lambda c: c.volumes.create, body)
         except CloudError as error:
-            if error.kind is not ErrorKind.INVALID or error.code != "conflict":
+            if error.code not in ("conflict", "already_exists"):  # DO answers either
                 raise
             # The name is ours (namespace + volume): a create repeated after a lost answer.
             same = self._by_name(name, region)
