@@ -111,7 +111,12 @@ class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads `mode: 0755` as the integer 493; keep integers as written instead."""
 
 
-_Loader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: loader.construct_scalar(node))
+def _int_as_written(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    assert isinstance(node, yaml.ScalarNode)  # the int tag only ever marks scalars
+    return str(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int_as_written)
 
 
 def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:

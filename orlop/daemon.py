@@ -28,6 +28,7 @@ from orlop.frontends.http import HttpServer
 log = logging.getLogger("orlop")
 
 STOP_GRACE_SECONDS = 20.0
+SCHEDULE_INTERVAL = 60.0  # seconds between rounds of scheduled snapshots (hourly at best)
 
 
 def build_drivers(config: Config) -> list[Driver]:
@@ -120,15 +121,23 @@ class Daemon:
             recovery.add_done_callback(_log_failure)
             measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
+            scheduling = asyncio.ensure_future(self._schedule_forever(recovery))
             await self._stop.wait()
             measuring.cancel()
             discovery.cancel()
+            scheduling.cancel()
             if not recovery.done():
                 recovery.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await recovery
         finally:
             await self.stop()
+
+    async def _schedule_forever(self, recovery: asyncio.Future[None]) -> None:
+        """Scheduled snapshots; the first round at start takes what was missed meanwhile."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(recovery)
+        await self.service.scheduler.run_forever(SCHEDULE_INTERVAL)
 
     async def _discover_forever(self, recovery: asyncio.Future[None]) -> None:
         """Adopt volumes other hosts made, for global drivers whose storage can list them."""

@@ -28,6 +28,8 @@ class Capabilities:
     scope: Literal["local", "global"] = "local"  # global: every host sees the same volumes
     snapshot: bool = False  # Snapshottable: point-in-time copies
     clone: bool = False  # a new volume can start as a copy of another
+    restore: bool = False  # Restorable: a snapshot back into its volume
+    backup: bool = False  # Backupable: copies in a repository elsewhere
     resize: bool = False  # Resizable: a volume can grow after creation
     quota: bool = False  # a volume's `size` is a hard limit on what it can hold
     exclusive_attach: bool = False  # attached to one host at a time (a cloud disk)
@@ -167,6 +169,43 @@ class Snapshottable(Protocol):
 
     def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
         """Delete a snapshot by ID or name; return what was deleted."""
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """Snapshots that can be put back into their volume (capabilities.restore).
+
+    The service calls this only while no container uses the volume."""
+
+    def restore_snapshot(self, volume: VolumeRef, snapshot: str) -> dict[str, Any]:
+        """Replace `volume`'s data with snapshot `snapshot`'s; return the snapshot's facts."""
+
+
+@runtime_checkable
+class Scheduled(Protocol):
+    """Snapshots the daemon takes on a schedule (see orlop/backends/snapshots/schedule.py)."""
+
+    def snapshot_schedule(self, volume: VolumeRef) -> str | None:
+        """The volume's schedule (`hourly:24,daily:7`), its own or the driver's, or None."""
+
+
+@runtime_checkable
+class Backupable(Protocol):
+    """Backups in a repository off this host (capabilities.backup), restorable elsewhere.
+
+    A backup is a dict with at least `id`, `volume`, `created_at`."""
+
+    def create_backup(self, volume: VolumeRef) -> dict[str, Any]:
+        """Back up `volume` (readable while in use); return the new backup."""
+
+    def list_backups(self, volume: str | None) -> list[dict[str, Any]]:
+        """The repository's backups, all or of the volume called `volume`, oldest first."""
+
+    def find_backup(self, backup: str) -> dict[str, Any]:
+        """One backup by ID (or unique prefix); NotFound otherwise."""
+
+    def backup_options(self, backup: dict[str, Any]) -> dict[str, str]:
+        """The options of a new volume that restores `backup` (from_backup=…, size, …)."""
 
 
 @runtime_checkable

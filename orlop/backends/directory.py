@@ -23,6 +23,10 @@ from orlop.backends.base import (
     tool_check,
 )
 from orlop.backends.settings import BackendSettings
+from orlop.backends.snapshots.catalog import remove_payload
+from orlop.backends.snapshots.options import CLONE_OPTIONS, FROM_OPTIONS, check_clone_options
+from orlop.backends.snapshots.settings import LocalSettings
+from orlop.backends.snapshots.tree import DirectorySnapshots
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import (
     Option,
@@ -48,7 +52,7 @@ def _mount_flags(options: dict[str, str]) -> list[str]:
     return [flag for flag in options.get("o", "").split(",") if flag]
 
 
-class DirectoryBackend:
+class DirectoryBackend(DirectorySnapshots):
     kind: ClassVar[str] = "directory"
     options: ClassVar[OptionSet] = OptionSet(
         [
@@ -58,19 +62,29 @@ class DirectoryBackend:
             Option("type", one_of(*MOUNT_TYPES), "filesystem type to mount (Docker local)"),
             Option("device", help="what to mount: tmpfs, a host directory, a device or image"),
             Option("o", help="mount options, comma-separated (Docker local)"),
+            *CLONE_OPTIONS,
         ]
     )
-    settings_model: ClassVar[type[BackendSettings]] = BackendSettings  # none
-    capabilities = Capabilities(scope="local")
+    settings_model: ClassVar[type[BackendSettings]] = LocalSettings
+    capabilities = Capabilities(scope="local", snapshot=True, clone=True, restore=True)
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
-        self.settings = self.settings_model.parse(self.kind, context.settings)
+        self.settings = LocalSettings.parse(self.kind, context.settings)
         self.root = context.path("volumes")
         os.makedirs(self.root, mode=0o701, exist_ok=True)
+        self._init_snapshots()
 
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
+        check_clone_options(name, options)
+        if "type" in options and any(key in options for key in FROM_OPTIONS):
+            raise InvalidOption(
+                "from_snapshot, from_volume and from_backup make plain directory volumes: "
+                "drop type/device/o"
+            )
+        if any(key in options for key in FROM_OPTIONS):
+            self._check_source(options)
         # Docker local's rules: device needs type, type needs device, o needs both.
         mandatory = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
         for option, required in mandatory.items():
@@ -109,17 +123,29 @@ class DirectoryBackend:
     def quick(self, operation: str, volume: VolumeRef) -> bool:
         # A plain directory: create is mkdir/chown/chmod, attach mkdir, detach nothing.
         # Mounts (any `type`) and remove (a walk of user data) go to a worker thread.
-        return operation in ("create", "attach", "detach") and "type" not in volume.options
+        if operation not in ("create", "attach", "detach"):
+            return False
+        if operation == "create" and self.copy_method == "btrfs subvolume":
+            return False  # `btrfs subvolume create` is a process
+        if any(key in volume.options for key in FROM_OPTIONS):
+            return False  # a copy
+        return "type" not in volume.options
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         data = self.mountpoint(volume)
         self._check_no_links(volume)  # before makedirs, which would follow a link
+        if any(key in volume.options for key in FROM_OPTIONS):
+            self._check_source(volume.options)  # before anything is made
         os.makedirs(os.path.dirname(data), mode=0o701, exist_ok=True)
-        os.makedirs(data, mode=0o755, exist_ok=True)
         self._check_no_links(volume)
         if "type" not in volume.options:
+            if any(key in volume.options for key in FROM_OPTIONS):
+                self._create_from(volume)
+            else:
+                self._new_data(data)
             self._apply_ownership(data, volume.options)
             return {}
+        os.makedirs(data, mode=0o755, exist_ok=True)
         # Mount once now: a wrong device, type or option fails the create, not a later
         # container start, and ownership lands on filesystems that keep it.
         self.attach(volume)
@@ -139,6 +165,8 @@ class DirectoryBackend:
             mounts.unmount(mounted)
         if below and mounts.mounts_under(directory):
             raise BackendError(f"{directory} still has mounts below it; not deleting")
+        for entry in os.listdir(directory):  # _data, and a clone's or a restore's leftovers
+            remove_payload(os.path.join(directory, entry))
         # A bind volume's host directory was unmounted above: only our own files go.
         shutil.rmtree(directory)  # deletes links inside, never follows them
 
@@ -151,7 +179,7 @@ class DirectoryBackend:
         if "type" not in options:
             return data
         if not mounts.is_mountpoint(data):
-            fstype = options["type"]
+            fstype: str | None = options["type"]
             flags = _mount_flags(options)
             if _is_bind(options):
                 fstype = None

@@ -44,6 +44,28 @@ def _writable(directory: str) -> tuple[bool, str]:
     return True, directory
 
 
+def snapshot_method_check(kind: str, state_dir: str) -> Check | None:
+    """How snapshots and clones of a local driver's volumes are made on this host."""
+    from orlop.host.clone import can_reflink, snapshot_method
+
+    if kind not in ("directory", "loopfile"):
+        return None
+    where = state_dir
+    while not os.path.isdir(where):  # not made yet: the filesystem it will be made on
+        where = os.path.dirname(where)
+    if kind == "directory":
+        method = snapshot_method(where)
+    else:
+        method = "reflink" if can_reflink(where) else "copy"
+    detail = {
+        "btrfs subvolume": "btrfs subvolume snapshots (instant)",
+        "reflink": "reflink copies (instant, blocks shared)",
+        "copy": "plain copies (time and space grow with the data; use xfs or btrfs for "
+        "instant ones)",
+    }[method]
+    return Check("snapshot method", True, f"{method}: {detail} in {where}")
+
+
 def run_checks(config: Config) -> list[Check]:
     checks = [
         Check(
@@ -94,6 +116,9 @@ def run_checks(config: Config) -> list[Check]:
                     check.fix,
                 )
             )
+        method = snapshot_method_check(driver.backend, config.driver_state_dir(name))
+        if method is not None:
+            checks.append(Check(f"driver {name}: {method.name}", method.ok, method.detail))
         sock = config.socket_path(name)
         checks.append(
             Check(

@@ -10,6 +10,8 @@ import click
 
 import orlop
 from orlop.cli.client import AdminClient
+from orlop.cli.copies import backup, snapshot
+from orlop.cli.progress import call_with_progress
 from orlop.config import Config, load_config
 from orlop.core.model import OrlopError
 from orlop.core.options import format_size
@@ -198,8 +200,8 @@ def volume_create(
 ) -> None:
     """Create a volume."""
     try:
-        created = ctx.client().call(
-            "volumes/create", name=name, driver=driver, options=_parse_options(opts)
+        created = call_with_progress(
+            ctx.client(), "volumes/create", name=name, driver=driver, options=_parse_options(opts)
         )
     except OrlopError as error:
         _fail(error)
@@ -228,118 +230,42 @@ def volume_inspect(ctx: Context, names: tuple[str, ...], driver: str | None) -> 
 @volume.command("rm")
 @click.argument("names", nargs=-1, required=True)
 @click.option("-d", "--driver", help="Driver, when the name exists in several.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
-def volume_rm(ctx: Context, names: tuple[str, ...], driver: str | None) -> None:
+def volume_rm(ctx: Context, names: tuple[str, ...], driver: str | None, as_json: bool) -> None:
     """Remove volumes (refused while a container uses one)."""
     client = ctx.client()
-    failed = False
+    removed, errors = [], []
     for name in names:
         try:
-            client.call("volumes/remove", name=name, driver=driver)
-            click.echo(name)
+            removed.append(client.call("volumes/remove", name=name, driver=driver))
+            if not as_json:
+                click.echo(name)
         except OrlopError as error:
             click.echo(f"orlop: {error}", err=True)
-            failed = True
-    sys.exit(1 if failed else 0)
+            errors.append({"name": name, "error": str(error)})
+    if as_json:
+        _echo_json({"removed": removed, "errors": errors})
+    sys.exit(1 if errors else 0)
 
 
 @volume.command("resize")
 @click.argument("name")
 @click.argument("size")
 @click.option("-d", "--driver", help="Driver, when the name exists in several.")
+@click.option("--json", "as_json", is_flag=True, help="Print the volume as JSON.")
 @pass_context
-def volume_resize(ctx: Context, name: str, size: str, driver: str | None) -> None:
+def volume_resize(ctx: Context, name: str, size: str, driver: str | None, as_json: bool) -> None:
     """Grow a volume to SIZE (e.g. 20G), online if it is in use."""
     try:
         resized = ctx.client().call("volumes/resize", name=name, size=size, driver=driver)
     except OrlopError as error:
         _fail(error)
         return
+    if as_json:
+        _echo_json(resized)
+        return
     click.echo(f"{resized['name']}: {_usage_column(resized)}, {_free_column(resized)} free")
-
-
-# snapshots --------------------------------------------------------------------------------
-@cli.group()
-def snapshot() -> None:
-    """Snapshots of volumes, on drivers that take them (ebs, …)."""
-
-
-def _print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-
-
-@snapshot.command("create")
-@click.argument("volume")
-@click.argument("name", required=False)
-@click.option("-d", "--driver", help="Driver, when the volume name exists in several.")
-@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
-@pass_context
-def snapshot_create(
-    ctx: Context, volume: str, name: str | None, driver: str | None, as_json: bool
-) -> None:
-    """Snapshot VOLUME, as NAME (default: VOLUME-<UTC time>)."""
-    try:
-        made = ctx.client().call("snapshots/create", volume=volume, snapshot=name, driver=driver)
-    except OrlopError as error:
-        _fail(error)
-        return
-    if as_json:
-        _echo_json(made)
-    else:
-        click.echo(f"{made['name']} {made['id']}")
-
-
-@snapshot.command("ls")
-@click.argument("volume", required=False)
-@click.option("-d", "--driver", help="Only this driver's snapshots.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_context
-def snapshot_ls(ctx: Context, volume: str | None, driver: str | None, as_json: bool) -> None:
-    """List snapshots, all or of VOLUME."""
-    try:
-        found = ctx.client().call("snapshots/list", volume=volume, driver=driver)
-    except OrlopError as error:
-        _fail(error)
-        return
-    if as_json:
-        _echo_json(found)
-        return
-    rows = [("NAME", "ID", "VOLUME", "DRIVER", "STATE", "SIZE", "CREATED")]
-    rows += [
-        (
-            s["name"],
-            s["id"],
-            s["volume"],
-            s["driver"],
-            str(s.get("state") or "-"),
-            f"{s['size_gib']}G" if s.get("size_gib") else "-",
-            s.get("created_at") or "-",
-        )
-        for s in found
-    ]
-    _print_table(rows)
-
-
-@snapshot.command("rm")
-@click.argument("snapshots", nargs=-1, required=True)
-@click.option("-d", "--driver", help="Driver, when several take snapshots.")
-@pass_context
-def snapshot_rm(ctx: Context, snapshots: tuple[str, ...], driver: str | None) -> None:
-    """Delete snapshots, by name or ID."""
-    client = ctx.client()
-    failed = False
-    for snapshot in snapshots:
-        try:
-            client.call("snapshots/remove", snapshot=snapshot, driver=driver)
-            click.echo(snapshot)
-        except OrlopError as error:
-            click.echo(f"orlop: {error}", err=True)
-            failed = True
-    sys.exit(1 if failed else 0)
 
 
 # drivers ----------------------------------------------------------------------------------
@@ -384,6 +310,10 @@ def _abilities(capabilities: dict[str, Any]) -> str:
     """The optional capabilities a driver has, e.g. "snapshot,resize", or "-"."""
     names = [name for name, value in capabilities.items() if name != "scope" and value is True]
     return ",".join(names) or "-"
+
+
+cli.add_command(snapshot)
+cli.add_command(backup)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from orlop.backends.base import Backend, Quick, VolumeRef
 from orlop.core.model import BackendError, NotFound, OrlopError, State, Volume, validate_name
+from orlop.core.progress import ProgressBoard, reporting
 from orlop.core.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class VolumeRegistry:
         self.background: set[asyncio.Future[None]] = set()
         self._active = 0  # operations holding (or waiting for) a volume lock
         self._idle = asyncio.Event()
+        self.progress = ProgressBoard()  # long operations' bytes, for the CLI's bars
 
     def load(self) -> builtins.list[Volume]:
         """Fill memory from the store; return every stored volume, for recovery to check."""
@@ -161,6 +163,15 @@ class VolumeRegistry:
             with contextlib.suppress(Exception):
                 await asyncio.wait([work])  # its result or error is the cancelled caller's
             raise
+
+    async def call_tracked(
+        self, task_id: str | None, what: str, function: Callable[..., T], *args: Any
+    ) -> T:
+        """`call`, with the bytes the backend reports shown to `progress` polls of `task_id`."""
+        if not task_id:
+            return await self.call(function, *args)
+        with self.progress.task(task_id, what) as task:
+            return await self.call(reporting, task, function, *args)
 
     def run_later(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run `coroutine` in the background; `close()` cancels what is still running."""

@@ -17,7 +17,7 @@ Docker's protocol, the admin API and the CLI all come through here. The rules:
 
 This module holds the lifecycle (create, remove, mount, unmount, resize); the other parts
 are their own modules, composed here: `registry` (memory, locks, worker threads), `usage`,
-`snapshots`, `discovery` and `recovery`.
+`snapshots` (and `schedules`), `backups`, `discovery` and `recovery`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from orlop.backends.base import Backend, Describable, Resizable
+from orlop.core.backups import Backups
 from orlop.core.discovery import Discovery
 from orlop.core.model import Conflict, InvalidOption, State, Volume, validate_name
 from orlop.core.recovery import Recovery
 from orlop.core.registry import Driver, VolumeRegistry, ref, user_error
+from orlop.core.schedules import SnapshotScheduler
 from orlop.core.snapshots import Snapshots
 from orlop.core.store import Store, now_rfc3339
 from orlop.core.usage import UsageMeter
@@ -49,6 +51,8 @@ class VolumeService:
         self.generation = self.registry.generation  # frontends cache their answers on it
         self.usage = UsageMeter(self.registry)
         self.snapshots = Snapshots(self.registry)
+        self.backups = Backups(self.registry, self.create)
+        self.scheduler = SnapshotScheduler(self.registry, self.snapshots)
         self.discovery = Discovery(self.registry)
         self.recovery = Recovery(self.registry, self.registry.load(), self._detach_or_raise)
 
@@ -89,8 +93,13 @@ class VolumeService:
         return backend.describe(ref(volume)) if isinstance(backend, Describable) else {}
 
     # writes -----------------------------------------------------------------------------
-    async def create(self, driver_name: str, name: str, options: dict[str, str]) -> Volume:
-        """Create a volume; the same name with the same (or no) options is a no-op."""
+    async def create(
+        self, driver_name: str, name: str, options: dict[str, str], task: str | None = None
+    ) -> Volume:
+        """Create a volume; the same name with the same (or no) options is a no-op.
+
+        A clone or a restore (from_volume, from_snapshot, from_backup) reports its progress
+        under `task`."""
         driver = self.driver(driver_name)
         validate_name(name)
         backend = driver.backend
@@ -100,8 +109,8 @@ class VolumeService:
         async with registry.lock(driver_name, name):
             existing = registry.volumes[driver_name].get(name)
             if existing is not None:
-                if options and canonical != existing.options:
-                    raise Conflict(_difference(name, existing.options, canonical, backend))
+                if options:
+                    self._reconcile_options(existing, options, canonical, backend)
                 return existing
             volume = Volume(
                 driver=driver_name,
@@ -117,7 +126,9 @@ class VolumeService:
             self.store.insert(volume, durable=False)
             created = False
             try:
-                volume.record = await registry.call(backend.create, ref(volume))
+                volume.record = await registry.call_tracked(
+                    task, f"create {name}", backend.create, ref(volume)
+                )
                 created = True
             except Exception as error:
                 raise user_error(error, f"creating volume {name}") from error
@@ -134,6 +145,27 @@ class VolumeService:
             log.info("created volume %s (driver %s)", name, driver_name)
             self.usage.refresh_later(volume)
             return volume
+
+    def _reconcile_options(
+        self, existing: Volume, asked: dict[str, str], canonical: dict[str, str], backend: Backend
+    ) -> None:
+        """A Create of an existing volume: the options asked that say what the volume is must
+        match it (those not asked do not matter: another host, or an older config, may have
+        made it); those that say how this host uses it (preempt) are taken as asked."""
+        spec = backend.options.options
+        identity = [key for key in asked if spec[key].identity]
+        if any(existing.options.get(key) != canonical[key] for key in identity):
+            old = {key: existing.options[key] for key in identity if key in existing.options}
+            new = {key: canonical[key] for key in identity}
+            raise Conflict(_difference(existing.name, old, new, backend))
+        behaviour = {
+            key: canonical[key]
+            for key in asked
+            if not spec[key].identity and existing.options.get(key) != canonical[key]
+        }
+        if behaviour:
+            existing.options.update(behaviour)
+            self.registry.save(existing)
 
     async def _undo_create(self, driver: Driver, volume: Volume) -> None:
         try:

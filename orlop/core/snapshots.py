@@ -1,4 +1,5 @@
-"""Snapshots: an optional capability (`Snapshottable`) a backend may offer."""
+"""Snapshots: an optional capability (`Snapshottable`) a backend may offer; restoring one
+into its volume is another (`Restorable`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import logging
 import time
 from typing import Any, TypeGuard
 
-from orlop.backends.base import Backend, Snapshottable
-from orlop.core.model import InvalidOption, validate_name
+from orlop.backends.base import Backend, Restorable, Snapshottable
+from orlop.backends.snapshots.schedule import PERIODS
+from orlop.core.model import Conflict, InvalidOption, NotFound, State, validate_name
 from orlop.core.registry import VolumeRegistry, ref, user_error
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,11 @@ class Snapshots:
         return backend
 
     async def create(
-        self, driver_name: str, name: str, snapshot_name: str | None = None
+        self,
+        driver_name: str,
+        name: str,
+        snapshot_name: str | None = None,
+        task: str | None = None,
     ) -> dict[str, Any]:
         """Snapshot volume `name`; the snapshot's name defaults to <volume>-<UTC time>."""
         backend = self._backend(driver_name)
@@ -45,7 +51,9 @@ class Snapshots:
         async with self.registry.lock(driver_name, name):
             volume = self.registry.get(driver_name, name)
             try:
-                made = await self.registry.call(backend.create_snapshot, ref(volume), snapshot_name)
+                made = await self.registry.call_tracked(
+                    task, f"snapshot of {name}", backend.create_snapshot, ref(volume), snapshot_name
+                )
             except Exception as error:
                 raise user_error(error, f"snapshotting volume {name}") from error
         log.info("snapshot %s of volume %s (driver %s)", snapshot_name, name, driver_name)
@@ -61,7 +69,55 @@ class Snapshots:
             found = await self.registry.call(backend.list_snapshots, volume)
         except Exception as error:
             raise user_error(error, "listing snapshots") from error
-        return [{**snapshot, "driver": driver_name} for snapshot in found]
+        return [
+            {**snapshot, "driver": driver_name, "schedule": schedule_of(snapshot)}
+            for snapshot in found
+        ]
+
+    async def restore(
+        self, driver_name: str, snapshot: str, task: str | None = None
+    ) -> dict[str, Any]:
+        """Put snapshot `snapshot` back into its volume, which no container may be using."""
+        driver = self.registry.driver(driver_name)
+        backend = self._backend(driver_name)
+        if not (driver.backend.capabilities.restore and isinstance(backend, Restorable)):
+            raise InvalidOption(
+                f"driver {driver_name} ({driver.kind}) cannot restore snapshots in place: "
+                "create a new volume from the snapshot instead (--opt from_snapshot=NAME)"
+            )
+        validate_name(snapshot, "snapshot name")
+        found = [s for s in await self.list(driver_name) if snapshot in (s["name"], s["id"])]
+        if not found:
+            raise NotFound(
+                f"snapshot {snapshot} does not exist in driver {driver_name}: "
+                "`orlop snapshot ls` lists the snapshots"
+            )
+        name = found[0]["volume"]
+        async with self.registry.lock(driver_name, name):
+            try:
+                volume = self.registry.get(driver_name, name)
+            except NotFound:
+                raise NotFound(
+                    f"volume {name} of snapshot {snapshot} no longer exists: make a new volume "
+                    f"from the snapshot with --opt from_snapshot={snapshot}"
+                ) from None
+            if volume.mount_ids or volume.state != State.READY:
+                raise Conflict(
+                    f"volume {name} is mounted ({volume.mounts} container mount"
+                    f"{'s' if volume.mounts != 1 else ''}): restore replaces its data, so stop "
+                    "the containers using it first (or clone the snapshot: --opt "
+                    f"from_snapshot={snapshot})"
+                )
+            try:
+                restored = await self.registry.call_tracked(
+                    task, f"restore of {name}", backend.restore_snapshot, ref(volume), snapshot
+                )
+            except Exception as error:
+                raise user_error(error, f"restoring snapshot {snapshot}") from error
+            volume.usage = None
+            self.registry.save(volume)
+        log.info("restored snapshot %s into volume %s (driver %s)", snapshot, name, driver_name)
+        return {**restored, "driver": driver_name, "restored_into": name}
 
     async def delete(self, driver_name: str, snapshot: str) -> dict[str, Any]:
         backend = self._backend(driver_name)
@@ -71,6 +127,16 @@ class Snapshots:
             raise user_error(error, f"deleting snapshot {snapshot}") from error
         log.info("deleted snapshot %s (driver %s)", snapshot, driver_name)
         return {**deleted, "driver": driver_name}
+
+
+def schedule_of(snapshot: dict[str, Any]) -> str:
+    """The schedule period that made a snapshot, from its name (<volume>-<period>-<slot>)."""
+    prefix = f"{snapshot.get('volume', '')}-"
+    name = str(snapshot.get("name", ""))
+    if not name.startswith(prefix):
+        return ""
+    period, _, slot_name = name[len(prefix) :].partition("-")
+    return period if period in PERIODS and slot_name.isalnum() else ""
 
 
 def _can_snapshot(backend: Backend) -> TypeGuard[Snapshottable]:

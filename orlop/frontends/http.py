@@ -237,7 +237,7 @@ class HttpServer:
         self._server: asyncio.base_events.Server | None = None
         self.path = ""
 
-    def accept_peer(self, transport: asyncio.Transport) -> bool:
+    def accept_peer(self, transport: asyncio.BaseTransport) -> bool:
         if not self.root_only:
             return True
         sock = transport.get_extra_info("socket")
@@ -245,7 +245,7 @@ class HttpServer:
             return False
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
-        return uid == 0
+        return bool(uid == 0)
 
     async def start(self, path: str, mode: int = 0o660) -> None:
         """Listen on `path`, replacing a stale socket left by a crashed daemon."""

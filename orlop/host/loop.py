@@ -40,7 +40,11 @@ def attach(image: str, direct_io: bool = True) -> str:
     existing = devices_for(image)
     if existing:
         return existing[0]
-    args = ["losetup", "--find", "--show", "--nooverlap"]
+    # 512-byte sectors always: otherwise the loop driver takes the file's direct-I/O
+    # alignment, which xfs raises to 4 KiB once a file shares blocks (a reflink snapshot),
+    # and a filesystem made with 1 KiB blocks would no longer mount. Such a file is then
+    # read through the page cache instead of with O_DIRECT.
+    args = ["losetup", "--find", "--show", "--nooverlap", "--sector-size", "512"]
     if direct_io:
         # The loop driver then reads and writes the image with O_DIRECT: no second copy of
         # every block in the host's page cache, and a flush reaches the disk.

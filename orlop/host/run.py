@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 
 from orlop.core.model import BackendError
 
@@ -31,6 +32,7 @@ def run(
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
     redact: Sequence[str] = (),
+    cwd: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `args` (never through a shell) and return its result.
 
@@ -48,6 +50,7 @@ def run(
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL if input is None else None,
             close_fds=True,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired:
         raise CommandError(f"{args[0]} did not finish within {timeout:g}s: {shown}") from None
@@ -62,6 +65,61 @@ def run(
             f"{shown} failed (exit {result.returncode}): {stderr}", result.returncode, stderr
         )
     return result
+
+
+def run_lines(
+    args: Sequence[str],
+    on_line: Callable[[str], None],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> tuple[int, str]:
+    """Run `args`, calling `on_line` with each line of its stdout as it comes (progress
+    reports); return the exit status and stderr. Killed after `timeout` seconds."""
+    shown = " ".join(args)
+    log.debug("run: %s", shown)
+    try:
+        process = subprocess.Popen(
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            close_fds=True,
+        )
+    except FileNotFoundError:
+        raise CommandError(
+            f"{args[0]} is not installed on this host (needed for: {shown})"
+        ) from None
+    stdout, stderr = process.stdout, process.stderr
+    assert stdout is not None and stderr is not None
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
+    reader.start()
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        process.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    try:
+        for line in stdout:
+            on_line(line)
+        status = process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        timer.cancel()
+        reader.join(timeout=5)
+    if expired:
+        raise CommandError(f"{args[0]} did not finish within {timeout:g}s: {shown}")
+    return status, "".join(errors)
 
 
 def _redacted(text: str, secrets: Sequence[str]) -> str:

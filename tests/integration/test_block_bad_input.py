@@ -37,7 +37,7 @@ BAD = [
     ({"mkfs_options": "-L 'two words'"}, "-L for ext4 needs an allowed value"),
     ({"mkfs_options": "-m"}, "needs an allowed value, got nothing"),
     ({"mkfs_options": "-L 'unbalanced"}, "cannot be split into arguments"),
-    ({"colour": "red"}, "unknown option colour: allowed options are fs, mkfs_options"),
+    ({"colour": "red"}, "unknown option colour: allowed options are from_backup, from_snapshot"),
 ]
 
 

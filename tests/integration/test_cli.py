@@ -66,15 +66,17 @@ def test_driver_ls_and_version(directory_daemon: OrlopDaemon, driver_name: str) 
     assert driver["socket"] == daemon.socket(driver_name)
     assert driver["capabilities"] == {
         "scope": "local",
-        "snapshot": False,
-        "clone": False,
+        "snapshot": True,
+        "clone": True,
+        "restore": True,
+        "backup": False,  # no backup_repository configured
         "resize": False,
         "quota": False,
         "exclusive_attach": False,
     }
     table = daemon.cli("driver", "ls").stdout.splitlines()
     assert table[0].split()[:4] == ["DRIVER", "BACKEND", "SCOPE", "CAPABILITIES"]
-    assert table[1].split()[1:4] == ["directory", "local", "-"]
+    assert table[1].split()[1:4] == ["directory", "local", "snapshot,clone,restore"]
     version = json.loads(daemon.cli("version", "--json").stdout)
     assert version["client"] == version["daemon"]
 

@@ -24,7 +24,7 @@ from orlop.core.model import InvalidOption, NotFound
 from tests.support.cloud.gce_testbed import GIB, GceTestbed
 from tests.support.race import race
 
-pytest_plugins = ["tests.support.cloud.gce_testbed"]
+pytest_plugins = ["tests.support.cloud.gce_fixtures"]
 
 
 def provider(gce: GceTestbed, instance: str | None = None, **settings: Any) -> GceProvider:
@@ -85,12 +85,12 @@ def test_create_get_find_and_labels_keep_a_long_mixed_case_name(gce: GceTestbed)
     assert p.get_disk(disk.id) is not None and p.get_disk(disk.id.replace("orlop", "x")) is None
     assert p.options_of(disk) == {"size": str(10 * GIB), "type": "pd-ssd", "zone": disk.zone}
 
-    p.set_labels(disk, {"snapshot": "Before.Upgrade", "create-token": None})
+    p.set_labels(disk, {"claim": "host-9 nonce1", "create-token": None})
     assert p.get_disk(disk.id).labels == {  # type: ignore[union-attr]
         "managed-by": "orlop",
         "namespace": gce.namespace,
         "volume": long_name,
-        "snapshot": "Before.Upgrade",
+        "claim": "host-9 nonce1",
     }
 
 

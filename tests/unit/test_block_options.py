@@ -30,12 +30,17 @@ def test_backend_shape(tmp_path: Path) -> None:
     assert isinstance(backend, Backend) and isinstance(backend, Resizable)
     assert backend.kind == "loopfile"
     assert backend.capabilities.resize and backend.capabilities.scope == "local"
+    assert backend.capabilities.snapshot and backend.capabilities.restore
     assert sorted(backend.options.options) == [
+        "from_backup",
+        "from_snapshot",
+        "from_volume",
         "fs",
         "mkfs_options",
         "mount_options",
         "preallocate",
         "size",
+        "snapshot_schedule",
     ]
     names = {check.name for check in LoopFileBackend.host_checks()}
     assert {"command losetup", "command mkfs.xfs", "command blkid"} <= names

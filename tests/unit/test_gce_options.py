@@ -102,9 +102,13 @@ def test_labels_round_trip_within_gce_rules(volume: str) -> None:
     assert labels.decode(changed) == {"managed-by": "orlop", "volume": "short"}
 
 
-def test_a_value_labels_cannot_hold_is_refused() -> None:
+def test_values_beyond_docker_names_round_trip() -> None:
+    logical = {"claim": "host-1 nonce/Ä", "volume": "a_0041"}
+    encoded = labels.encode(logical)
+    assert encoded["orlop-claim"] == "host-1_00020nonce_0002f_000c4"
+    assert labels.decode(encoded) == logical
     with pytest.raises(InvalidOption, match="cannot be stored in a Compute Engine label"):
-        labels.encode({"claim": "host-1 nonce"})
+        labels.encode({"claim": "\U0001f600"})
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,10 @@ def test_good_names() -> None:
 def test_directory_options() -> None:
     options = DirectoryBackend.options
     assert options.validate({"mode": "755", "uid": "1000"}) == {"mode": "0755", "uid": "1000"}
-    with pytest.raises(InvalidOption, match="allowed options are device, gid, mode, o, type, uid"):
+    with pytest.raises(
+        InvalidOption,
+        match="allowed options are device, from_backup, from_snapshot, from_volume, gid, mode, o, ",
+    ):
         options.validate({"size": "1G"})
     with pytest.raises(InvalidOption, match="octal"):
         options.validate({"mode": "999"})

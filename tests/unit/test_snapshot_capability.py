@@ -15,11 +15,11 @@ from tests.support.memory_backend import MemoryBackend
 
 
 def test_driver_without_snapshots_is_refused_clearly(tmp_path: Path) -> None:
-    harness = Harness(DirectoryBackend(BackendContext("plain", str(tmp_path))), "plain")
+    harness = Harness(MemoryBackend(BackendContext("plain", str(tmp_path))), "plain")
     try:
         harness.create("vol")
         assert harness.service.snapshot_drivers() == []
-        with pytest.raises(InvalidOption, match=r"driver plain \(directory\) cannot take snap"):
+        with pytest.raises(InvalidOption, match=r"driver plain \(memory\) cannot take snap"):
             harness.run(harness.service.create_snapshot("plain", "vol", "s1"))
         with pytest.raises(InvalidOption, match="drivers that can: none"):
             harness.run(harness.service.list_snapshots("plain"))

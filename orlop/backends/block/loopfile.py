@@ -18,8 +18,11 @@ import os
 from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
-from orlop.backends.block.volume import BlockBackend, BlockSettings
+from orlop.backends.block.volume import BlockBackend
 from orlop.backends.settings import BackendSettings
+from orlop.backends.snapshots.image import ImageSnapshots
+from orlop.backends.snapshots.options import CLONE_OPTIONS, check_clone_options
+from orlop.backends.snapshots.settings import LoopFileSettings
 from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import Option, OptionSet, canonical_bool, canonical_size, format_size
 from orlop.host import loop
@@ -38,10 +41,13 @@ class LoopFileProvider:
                 "true: allocate the whole image now (needs that much free space); "
                 "false (default): a sparse image that takes space as data is written",
             ),
+            *CLONE_OPTIONS,
         ]
     )
-    settings_model: ClassVar[type[BackendSettings]] = BlockSettings  # the block layer's only
-    capabilities: Capabilities = Capabilities(scope="local")
+    settings_model: ClassVar[type[BackendSettings]] = LoopFileSettings
+    capabilities: Capabilities = Capabilities(
+        scope="local", snapshot=True, clone=True, restore=True
+    )
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
@@ -74,6 +80,7 @@ class LoopFileProvider:
 
     # DeviceProvider ---------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
+        check_clone_options(name, options)
         if self.preallocated(options):
             size = self.size(options)
             self._check_room(size, f"size {format_size(size)} with preallocate=true")
@@ -166,10 +173,30 @@ class LoopFileProvider:
         ]
 
 
-class LoopFileBackend(BlockBackend):
+class LoopFileBackend(ImageSnapshots, BlockBackend):
     """Block volumes on loop-mounted image files: the `loopfile` backend kind."""
 
     provider_class = LoopFileProvider
+    provider: LoopFileProvider
+
+    settings: LoopFileSettings
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        self._init_snapshots()
+
+    def validate(self, name: str, options: dict[str, str]) -> None:
+        super().validate(name, options)
+        self._check_source(options)
+
+    def create(self, volume: VolumeRef) -> dict[str, Any]:
+        if "from_backup" in volume.options:
+            self.journal.reset(volume.name)
+            return self._create_from_backup(volume)
+        if "from_snapshot" not in volume.options and "from_volume" not in volume.options:
+            return super().create(volume)
+        self.journal.reset(volume.name)
+        return self._create_from(volume)
 
 
 def _sectors(size: int) -> int:

@@ -7,6 +7,7 @@ version and configuration. Only root may connect (checked with SO_PEERCRED).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import orlop
+from orlop.core.backups import find_backup_driver
 from orlop.core.model import Conflict, InvalidName, InvalidOption, NotFound, OrlopError, Volume
 from orlop.core.options import parse_size
 from orlop.core.service import VolumeService
@@ -36,6 +38,7 @@ class CreateBody(_Body):
     name: str
     driver: str | None = None
     options: dict[str, str] = Field(default_factory=dict)
+    task: str | None = None  # an ID the client polls `progress` with (a clone's copy)
 
 
 class VolumeBody(_Body):
@@ -51,6 +54,7 @@ class SnapshotCreateBody(_Body):
     volume: str
     snapshot: str | None = None  # its name
     driver: str | None = None
+    task: str | None = None
 
 
 class SnapshotListBody(_Body):
@@ -61,6 +65,32 @@ class SnapshotListBody(_Body):
 class SnapshotRemoveBody(_Body):
     snapshot: str
     driver: str | None = None
+
+
+class SnapshotRestoreBody(SnapshotRemoveBody):
+    task: str | None = None
+
+
+class BackupCreateBody(_Body):
+    volume: str
+    driver: str | None = None
+    task: str | None = None
+
+
+class BackupListBody(_Body):
+    volume: str | None = None
+    driver: str | None = None
+
+
+class BackupRestoreBody(_Body):
+    backup: str
+    to: str | None = None
+    driver: str | None = None
+    task: str | None = None
+
+
+class ProgressBody(_Body):
+    task: str
 
 
 class AdminApi:
@@ -80,6 +110,11 @@ class AdminApi:
             "snapshots/create": (SnapshotCreateBody, self.snapshot_create),
             "snapshots/list": (SnapshotListBody, self.snapshot_list),
             "snapshots/remove": (SnapshotRemoveBody, self.snapshot_remove),
+            "snapshots/restore": (SnapshotRestoreBody, self.snapshot_restore),
+            "backups/create": (BackupCreateBody, self.backup_create),
+            "backups/list": (BackupListBody, self.backup_list),
+            "backups/restore": (BackupRestoreBody, self.backup_restore),
+            "progress": (ProgressBody, self.progress),
         }
         return {f"/v1/{name}".encode(): self._wrap(*call) for name, call in calls.items()}
 
@@ -117,7 +152,7 @@ class AdminApi:
 
     async def create(self, body: CreateBody) -> dict[str, Any]:
         driver = body.driver or _only_driver(self.service)
-        volume = await self.service.create(driver, body.name, body.options)
+        volume = await self.service.create(driver, body.name, body.options, body.task)
         return self._describe(volume)
 
     async def inspect(self, body: VolumeBody) -> dict[str, Any]:
@@ -141,9 +176,11 @@ class AdminApi:
 
     async def snapshot_create(self, body: SnapshotCreateBody) -> dict[str, Any]:
         volume = self._find(VolumeBody(name=body.volume, driver=body.driver))
-        return await self.service.create_snapshot(volume.driver, volume.name, body.snapshot)
+        return await self.service.snapshots.create(
+            volume.driver, volume.name, body.snapshot, body.task
+        )
 
-    async def snapshot_list(self, body: SnapshotListBody) -> list[dict[str, Any]]:
+    async def snapshot_list(self, body: SnapshotListBody) -> builtins.list[dict[str, Any]]:
         drivers = [body.driver] if body.driver else self.service.snapshot_drivers()
         found = await asyncio.gather(
             *(self.service.list_snapshots(driver, body.volume) for driver in drivers)
@@ -163,6 +200,58 @@ class AdminApi:
                 )
             driver = able[0]
         return await self.service.delete_snapshot(driver, body.snapshot)
+
+    async def snapshot_restore(self, body: SnapshotRestoreBody) -> dict[str, Any]:
+        driver = body.driver
+        if driver is None:
+            able = self.service.snapshot_drivers()
+            found = await asyncio.gather(*(self.service.list_snapshots(d) for d in able))
+            holders = sorted(
+                {
+                    s["driver"]
+                    for snaps in found
+                    for s in snaps
+                    if body.snapshot in (s["name"], s["id"])
+                }
+            )
+            if not holders:
+                raise NotFound(
+                    f"snapshot {body.snapshot} not found in any driver: `orlop snapshot ls` "
+                    "lists them"
+                )
+            if len(holders) > 1:
+                raise Conflict(
+                    f"snapshot {body.snapshot} exists in drivers {', '.join(holders)}: "
+                    "name one with --driver"
+                )
+            driver = holders[0]
+        return await self.service.snapshots.restore(driver, body.snapshot, body.task)
+
+    async def backup_create(self, body: BackupCreateBody) -> dict[str, Any]:
+        volume = self._find(VolumeBody(name=body.volume, driver=body.driver))
+        return await self.service.backups.create(volume.driver, volume.name, body.task)
+
+    async def backup_list(self, body: BackupListBody) -> builtins.list[dict[str, Any]]:
+        drivers = [body.driver] if body.driver else self.service.backups.drivers()
+        found = await asyncio.gather(
+            *(self.service.backups.list(driver, body.volume) for driver in drivers)
+        )
+        seen: dict[str, dict[str, Any]] = {}  # two drivers may share a repository
+        for backups in found:
+            for backup in backups:
+                seen.setdefault(backup["id"], backup)
+        return sorted(seen.values(), key=lambda b: str(b["created_at"]))
+
+    async def backup_restore(self, body: BackupRestoreBody) -> dict[str, Any]:
+        driver = find_backup_driver(self.service.backups, body.driver)
+        volume = await self.service.backups.restore(driver, body.backup, body.to, body.task)
+        return self._describe(volume)
+
+    async def progress(self, body: ProgressBody) -> dict[str, Any]:
+        task = self.service.registry.progress.get(body.task)
+        if task is None:
+            raise NotFound(f"no operation in progress with task ID {body.task}")
+        return task.as_dict()
 
     # helpers ----------------------------------------------------------------------------
     def _find(self, body: VolumeBody) -> Volume:

@@ -1,4 +1,5 @@
-"""The GCE test server's methods: one function per Compute v1 method, by method ID."""
+"""The GCE test server's methods, one function per Compute v1 method by ID: zones and disks
+here, instances, snapshots and operations in `gce_instances.py`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.support.cloud.gce_server import (
 
 Handler = Callable[[GceServer, dict[str, str], dict[str, list[str]], Any], dict[str, Any]]
 HANDLERS: dict[str, Handler] = {}
-_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
+NAME_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
 _TERM = re.compile(r'\s*\(?\s*([a-zA-Z][\w.-]*)\s*(=|!=|eq|ne)\s*"?([^")]*)"?\s*\)?\s*')
 
 
@@ -32,11 +33,11 @@ def handles(method_id: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def _last(url: str) -> str:
+def last(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _fingerprint() -> str:
+def fingerprint() -> str:
     return base64.b64encode(secrets.token_bytes(8)).decode()
 
 
@@ -44,7 +45,7 @@ def _disk_path(project: str, zone: str, name: str) -> str:
     return f"projects/{project}/zones/{zone}/disks/{name}"
 
 
-def _matches(resource: dict[str, Any], query: dict[str, list[str]]) -> bool:
+def matches(resource: dict[str, Any], query: dict[str, list[str]]) -> bool:
     """The subset of list filters Orlop sends: `(labels.K = "V") AND (name = "N") …`."""
     text = (query.get("filter") or [""])[0].strip()
     if not text:
@@ -63,7 +64,7 @@ def _matches(resource: dict[str, Any], query: dict[str, list[str]]) -> bool:
     return True
 
 
-def _disk(server: GceServer, project: str, zone: str, name: str) -> dict[str, Any]:
+def find_disk(server: GceServer, project: str, zone: str, name: str) -> dict[str, Any]:
     found = server.disks.get((server.zone_of(project, zone), name))
     if found is None or project != server.project:
         raise ApiError(
@@ -72,8 +73,8 @@ def _disk(server: GceServer, project: str, zone: str, name: str) -> dict[str, An
     return found
 
 
-def _in_use(server: GceServer, disk: dict[str, Any], holder: str) -> ApiError:
-    zone = _last(disk["zone"])
+def in_use(server: GceServer, disk: dict[str, Any], holder: str) -> ApiError:
+    zone = last(disk["zone"])
     return ApiError(
         400,
         "resourceInUseByAnotherResource",
@@ -83,7 +84,9 @@ def _in_use(server: GceServer, disk: dict[str, Any], holder: str) -> ApiError:
     )
 
 
-def _start(server: GceServer, kind: str, target: str, scope: str, effect: Any) -> dict[str, Any]:
+def start_operation(
+    server: GceServer, kind: str, target: str, scope: str, effect: Any
+) -> dict[str, Any]:
     return server.clock.start(
         kind, target, server.base, f"projects/{server.project}/{scope}", effect
     )
@@ -101,7 +104,7 @@ def zones_list(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[
     return {
         "kind": "compute#zoneList",
         "id": f"projects/{p['project']}/zones",
-        "items": [z for z in items if _matches(z, q)],
+        "items": [z for z in items if matches(z, q)],
         "selfLink": server.url("zones", p["project"]),
     }
 
@@ -109,13 +112,13 @@ def zones_list(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[
 # disks -----------------------------------------------------------------------------------
 @handles("compute.disks.get")
 def disks_get(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    return _disk(server, p["project"], p["zone"], p["disk"])
+    return find_disk(server, p["project"], p["zone"], p["disk"])
 
 
 @handles("compute.disks.list")
 def disks_list(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
     zone = server.zone_of(p["project"], p["zone"])
-    items = [d for (z, _), d in sorted(server.disks.items()) if z == zone and _matches(d, q)]
+    items = [d for (z, _), d in sorted(server.disks.items()) if z == zone and matches(d, q)]
     return {
         "kind": "compute#diskList",
         "id": f"projects/{p['project']}/zones/{zone}/disks",
@@ -128,7 +131,7 @@ def disks_list(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[
 def disks_aggregated(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
     items: dict[str, Any] = {}
     for (zone, _), disk in sorted(server.disks.items()):
-        if _matches(disk, q):
+        if matches(disk, q):
             items.setdefault(f"zones/{zone}", {"disks": []})["disks"].append(disk)
     return {
         "kind": "compute#diskAggregatedList",
@@ -140,14 +143,14 @@ def disks_aggregated(server: GceServer, p: dict[str, str], q: Any, body: Any) ->
 
 def _check_new_disk(server: GceServer, zone: str, body: dict[str, Any]) -> tuple[str, int]:
     name = body.get("name", "")
-    if not _NAME.match(name):
+    if not NAME_RE.match(name):
         raise ApiError(
             400,
             "invalid",
             f"Invalid value for field 'resource.name': '{name}'. Must be a match "
             "of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'",
         )
-    disk_type = _last(body.get("type", "pd-standard"))
+    disk_type = last(body.get("type", "pd-standard"))
     if disk_type not in DISK_TYPE_SIZES or f"zones/{zone}/" not in body.get(
         "type", f"zones/{zone}/"
     ):
@@ -195,14 +198,14 @@ def disks_insert(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dic
         "selfLink": f"{server.base}/{path}",
         "type": server.url(f"zones/{zone}/diskTypes/{disk_type}", project),
         "labels": dict(body.get("labels", {})),
-        "labelFingerprint": _fingerprint(),
+        "labelFingerprint": fingerprint(),
         "physicalBlockSizeBytes": "4096",
     }
     for key in ("description", "provisionedIops", "provisionedThroughput"):
         if key in body:
             disk[key] = str(body[key]) if key != "description" else body[key]
     if "sourceSnapshot" in body:
-        snapshot = _snapshot(server, project, _last(body["sourceSnapshot"]))
+        snapshot = find_snapshot(server, project, last(body["sourceSnapshot"]))
         disk["sourceSnapshot"] = snapshot["selfLink"]
         disk["sourceSnapshotId"] = snapshot["id"]
         if int(snapshot["diskSizeGb"]) > size:
@@ -217,7 +220,7 @@ def disks_insert(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dic
     def created() -> None:
         disk["status"] = "READY"
 
-    operation = _start(server, "insert", disk["selfLink"], f"zones/{zone}", created)
+    operation = start_operation(server, "insert", disk["selfLink"], f"zones/{zone}", created)
     if request_id:
         server.request_ids[request_id] = operation
     return operation
@@ -226,10 +229,10 @@ def disks_insert(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dic
 @handles("compute.disks.delete")
 def disks_delete(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
     zone = server.zone_of(p["project"], p["zone"])
-    disk = _disk(server, p["project"], zone, p["disk"])
+    disk = find_disk(server, p["project"], zone, p["disk"])
     holders = disk.get("users", []) or sorted(server.pending.get((zone, disk["name"]), ()))
     if holders:
-        raise _in_use(server, disk, _last(holders[0]))
+        raise in_use(server, disk, last(holders[0]))
     disk["status"] = "DELETING"
 
     def deleted() -> Any:
@@ -239,13 +242,13 @@ def disks_delete(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dic
             return lambda: presenter.forget(key)
         return None
 
-    return _start(server, "delete", disk["selfLink"], f"zones/{zone}", deleted)
+    return start_operation(server, "delete", disk["selfLink"], f"zones/{zone}", deleted)
 
 
 @handles("compute.disks.resize")
 def disks_resize(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
     zone = server.zone_of(p["project"], p["zone"])
-    disk = _disk(server, p["project"], zone, p["disk"])
+    disk = find_disk(server, p["project"], zone, p["disk"])
     size = int(body.get("sizeGb", 0))
     if size < int(disk["sizeGb"]):
         raise ApiError(
@@ -254,7 +257,7 @@ def disks_resize(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dic
             f"Invalid value for field 'sizeGb': '{size}'. Requested disk size "
             f"cannot be smaller than the current size ({disk['sizeGb']} GB).",
         )
-    high = DISK_TYPE_SIZES[_last(disk["type"])][1]
+    high = DISK_TYPE_SIZES[last(disk["type"])][1]
     if size > high:
         raise ApiError(
             400, "invalid", f"Invalid value for field 'sizeGb': '{size}'. Above {high} GB."
@@ -262,15 +265,15 @@ def disks_resize(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dic
 
     def resized() -> Any:
         disk["sizeGb"] = str(size)
-        return _present(server, disk)
+        return present(server, disk)
 
-    return _start(server, "resize", disk["selfLink"], f"zones/{zone}", resized)
+    return start_operation(server, "resize", disk["selfLink"], f"zones/{zone}", resized)
 
 
 @handles("compute.disks.setLabels")
 def disks_set_labels(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
     zone = server.zone_of(p["project"], p["zone"])
-    disk = _disk(server, p["project"], zone, p["resource"])
+    disk = find_disk(server, p["project"], zone, p["resource"])
     if body.get("labelFingerprint") != disk["labelFingerprint"]:
         raise ApiError(
             412,
@@ -279,12 +282,12 @@ def disks_set_labels(server: GceServer, p: dict[str, str], q: Any, body: Any) ->
             "CONDITION_NOT_MET",
         )
     disk["labels"] = dict(body.get("labels", {}))
-    disk["labelFingerprint"] = _fingerprint()
-    return _start(server, "setLabels", disk["selfLink"], f"zones/{zone}", lambda: None)
+    disk["labelFingerprint"] = fingerprint()
+    return start_operation(server, "setLabels", disk["selfLink"], f"zones/{zone}", lambda: None)
 
 
 # attachments -----------------------------------------------------------------------------
-def _present(server: GceServer, disk: dict[str, Any]) -> Any:
+def present(server: GceServer, disk: dict[str, Any]) -> Any:
     """Show the disk where each guest holding it sees it (a follow-up, outside the lock)."""
     if server.presenter is None:
         return None
@@ -310,115 +313,8 @@ def _links(instance: Instance, device: str) -> list[str]:
     return links
 
 
-@handles("compute.instances.get")
-def instances_get(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    return server.instance_resource(
-        p["project"], server.instance(p["project"], p["zone"], p["instance"])
-    )
-
-
-@handles("compute.instances.attachDisk")
-def instances_attach(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    project, zone = p["project"], p["zone"]
-    instance = server.instance(project, zone, p["instance"])
-    source = body.get("source", "")
-    found = re.search(r"projects/([^/]+)/zones/([^/]+)/disks/([^/]+)\Z", source)
-    if not found:
-        raise ApiError(400, "invalid", f"Invalid value for field 'resource.source': '{source}'.")
-    if found.group(2) != zone:
-        raise ApiError(
-            400, "invalid", f"Disk '{source}' is in another zone than instance '{instance.name}'."
-        )
-    disk = _disk(server, found.group(1), zone, found.group(3))
-    if disk["status"] != "READY":
-        raise ApiError(400, "resourceNotReady", f"The resource '{source}' is not ready")
-    mode = body.get("mode", "READ_WRITE")
-    holders = [_last(u) for u in disk.get("users", [])] + sorted(
-        server.pending.get((zone, disk["name"]), ())
-    )
-    if holders and mode == "READ_WRITE":  # READ_WRITE is exclusive: Compute Engine refuses
-        raise _in_use(server, disk, holders[0])
-    device = body.get("deviceName") or f"persistent-disk-{len(instance.disks) + 1}"
-    if not _NAME.match(device) or any(d["deviceName"] == device for d in instance.disks):
-        raise ApiError(
-            400, "invalid", f"Invalid value for field 'resource.deviceName': '{device}'."
-        )
-    server.pending.setdefault((zone, disk["name"]), set()).add(instance.name)
-
-    def attached() -> Any:
-        server.pending.get((zone, disk["name"]), set()).discard(instance.name)
-        if (zone, disk["name"]) not in server.disks:
-            raise ApiError(
-                404, "notFound", f"The resource '{source}' was not found", "RESOURCE_NOT_FOUND"
-            )
-        instance.disks.append(
-            {
-                "kind": "compute#attachedDisk",
-                "type": "PERSISTENT",
-                "mode": mode,
-                "source": disk["selfLink"],
-                "deviceName": device,
-                "index": len(instance.disks) + 1,
-                "boot": False,
-                "autoDelete": bool(body.get("autoDelete", False)),
-                "interface": instance.interface,
-                "diskSizeGb": disk["sizeGb"],
-            }
-        )
-        disk.setdefault("users", []).append(server.url(f"zones/{zone}/instances/{instance.name}"))
-        disk["lastAttachTimestamp"] = now()
-        return _present(server, disk)
-
-    return _start(
-        server,
-        "attachDisk",
-        server.url(f"zones/{zone}/instances/{instance.name}"),
-        f"zones/{zone}",
-        attached,
-    )
-
-
-@handles("compute.instances.detachDisk")
-def instances_detach(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    project, zone = p["project"], p["zone"]
-    instance = server.instance(project, zone, p["instance"])
-    device = (q.get("deviceName") or [""])[0]
-    attached = next((d for d in instance.disks if d["deviceName"] == device), None)
-    if attached is None:
-        raise ApiError(
-            400,
-            "invalid",
-            f"Invalid value for field 'deviceName': '{device}'. No attached disk "
-            f"found with device name '{device}'",
-        )
-
-    def detached() -> Any:
-        if attached in instance.disks:
-            instance.disks.remove(attached)
-        disk = next((d for d in server.disks.values() if d["selfLink"] == attached["source"]), None)
-        if disk is None:
-            return None
-        me = server.url(f"zones/{zone}/instances/{instance.name}")
-        disk["users"] = [u for u in disk.get("users", []) if u != me]
-        if not disk["users"]:
-            del disk["users"]
-        disk["lastDetachTimestamp"] = now()
-        if server.presenter is not None and instance.by_id_dir is not None:
-            presenter, key = server.presenter, disk["id"]
-            return lambda: presenter.hide(key)
-        return None
-
-    return _start(
-        server,
-        "detachDisk",
-        server.url(f"zones/{zone}/instances/{instance.name}"),
-        f"zones/{zone}",
-        detached,
-    )
-
-
 # snapshots -------------------------------------------------------------------------------
-def _snapshot(server: GceServer, project: str, name: str) -> dict[str, Any]:
+def find_snapshot(server: GceServer, project: str, name: str) -> dict[str, Any]:
     found = server.snapshots.get(name)
     if found is None or project != server.project:
         raise ApiError(
@@ -427,94 +323,3 @@ def _snapshot(server: GceServer, project: str, name: str) -> dict[str, Any]:
             f"The resource 'projects/{project}/global/snapshots/{name}' was not found",
         )
     return found
-
-
-def _new_snapshot(
-    server: GceServer, disk: dict[str, Any], body: dict[str, Any], scope: str
-) -> dict[str, Any]:
-    name = body.get("name", "")
-    if not _NAME.match(name):
-        raise ApiError(400, "invalid", f"Invalid value for field 'resource.name': '{name}'.")
-    if name in server.snapshots:
-        raise ApiError(
-            409,
-            "alreadyExists",
-            f"The resource 'projects/{server.project}/global/snapshots/{name}' already exists",
-        )
-    snapshot: dict[str, Any] = {
-        "kind": "compute#snapshot",
-        "id": server.next_id(),
-        "creationTimestamp": now(),
-        "name": name,
-        "status": "CREATING",
-        "sourceDisk": disk["selfLink"],
-        "sourceDiskId": disk["id"],
-        "diskSizeGb": disk["sizeGb"],
-        "storageBytes": "0",
-        "labels": dict(body.get("labels", {})),
-        "labelFingerprint": _fingerprint(),
-        "selfLink": server.url(f"global/snapshots/{name}"),
-        "storageLocations": ["us"],
-    }
-    server.snapshots[name] = snapshot
-
-    def ready() -> None:
-        snapshot.update(status="READY", storageBytes=str(int(disk["sizeGb"]) * 1024**3 // 10))
-
-    return _start(server, "createSnapshot", snapshot["selfLink"], scope, ready)
-
-
-@handles("compute.disks.createSnapshot")
-def disks_snapshot(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    zone = server.zone_of(p["project"], p["zone"])
-    return _new_snapshot(
-        server, _disk(server, p["project"], zone, p["disk"]), body, f"zones/{zone}"
-    )
-
-
-@handles("compute.snapshots.insert")
-def snapshots_insert(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    found = re.search(r"zones/([^/]+)/disks/([^/]+)\Z", body.get("sourceDisk", ""))
-    if not found:
-        raise ApiError(400, "invalid", "Invalid value for field 'resource.sourceDisk'.")
-    disk = _disk(server, p["project"], found.group(1), found.group(2))
-    return _new_snapshot(server, disk, body, "global")
-
-
-@handles("compute.snapshots.get")
-def snapshots_get(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    return _snapshot(server, p["project"], p["snapshot"])
-
-
-@handles("compute.snapshots.list")
-def snapshots_list(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    return {
-        "kind": "compute#snapshotList",
-        "id": f"projects/{p['project']}/global/snapshots",
-        "items": [s for _, s in sorted(server.snapshots.items()) if _matches(s, q)],
-        "selfLink": server.url("global/snapshots", p["project"]),
-    }
-
-
-@handles("compute.snapshots.delete")
-def snapshots_delete(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    snapshot = _snapshot(server, p["project"], p["snapshot"])
-    snapshot["status"] = "DELETING"
-
-    def deleted() -> None:
-        server.snapshots.pop(snapshot["name"], None)
-
-    return _start(server, "delete", snapshot["selfLink"], "global", deleted)
-
-
-# operations ------------------------------------------------------------------------------
-@handles("compute.zoneOperations.get")
-@handles("compute.globalOperations.get")
-def operations_get(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    return server.clock.get(p["operation"])
-
-
-@handles("compute.zoneOperations.wait")
-@handles("compute.globalOperations.wait")
-def operations_wait(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dict[str, Any]:
-    return server.clock.wait(p["operation"])

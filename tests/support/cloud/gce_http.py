@@ -13,6 +13,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.cloud import gce_instances  # noqa: F401  (registers its methods)
 from tests.support.cloud.gce_disks import HANDLERS
 from tests.support.cloud.gce_ops import ApiError
 from tests.support.cloud.gce_server import GceServer
@@ -22,6 +23,7 @@ UNLOCKED = {"compute.zoneOperations.wait", "compute.globalOperations.wait"}  # t
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "GCE-fake"
+    disable_nagle_algorithm = True  # one segment per answer, no delayed-ACK stalls
     protocol_version = "HTTP/1.1"
     gce: GceServer
 

@@ -1,22 +1,14 @@
-"""The GCE test server as a CloudTestbed, and pytest fixtures for GCE tests.
-
-One server per test session (`gce_session`), shared by every GCE test; each test gets its own
-namespace and instances (`gce`), and its teardown asserts the server met nothing the Compute
-v1 discovery document forbids, and deletes what the test left.
-"""
+"""The GCE test server as a CloudTestbed (fixtures: `gce_fixtures.py`)."""
 
 from __future__ import annotations
 
 import itertools
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from orlop.backends.block.cloud import naming
 from tests.support.cloud.gce_http import metadata_server, serve
@@ -150,29 +142,3 @@ def stop_session(session: GceSession) -> None:
     session.server.clock.stop()
     if session.presenter is not None:
         session.presenter.destroy()
-
-
-@pytest.fixture(scope="session")
-def gce_session() -> Iterator[GceSession]:
-    """The GCE test server for the whole session, with a device presenter (needs root)."""
-    session = start_session(with_devices=True)
-    try:
-        yield session
-    finally:
-        stop_session(session)
-
-
-@pytest.fixture
-def gce(gce_session: GceSession) -> Iterator[GceTestbed]:
-    """A namespace of its own on the session's server; no discovery-document violations."""
-    testbed = GceTestbed(gce_session)
-    seen = len(gce_session.server.violations)
-    try:
-        yield testbed
-    finally:
-        testbed.destroy()
-        gce_session.server.set_delay(0.02)
-        new = gce_session.server.violations[seen:]
-        assert not new, "the GCE test server met requests or answers the API forbids:\n" + (
-            "\n".join(new)
-        )

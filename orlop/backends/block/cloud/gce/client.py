@@ -66,8 +66,14 @@ class Compute:
         ZonesClient, by class name."""
         with self._lock:
             if name not in self._clients:
-                from google.api_core.client_options import ClientOptions
-                from google.cloud import compute_v1
+                try:
+                    from google.api_core.client_options import ClientOptions
+                    from google.cloud import compute_v1
+                except ImportError:
+                    raise CloudError(
+                        "the gce driver needs google-cloud-compute: pip install 'orlop[gce]'",
+                        ErrorKind.FAILED,
+                    ) from None
 
                 options = ClientOptions(api_endpoint=self.settings.endpoint_url or None)
                 factory = getattr(compute_v1, name)

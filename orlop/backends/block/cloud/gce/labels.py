@@ -3,6 +3,8 @@
 GCE label keys match `[a-z][a-z0-9_-]{0,62}` and values `[a-z0-9_-]{0,63}`. Keys are the
 logical key with the `orlop-` prefix; values are `naming.encode_value` of the raw value
 (reversible: capitals and dots survive), spread over `key`, `key-1`, … when longer than 63.
+Characters a Docker name cannot hold (the space in a claim "<instance> <nonce>") are
+escaped further as `_0` and four hex digits, an escape `naming` leaves unused.
 A resource may carry 64 labels: a 255-character volume name needs at most 9.
 """
 
@@ -16,18 +18,37 @@ from orlop.core.model import InvalidOption
 
 PREFIX = "orlop-"
 MAX_VALUE = 63
-_VALUE = re.compile(r"[a-z0-9_-]*\Z")
+_DOCKER = re.compile(r"[a-zA-Z0-9_.-]\Z")
 _CONTINUATION = re.compile(r"(.+)-[0-9]+\Z")
 
 
 def encode_value(value: str) -> str:
-    encoded = naming.encode_value(value)
-    if not _VALUE.match(encoded):
-        raise InvalidOption(
-            f"{value!r} cannot be stored in a Compute Engine label: use letters, digits, "
-            "'_', '.' and '-'"
-        )
-    return encoded
+    out = []
+    for char in value:
+        if _DOCKER.match(char):
+            out.append(naming.encode_value(char))
+        elif ord(char) < 0x10000:
+            out.append(f"_0{ord(char):04x}")
+        else:
+            raise InvalidOption(f"{value!r} cannot be stored in a Compute Engine label")
+    return "".join(out)
+
+
+def decode_value(encoded: str) -> str:
+    """The inverse of `encode_value`; ValueError for text it cannot have produced."""
+    out, index = [], 0
+    while index < len(encoded):
+        if encoded.startswith("_0", index):
+            code = encoded[index + 2 : index + 6]
+            if not re.fullmatch(r"[0-9a-f]{4}", code):
+                raise ValueError(f"{encoded!r} is not an encoded label value")
+            out.append(chr(int(code, 16)))
+            index += 6
+        else:  # one character, or one of naming's two-character escapes
+            step = 2 if encoded[index] == "_" else 1
+            out.append(naming.decode_value(encoded[index : index + step]))
+            index += step
+    return "".join(out)
 
 
 def encode(logical: Mapping[str, str]) -> dict[str, str]:
@@ -61,7 +82,7 @@ def decode(labels: Mapping[str, str]) -> dict[str, str]:
             continue  # a continuation of another key, joined below
         joined = naming.join_values(labels, key)
         try:
-            logical[key[len(PREFIX) :]] = naming.decode_value(joined or "")
+            logical[key[len(PREFIX) :]] = decode_value(joined or "")
         except ValueError:
             continue
     return logical

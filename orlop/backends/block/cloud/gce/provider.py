@@ -12,7 +12,8 @@ names the holder.
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import importlib
 import threading
 import uuid
 from collections.abc import Mapping
@@ -30,7 +31,9 @@ from orlop.backends.block.cloud.api import (
     DiskSpec,
     ErrorKind,
     Identity,
+    Snapshot,
 )
+from orlop.backends.block.cloud.gce import attachments
 from orlop.backends.block.cloud.gce import labels as gce_labels
 from orlop.backends.block.cloud.gce.client import Compute, metadata
 from orlop.backends.block.cloud.gce.limits import (
@@ -45,29 +48,20 @@ from orlop.backends.block.cloud.gce.limits import (
     check_disk_options,
     default_size_gib,
 )
+from orlop.backends.block.cloud.gce.resources import disk_from, last, split_id
 from orlop.backends.block.cloud.gce.settings import GceSettings
-from orlop.backends.block.cloud.gce.snapshots import SnapshotCalls
+from orlop.backends.block.cloud.gce.snapshots import GceSnapshots
 from orlop.core.model import InvalidOption, NotFound
 from orlop.core.options import Option, OptionSet, one_of
 
-log = logging.getLogger(__name__)
 
-_STATES: dict[str, Any] = {
-    "CREATING": "creating",
-    "RESTORING": "creating",
-    "READY": "ready",
-    "FAILED": "error",
-    "UNAVAILABLE": "error",
-    "DELETING": "deleting",
-}
+def _warm_up() -> None:
+    # Not installed: host_checks says what to install, and so does the first call.
+    with contextlib.suppress(ImportError):
+        importlib.import_module("google.cloud.compute_v1")
 
 
-def last(url: str) -> str:
-    """The name at the end of a resource URL (zones/…/instances/NAME → NAME)."""
-    return url.rstrip("/").rsplit("/", 1)[-1]
-
-
-class GceProvider(SnapshotCalls):
+class GceProvider:
     kind: ClassVar[str] = "gce"
     disk_word: ClassVar[str] = "persistent disk"
     options: ClassVar[OptionSet] = OptionSet(
@@ -89,9 +83,13 @@ class GceProvider(SnapshotCalls):
         self.settings = settings
         self.state_dir = state_dir
         self.compute = Compute(settings)
+        self.snapshots = GceSnapshots(self.compute, lambda: self.project)
         self._identity: Identity | None = None
         self._project: str | None = settings.project
         self._lock = threading.Lock()
+        # google-cloud-compute takes seconds to import (every Compute message type): start
+        # now, in the background, so the first request does not wait for all of it.
+        threading.Thread(target=_warm_up, daemon=True, name="gce-import").start()
 
     # identity ------------------------------------------------------------------------------
     @property
@@ -149,36 +147,6 @@ class GceProvider(SnapshotCalls):
             ]
 
     # disks ---------------------------------------------------------------------------------
-    def _disk(self, resource: Any) -> Disk:
-        zone = last(resource.zone)
-        facts: dict[str, Any] = {"type": last(resource.type_), "self_link": resource.self_link}
-        if resource.provisioned_iops:
-            facts["provisioned_iops"] = int(resource.provisioned_iops)
-        if resource.provisioned_throughput:
-            facts["provisioned_throughput"] = int(resource.provisioned_throughput)
-        if resource.source_snapshot:
-            facts["source_snapshot"] = f"global/snapshots/{last(resource.source_snapshot)}"
-        key = resource.disk_encryption_key.kms_key_name if resource.disk_encryption_key else ""
-        if key:
-            facts["kms_key"] = key.split("/cryptoKeyVersions/")[0]
-        return Disk(
-            id=f"{zone}/{resource.name}",
-            name=resource.name,
-            size=int(resource.size_gb) * GIB,
-            state=_STATES.get(resource.status, "error"),
-            zone=zone,
-            labels=gce_labels.decode(dict(resource.labels)),
-            attachments=[Attachment(instance=last(user)) for user in resource.users],
-            facts=facts,
-            created_at=resource.creation_timestamp or None,
-        )
-
-    def _split(self, disk_id: str) -> tuple[str, str]:
-        zone, _, name = disk_id.partition("/")
-        if not zone or not name:
-            raise NotFound(f"{disk_id!r} is not a persistent disk ID (ZONE/NAME)")
-        return zone, name
-
     def _fetch(self, zone: str, name: str) -> Any | None:
         disks = self.compute.client("DisksClient")
         try:
@@ -191,10 +159,10 @@ class GceProvider(SnapshotCalls):
             raise
 
     def get_disk(self, disk_id: str) -> Disk | None:
-        resource = self._fetch(*self._split(disk_id))
+        resource = self._fetch(*split_id(disk_id))
         if resource is None or resource.status == "DELETING":
             return None
-        return self._disk(resource)
+        return disk_from(resource)
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
         from google.cloud import compute_v1
@@ -213,7 +181,7 @@ class GceProvider(SnapshotCalls):
         found = []
         for _, scoped in self._pages(pages, f"list the disks of namespace {namespace}"):
             for resource in scoped.disks:
-                disk = self._disk(resource)
+                disk = disk_from(resource)
                 if disk.state != "deleting" and all(
                     disk.labels.get(k) == v for k, v in wanted.items()
                 ):
@@ -265,7 +233,7 @@ class GceProvider(SnapshotCalls):
         created = self._fetch(zone, name)
         if created is None:
             raise CloudError(f"disk {name} vanished right after it was created", ErrorKind.FAILED)
-        return self._disk(created)
+        return disk_from(created)
 
     def _insert(self, zone: str, name: str, body: dict[str, Any], spec: DiskSpec) -> Disk | None:
         """Create disk `name`; None once made, or the disk that already had the name."""
@@ -291,7 +259,7 @@ class GceProvider(SnapshotCalls):
             resource = self._fetch(zone, name)
             if resource is None:
                 raise
-            return self._disk(resource)
+            return disk_from(resource)
         self.compute.wait(what, operation, self.project, zone, self.settings.create_timeout)
         return None
 
@@ -310,7 +278,7 @@ class GceProvider(SnapshotCalls):
             ) from None
 
     def delete_disk(self, disk: Disk) -> None:
-        zone, name = self._split(disk.id)
+        zone, name = split_id(disk.id)
         disks = self.compute.client("DisksClient")
         what = f"delete disk {name}"
         try:
@@ -326,7 +294,7 @@ class GceProvider(SnapshotCalls):
     def set_labels(self, disk: Disk, labels: Mapping[str, str | None]) -> None:
         from google.cloud import compute_v1
 
-        zone, name = self._split(disk.id)
+        zone, name = split_id(disk.id)
         resource = self._fetch(zone, name)
         if resource is None:
             raise CloudError(f"disk {name} does not exist", ErrorKind.NOT_FOUND)
@@ -352,66 +320,15 @@ class GceProvider(SnapshotCalls):
         return disk.name  # valid as a device name, unique in the zone, the same on every host
 
     def attach_disk(self, disk: Disk, identity: Identity, device_name: str | None) -> None:
-        from google.cloud import compute_v1
-
-        zone, name = self._split(disk.id)
-        attached = compute_v1.AttachedDisk(
-            source=f"projects/{self.project}/zones/{zone}/disks/{name}",
-            device_name=device_name or name,
-            mode="READ_WRITE",
-            auto_delete=False,
+        zone, name = split_id(disk.id)
+        attachments.attach(
+            self.compute, self.project, zone, name, identity.instance, device_name or name
         )
-        what = f"attach disk {name} to instance {identity.instance}"
-        instances = self.compute.client("InstancesClient")
-        try:
-            operation = self.compute.call(
-                what,
-                instances.attach_disk_unary,
-                project=self.project,
-                zone=zone,
-                instance=identity.instance,
-                attached_disk_resource=attached,
-            )
-        except CloudError as error:
-            if error.kind is ErrorKind.IN_USE and error.holder == identity.instance:
-                return  # attached here already: what was asked
-            raise
-        self.compute.wait(what, operation, self.project, zone, self.settings.attach_timeout)
 
     def detach_disk(self, disk: Disk, instance: str, force: bool = False) -> None:
         # Compute Engine has no forced detach: `force` changes nothing here.
-        zone, name = self._split(disk.id)
-        instances = self.compute.client("InstancesClient")
-        try:
-            found = self.compute.call(
-                f"read instance {instance}",
-                instances.get,
-                project=self.project,
-                zone=zone,
-                instance=instance,
-            )
-        except CloudError as error:
-            if error.kind is ErrorKind.NOT_FOUND:
-                return  # the instance is gone, and its attachments with it
-            raise
-        device = next((d.device_name for d in found.disks if last(d.source) == name), None)
-        if device is None:
-            return  # not attached there (any more)
-        what = f"detach disk {name} from instance {instance}"
-        try:
-            operation = self.compute.call(
-                what,
-                instances.detach_disk_unary,
-                project=self.project,
-                zone=zone,
-                instance=instance,
-                device_name=device,
-            )
-        except CloudError as error:
-            if error.kind is ErrorKind.NOT_FOUND:
-                return
-            raise
-        self.compute.wait(what, operation, self.project, zone, self.settings.detach_timeout)
+        zone, name = split_id(disk.id)
+        attachments.detach(self.compute, self.project, zone, name, instance)
 
     def device_paths(self, disk: Disk, attachment: Attachment) -> list[str]:
         device = attachment.device_name or disk.name
@@ -421,7 +338,7 @@ class GceProvider(SnapshotCalls):
     def resize_disk(self, disk: Disk, size: int) -> None:
         from google.cloud import compute_v1
 
-        zone, name = self._split(disk.id)
+        zone, name = split_id(disk.id)
         size_gib = -(-size // GIB)
         if size_gib * GIB <= disk.size:
             return  # grow only: as big already
@@ -439,7 +356,7 @@ class GceProvider(SnapshotCalls):
         self.compute.wait(what, operation, self.project, zone, self.settings.create_timeout)
 
     # from_snapshot -------------------------------------------------------------------------
-    def _resolve_snapshot(self, options: Mapping[str, str], namespace: str) -> Any:
+    def _resolve_snapshot(self, options: Mapping[str, str], namespace: str) -> Snapshot | None:
         wanted = options.get("from_snapshot")
         if wanted is None:
             return None
@@ -454,3 +371,21 @@ class GceProvider(SnapshotCalls):
                 f"(namespace {namespace}): see `orlop snapshot ls`"
             )
         return snapshot
+
+    # CloudSnapshots, answered by GceSnapshots ----------------------------------------------
+    def create_snapshot(self, disk: Disk, name: str, labels: Mapping[str, str]) -> Snapshot:
+        return self.snapshots.create_snapshot(disk, name, labels)
+
+    def find_snapshots(
+        self, namespace: str, volume: str | None = None, name: str | None = None
+    ) -> list[Snapshot]:
+        return self.snapshots.find_snapshots(namespace, volume, name)
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
+        return self.snapshots.get_snapshot(snapshot_id)
+
+    def delete_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshots.delete_snapshot(snapshot)
+
+    def is_snapshot_id(self, text: str) -> bool:
+        return self.snapshots.is_snapshot_id(text)

@@ -7,8 +7,7 @@ disk's sourceSnapshot; its name is `naming.disk_name` of (namespace, volume@name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from orlop.backends.block.cloud import naming
 from orlop.backends.block.cloud.api import (
@@ -22,35 +21,20 @@ from orlop.backends.block.cloud.api import (
 )
 from orlop.backends.block.cloud.gce import labels as gce_labels
 from orlop.backends.block.cloud.gce.client import Compute
-from orlop.backends.block.cloud.gce.limits import GIB, snapshot_name_of
+from orlop.backends.block.cloud.gce.limits import snapshot_name_of
+from orlop.backends.block.cloud.gce.resources import snapshot_from
 
 
-class SnapshotCalls:
-    """The snapshot half of GceProvider (it sets `compute` and `project`)."""
+class GceSnapshots:
+    """CloudSnapshots over the Compute API; GceProvider hands its calls here."""
 
-    compute: Compute
+    def __init__(self, compute: Compute, project: Callable[[], str]) -> None:
+        self.compute = compute
+        self._project = project  # from the settings or the metadata server, on first use
 
     @property
     def project(self) -> str:
-        raise NotImplementedError
-
-    def _snapshot(self, resource: Any) -> Snapshot:
-        logical = gce_labels.decode(dict(resource.labels))
-        facts: dict[str, Any] = {}
-        if resource.source_disk:
-            facts["source_disk"] = "/".join(resource.source_disk.split("/")[-3::2])
-        if resource.storage_bytes:
-            facts["storage_bytes"] = int(resource.storage_bytes)
-        return Snapshot(
-            id=f"global/snapshots/{resource.name}",
-            name=logical.get(LABEL_SNAPSHOT, ""),
-            volume=logical.get(LABEL_VOLUME, ""),
-            state=resource.status,
-            size=int(resource.disk_size_gb) * GIB if resource.disk_size_gb else None,
-            created_at=resource.creation_timestamp,
-            labels=logical,
-            facts=facts,
-        )
+        return self._project()
 
     def create_snapshot(self, disk: Disk, name: str, labels: Mapping[str, str]) -> Snapshot:
         from google.cloud import compute_v1
@@ -96,7 +80,7 @@ class SnapshotCalls:
                 project=self.project, filter=gce_labels.filter_for(wanted)
             ),
         )
-        found = [self._snapshot(r) for r in self.compute.call(what, lambda **_: list(pager))]
+        found = [snapshot_from(r) for r in self.compute.call(what, lambda **_: list(pager))]
         return [
             s
             for s in found
@@ -116,7 +100,7 @@ class SnapshotCalls:
             if error.kind is ErrorKind.NOT_FOUND:
                 return None
             raise
-        return None if resource.status == "DELETING" else self._snapshot(resource)
+        return None if resource.status == "DELETING" else snapshot_from(resource)
 
     def delete_snapshot(self, snapshot: Snapshot) -> None:
         name = snapshot_name_of(snapshot.id)

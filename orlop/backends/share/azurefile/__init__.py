@@ -1,0 +1,1 @@
+"""Azure File Storage volumes (kind `azurefile`)."""

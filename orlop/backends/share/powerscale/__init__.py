@@ -1,0 +1,1 @@
+"""Dell PowerScale / Isilon volumes (kind `powerscale`)."""

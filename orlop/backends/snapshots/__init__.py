@@ -1,0 +1,1 @@
+"""Local snapshots, clones, restore and backups for the volumes on this host."""

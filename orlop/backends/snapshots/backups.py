@@ -1,0 +1,136 @@
+"""Backups of local volumes to the driver's restic repository (capabilities.backup).
+
+A backup reads a throw-away snapshot of the volume, never the live data, so the volume stays
+in use: the snapshot is staged under `<state>/backup/` (a directory volume's tree; a loopfile
+volume's image, mounted), backed up with restic, and removed. A kill at any step leaves at
+most that staging, which the next start removes; restic itself never shows a backup that did
+not finish. Steps: backup.after_snapshot, backup.after_upload.
+
+A restore makes a new volume: the option `from_backup=<id>` fills it during create, so a
+restore that does not finish is a create that did not finish, which the service undoes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shlex
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from orlop.backends.base import VolumeRef
+from orlop.backends.snapshots.restic import Repository
+from orlop.backends.snapshots.settings import LocalSettings
+from orlop.core.failpoints import failpoint
+from orlop.core.model import InvalidOption
+from orlop.core.progress import report
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from orlop.backends.base import BackendContext, Capabilities
+
+log = logging.getLogger(__name__)
+
+
+def repository_for(settings: LocalSettings, cache_dir: str) -> Repository | None:
+    if not settings.backup_repository or not settings.backup_password_file:
+        return None
+    ssh = None
+    if settings.backup_repository.startswith("sftp:"):
+        # restic starts ssh itself; say which key and which host key, and never ask.
+        target = settings.backup_repository.removeprefix("sftp:").split(":/", 1)[0]
+        target = target.removeprefix("//").split("/", 1)[0]
+        host, _, port = target.rpartition(":") if target.count(":") == 1 else (target, "", "")
+        args = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
+        if port.isdigit():
+            args += ["-p", port]
+        if settings.backup_ssh_identity:
+            args += ["-i", settings.backup_ssh_identity, "-o", "IdentitiesOnly=yes"]
+        if settings.backup_ssh_known_hosts:
+            args += ["-o", f"UserKnownHostsFile={settings.backup_ssh_known_hosts}"]
+            args += ["-o", "StrictHostKeyChecking=yes"]
+        ssh = shlex.join([*args, host or target, "-s", "sftp"])
+    return Repository(
+        location=settings.backup_repository,
+        password_file=settings.backup_password_file,
+        env_file=settings.backup_env_file,
+        cache_dir=cache_dir,
+        ssh_command=ssh,
+    )
+
+
+class LocalBackups:
+    if TYPE_CHECKING:
+        context: BackendContext
+        capabilities: Capabilities
+        settings: LocalSettings
+        kind: ClassVar[str]
+
+        def _staged(self, volume: VolumeRef) -> AbstractContextManager[str]: ...
+        def _backup_tags(self, volume: VolumeRef) -> dict[str, str]: ...
+
+    def _init_backups(self) -> None:
+        self.staging = self.context.path("backup")
+        os.makedirs(self.staging, mode=0o700, exist_ok=True)
+        self.repository = repository_for(self.settings, self.context.path("restic-cache"))
+        self.capabilities = dataclasses.replace(
+            self.capabilities, backup=self.repository is not None
+        )
+
+    def _repository(self) -> Repository:
+        if self.repository is None:
+            raise InvalidOption(
+                f"driver {self.context.driver} has no backup repository: set "
+                "backup_repository and backup_password_file in its settings"
+            )
+        return self.repository
+
+    # Backupable ---------------------------------------------------------------------
+    def create_backup(self, volume: VolumeRef) -> dict[str, Any]:
+        repository = self._repository()
+        repository.ensure()
+        earlier = repository.snapshots(volume.name)
+        parent = earlier[-1]["id"] if earlier else None
+        tags = {"volume": volume.name, "kind": self.kind, "driver": self.context.driver}
+        tags.update(self._backup_tags(volume))
+        with self._staged(volume) as staged:
+            if not [e for e in os.listdir(staged) if e != "lost+found"]:
+                raise InvalidOption(f"volume {volume.name} is empty: there is nothing to back up")
+            failpoint("backup.after_snapshot")
+            summary = repository.backup(staged, tags, parent, report)
+        failpoint("backup.after_upload")
+        made = repository.backup_facts(summary, tags)
+        keep = self.settings.keep()
+        if keep:
+            repository.forget(volume.name, keep)
+        log.info("volume %s: backup %s", volume.name, made["short_id"])
+        added = summary.get("data_added")
+        return {**made, "files": summary.get("total_files_processed"), "added": added}
+
+    def list_backups(self, volume: str | None) -> list[dict[str, Any]]:
+        return self._repository().snapshots(volume)
+
+    def find_backup(self, backup: str) -> dict[str, Any]:
+        found = self._repository().find(backup)
+        if found["kind"] != self.kind:
+            raise InvalidOption(
+                f"backup {backup} is of a {found['kind']} volume: restore it with a "
+                f"{found['kind']} driver (this one is {self.kind})"
+            )
+        return found
+
+    def backup_options(self, backup: dict[str, Any]) -> dict[str, str]:
+        options = {"from_backup": backup["id"]}
+        if backup.get("size"):
+            options["size"] = str(backup["size"])
+        if backup.get("fs"):
+            options["fs"] = str(backup["fs"])
+        return options
+
+    def snapshot_schedule(self, volume: VolumeRef) -> str | None:
+        return volume.options.get("snapshot_schedule") or self.settings.snapshot_schedule
+
+    def _restore_backup_into(self, backup: str, target: str) -> None:
+        self._repository().restore(backup, target, report)
+        failpoint("restore.after_download")

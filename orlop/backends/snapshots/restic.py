@@ -1,0 +1,245 @@
+"""restic, as Orlop uses it: one repository per driver, one restic snapshot per backup.
+
+Secrets stay out of `ps`, logs and Status: the repository password reaches restic as a file
+name (RESTIC_PASSWORD_FILE, a 0600 file), the repository's credentials (S3 keys, …) as
+environment variables read from a 0600 env file; neither ever appears on a command line.
+
+A backup is `restic backup .` run inside the directory to save, so the restic snapshot holds
+the volume's files at its top level (whatever path they were read from) and a restore
+writes them straight into the target. Each backup names its parent (the volume's last
+backup) and compares files by size and mtime only: the copy it reads from is new each time
+(a snapshot), and its inodes and ctimes say nothing about the data.
+
+Tags: `orlop`, `orlop-volume=<name>`, `orlop-kind=<backend>`, `orlop-size=<bytes>`,
+`orlop-fs=<fs>` — what a restore on another host needs to make the volume again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orlop.core.model import BackendError, ConfigError, NotFound, OrlopError
+from orlop.host.run import CommandError, run, run_lines
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 120.0  # restic retries a repository that does not answer; not forever
+TRANSFER_TIMEOUT = 24 * 3600.0
+# What restic (or the ssh it starts) says when it cannot reach the repository at all.
+UNREACHABLE = (
+    "dial tcp",
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "Connection closed",
+    "Connection refused",
+    "Host key verification failed",
+    "Permission denied",
+    "subprocess ssh",
+)
+Progress = Callable[[int, int], None]
+
+
+def check_secret_file(path: str, what: str) -> None:
+    """A secret file must exist and be readable by its owner only (0600)."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise ConfigError(f"{what} {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{what} {path} is not a regular file")
+    if info.st_mode & 0o077:
+        raise ConfigError(
+            f"{what} {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o}): "
+            f"chmod 600 {path}"
+        )
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """KEY=VALUE lines (blank lines and # comments skipped), as for systemd's EnvironmentFile."""
+    check_secret_file(path, "backup_env_file")
+    variables = {}
+    with open(path, encoding="utf-8") as file:
+        for number, line in enumerate(file, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.removeprefix("export ").partition("=")
+            if not sep or not key.strip().isidentifier():
+                raise ConfigError(f"backup_env_file {path} line {number}: expected KEY=VALUE")
+            variables[key.strip()] = value.strip().strip("'\"")
+    return variables
+
+
+@dataclass(slots=True)
+class Repository:
+    """Where a driver's backups go, and how to open it."""
+
+    location: str  # restic's syntax: s3:http://host:port/bucket/prefix, sftp:user@host:/path
+    password_file: str
+    env_file: str | None
+    cache_dir: str
+    ssh_command: str | None = None  # for sftp: the ssh command line restic starts
+    opened: bool = False  # known to exist and to open with the password
+
+    def check(self) -> None:
+        check_secret_file(self.password_file, "backup_password_file")
+        if self.env_file:
+            read_env_file(self.env_file)
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "RESTIC_REPOSITORY": self.location,
+            "RESTIC_PASSWORD_FILE": self.password_file,
+            "RESTIC_CACHE_DIR": self.cache_dir,
+            "RESTIC_PROGRESS_FPS": "4",
+        }
+        if self.env_file:
+            env.update(read_env_file(self.env_file))
+        return env
+
+    def _args(self, *args: str) -> list[str]:
+        extra = ["-o", f"sftp.command={self.ssh_command}"] if self.ssh_command else []
+        return ["restic", *extra, *args]
+
+    def _run(self, *args: str, timeout: float = PROBE_TIMEOUT, cwd: str | None = None) -> str:
+        try:
+            return run(self._args(*args), env=self._env(), timeout=timeout, cwd=cwd).stdout
+        except CommandError as error:
+            raise self._explain(error.stderr or str(error)) from None
+
+    def _explain(self, stderr: str) -> OrlopError:
+        where = f"backup repository {self.location}"
+        if "wrong password" in stderr:
+            return BackendError(
+                f"{where}: wrong password (backup_password_file {self.password_file} does "
+                "not open it)"
+            )
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        first = lines[0].removeprefix("Fatal: ") if lines else "restic failed"
+        if any(sign in stderr for sign in UNREACHABLE):
+            return BackendError(f"{where} is unreachable: {first}")
+        if "Is there a repository" in stderr or "does not exist" in stderr:
+            return NotFound(f"{where} does not exist (or is not a restic repository)")
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else "restic failed"
+        return BackendError(f"{where}: {last}")
+
+    # calls --------------------------------------------------------------------------
+    def ensure(self) -> None:
+        """Open the repository, creating it on first use (checked once per daemon)."""
+        self.check()
+        if self.opened:
+            return
+        try:
+            self._run("cat", "config")
+        except NotFound:
+            log.info("initialising backup repository %s", self.location)
+            self._run("init")
+        # Locks of a restic a kill ended (ours): they would block the next prune.
+        self._run("unlock")
+        self.opened = True
+
+    def backup(
+        self, directory: str, tags: Mapping[str, str], parent: str | None, progress: Progress
+    ) -> dict[str, Any]:
+        """Back up the files below `directory`; return restic's summary (snapshot_id, …)."""
+        args = ["backup", "--json", "--ignore-inode", "--ignore-ctime", "--host", "orlop"]
+        args += ["--tag", ",".join(["orlop", *(f"orlop-{k}={v}" for k, v in tags.items())])]
+        if parent:
+            args += ["--parent", parent]
+        summary: dict[str, Any] = {}
+
+        def on_line(line: str) -> None:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                return
+            if message.get("message_type") == "status":
+                progress(int(message.get("bytes_done", 0)), int(message.get("total_bytes", 0)))
+            elif message.get("message_type") == "summary":
+                summary.update(message)
+
+        status, stderr = run_lines(
+            self._args(*args, "."),
+            on_line,
+            env=self._env(),
+            cwd=directory,
+            timeout=TRANSFER_TIMEOUT,
+        )
+        if status != 0 or "snapshot_id" not in summary:
+            raise self._explain(stderr)
+        total = int(summary.get("total_bytes_processed", 0))
+        progress(total, total)
+        return summary
+
+    def backup_facts(self, summary: dict[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
+        """A new backup's facts from restic's summary, without asking the repository again."""
+        snapshot_id = str(summary["snapshot_id"])
+        return _backup_facts(
+            {
+                "id": snapshot_id,
+                "short_id": snapshot_id[:8],
+                "time": summary.get("time") or _now(),
+                "tags": [f"orlop-{k}={v}" for k, v in tags.items()],
+            }
+        )
+
+    def snapshots(self, volume: str | None = None) -> list[dict[str, Any]]:
+        """Orlop's backups in the repository (all, or one volume's), oldest first."""
+        tag = f"orlop,orlop-volume={volume}" if volume else "orlop"
+        found = json.loads(self._run("snapshots", "--json", "--tag", tag) or "[]")
+        return sorted((_backup_facts(s) for s in found), key=lambda b: b["created_at"])
+
+    def find(self, backup: str) -> dict[str, Any]:
+        """One backup by (short) ID; NotFound says how to list them."""
+        matches = [b for b in self.snapshots() if b["id"].startswith(backup) and backup]
+        if len(matches) != 1:
+            problem = "does not exist" if not matches else "is ambiguous: give more characters"
+            raise NotFound(
+                f"backup {backup} {problem} in {self.location}: `orlop backup ls` lists them"
+            )
+        return matches[0]
+
+    def restore(self, backup: str, target: str, progress: Progress) -> None:
+        """Write the files of `backup` into the directory `target`."""
+        total = int(self.find(backup).get("size") or 0)
+        progress(0, total)
+        self._run("restore", backup, "--target", target, timeout=TRANSFER_TIMEOUT)
+        progress(total, total)
+
+    def forget(self, volume: str, keep: Mapping[str, int]) -> None:
+        """Apply retention to one volume's backups (keep_daily=7, …) and prune."""
+        args = ["forget", "--prune", "--tag", f"orlop,orlop-volume={volume}", "--group-by", ""]
+        for name, count in keep.items():
+            args += [f"--{name.replace('_', '-')}", str(count)]
+        self._run(*args, timeout=TRANSFER_TIMEOUT)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+def _backup_facts(snapshot: dict[str, Any]) -> dict[str, Any]:
+    tags = dict(
+        t.removeprefix("orlop-").split("=", 1) for t in snapshot.get("tags", []) if "=" in t
+    )
+    return {
+        "id": snapshot.get("id", ""),
+        "short_id": snapshot.get("short_id", snapshot.get("id", "")[:8]),
+        "volume": tags.get("volume", ""),
+        "kind": tags.get("kind", ""),
+        "driver": tags.get("driver", ""),
+        "size": int(tags["size"]) if tags.get("size", "").isdigit() else None,
+        "fs": tags.get("fs") or None,
+        "schedule": tags.get("schedule", ""),
+        "created_at": snapshot.get("time", ""),
+    }

@@ -1,0 +1,109 @@
+"""Share volumes without a server: names, mount command lines, client choice, signatures."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from orlop.backends.share import clients, naming
+from orlop.backends.share.azurefile.api import AzureFiles
+from orlop.backends.share.clients import NfsTarget, Presentation, SmbTarget
+from orlop.core.model import BackendError, InvalidOption
+from tests.support.azure_files import AzureFilesServer, sign, string_to_sign
+
+TARGET = SmbTarget("acct.file.core.windows.net", "data", "acct", "s3cr3t+/=", path="vol/a")
+
+
+def test_share_names() -> None:
+    assert naming.share_name("data-1") == "data-1"
+    for volume in ("Data", "my_vol", "a", "x" * 200, "a--b", "db.main"):
+        name = naming.share_name(volume)
+        assert naming.is_share_name(name), name
+    assert naming.share_name("Data") != naming.share_name("data")
+    with pytest.raises(ValueError, match="not a share name"):
+        naming.canonical_share("Bad_Name")
+
+
+def test_cifs_command_line_keeps_the_password_in_a_file() -> None:
+    look = Presentation(uid="999", gid="998", file_mode="0640", dir_mode="0750", readonly=True)
+    args = clients.cifs_mount_args(TARGET, "/mnt/v", "/run/cred", look)
+    assert args[:5] == ["mount", "-t", "cifs", "//acct.file.core.windows.net/data/vol/a", "/mnt/v"]
+    options = args[-1].split(",")
+    assert "credentials=/run/cred" in options and "vers=3.1.1" in options
+    assert {"uid=999", "gid=998", "file_mode=0640", "dir_mode=0750", "ro"} <= set(options)
+    assert {"serverino", "mfsymlinks", "cache=strict"} <= set(options)
+    assert not any("s3cr3t" in arg for arg in args)
+    assert clients.cifs_credentials(TARGET) == "username=acct\npassword=s3cr3t+/=\n"
+
+
+def test_nfs_command_lines() -> None:
+    v4 = clients.nfs_mount_args(NfsTarget("isi", "/ifs/orlop/v", "4.1"), "/mnt/v", Presentation())
+    assert v4 == ["mount", "-t", "nfs", "isi:/ifs/orlop/v", "/mnt/v", "-o",
+                  "vers=4.1,hard,timeo=600,retrans=2,noresvport"]  # fmt: skip
+    v3 = clients.nfs_mount_args(
+        NfsTarget("isi", "/ifs/orlop/v", "3"), "/mnt/v", Presentation(readonly=True)
+    )
+    assert v3[-1] == "vers=3,hard,timeo=600,retrans=2,noresvport,nolock,ro"
+
+
+def test_smbnetfs_config_and_command() -> None:
+    config = clients.smbnetfs_config(TARGET, 20)
+    assert 'auth "acct.file.core.windows.net/data" "acct" "s3cr3t+/="' in config
+    assert 'smb_query_browsers "false"' in config
+    command = clients.smbnetfs_command("/m", "/h", Presentation(uid="1", file_mode="0644",
+                                                                dir_mode="0755"))  # fmt: skip
+    options = command.args[-1].split(",")
+    assert {"big_writes", "max_write=131072", "allow_other", "uid=1", "umask=0022"} <= set(options)
+    assert "config=/h/.smb/smbnetfs.conf" in options
+    assert command.env is not None and command.env["HOME"] == "/h"
+    assert not any("s3cr3t" in arg for arg in command.args)
+    with pytest.raises(InvalidOption, match="quote"):
+        clients.smbnetfs_config(SmbTarget("h", "s", "u", 'pa"ss'), 20)
+
+
+def test_client_choice_on_this_host() -> None:
+    has_cifs = clients.kernel_has("cifs")[0]
+    client, why = clients.choose_client("auto", "smb")
+    assert client == ("kernel" if has_cifs and clients.which("mount.cifs") else "fuse")
+    assert why
+    with pytest.raises(InvalidOption, match="no FUSE NFS client"):
+        clients.choose_client("fuse", "nfs")
+    with pytest.raises(InvalidOption, match="not allowed"):
+        clients.choose_client("both", "smb")
+    if not has_cifs:
+        with pytest.raises(InvalidOption, match="client kernel"):
+            clients.choose_client("kernel", "smb")
+
+
+def test_signature_matches_azure_documented_example() -> None:
+    headers = {"x-ms-version": "2025-11-05", "x-ms-date": "Sun, 29 Nov 2026 10:00:00 GMT",
+               "x-ms-share-quota": "5", "content-length": "0"}  # fmt: skip
+    text = string_to_sign("PUT", headers, "/data?restype=share", "acct")
+    assert text == (
+        "PUT\n\n\n\n\n\n\n\n\n\n\n\n"
+        "x-ms-date:Sun, 29 Nov 2026 10:00:00 GMT\nx-ms-share-quota:5\nx-ms-version:2025-11-05\n"
+        "/acct/data\nrestype:share"
+    )
+    key = base64.b64encode(b"k" * 64).decode()
+    assert sign(key, text) != sign(base64.b64encode(b"j" * 64).decode(), text)
+
+
+def test_sdk_with_a_wrong_key_gets_403(tmp_path: Path) -> None:
+    key = base64.b64encode(os.urandom(64)).decode()
+    server = AzureFilesServer(tmp_path, "acct", key, enforce_quota=False).start()
+    try:
+        good = AzureFiles("acct", key, server.url, 5)
+        assert good.create_share("abc", 1, "Hot", "abc") is True
+        assert good.create_share("abc", 1, "Hot", "abc") is False  # ShareAlreadyExists
+        assert good.properties("abc")["quota"] == 1
+        wrong = AzureFiles("acct", base64.b64encode(os.urandom(64)).decode(), server.url, 5)
+        with pytest.raises(BackendError, match=r"AuthenticationFailed \(HTTP 403\)"):
+            wrong.properties("abc")
+        good.delete_share("abc")
+        good.delete_share("abc")  # gone already: not an error
+        assert server.shares == {}
+    finally:
+        server.stop()
