@@ -58,8 +58,11 @@ def test_docker_run_with_a_digitalocean_volume(
             "volume", "inspect", "--format", "{{json .Status.backend_status}}", name
         ).stdout
         assert '"region":"nyc1"' in inspected and '"size_gib":1' in inspected
-        created = [body for method, path, body in do_server.requests if path == "/v2/volumes"
-                   and method == "POST"]
+        created = [
+            body
+            for method, path, body in do_server.requests
+            if path == "/v2/volumes" and method == "POST"
+        ]
         assert created and "filesystem_type" not in created[0]  # Orlop formats, not DO
     finally:
         dockerd.run("volume", "rm", name, check=False)

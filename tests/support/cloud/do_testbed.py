@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,6 +12,7 @@ from orlop.backends.block.cloud.digitalocean import tags
 from orlop.backends.block.cloud.digitalocean.client import DigitalOceanSettings
 from orlop.backends.block.cloud.digitalocean.provider import DigitalOceanProvider
 from tests.support.cloud.do_server import DoServer
+from tests.support.cloud.presenter import DevicePresenter
 from tests.support.cloud.testbed import CloudHost
 from tests.support.names import unique
 
@@ -48,9 +51,16 @@ class DoTestbed:
     create_options: ClassVar[dict[str, str]] = {"size": "1G"}
     grow_to = 2 * 1024**3
 
-    def __init__(self, server: DoServer, token_file: Path, root: Path) -> None:
+    def __init__(
+        self,
+        server: DoServer,
+        token_file: Path,
+        root: Path,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.server, self.token_file, self.root = server, token_file, root
         self.namespace = unique("ns")
+        self.extra = TEST_SETTINGS if extra is None else extra
 
     def host(self) -> CloudHost:
         index = len(self.server.droplets)
@@ -65,7 +75,7 @@ class DoTestbed:
             "region": REGION,
             "namespace": self.namespace,
             "by_id_dir": str(by_id),
-            **TEST_SETTINGS,
+            **self.extra,
         }
         state = self.root / f"do-state-{index}"
         state.mkdir(parents=True, exist_ok=True)
@@ -89,3 +99,17 @@ class DoTestbed:
 
     def delete_behind_orlop(self, disk_id: str) -> None:
         self.server.delete_volume(disk_id)
+
+
+def open_do_testbed(stack: contextlib.ExitStack, work: Path) -> DoTestbed:
+    """A DoTestbed outside pytest (for bench/bench_cloud.py), with the driver's production
+    timeouts; `stack` stops it all."""
+    presenter = DevicePresenter()
+    stack.callback(presenter.destroy)
+    work.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(16)
+    token_file = work / "do-token"
+    token_file.write_text(token)
+    server = DoServer(token, presenter).start()
+    stack.callback(server.stop)
+    return DoTestbed(server, token_file, work, extra={})

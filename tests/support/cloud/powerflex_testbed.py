@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,7 @@ from orlop.backends.block.cloud.powerflex import names
 from orlop.backends.block.cloud.powerflex.client import PowerFlexSettings
 from orlop.backends.block.cloud.powerflex.provider import PowerFlexProvider
 from tests.support.cloud.powerflex_server import PowerFlexGateway, Tls
+from tests.support.cloud.presenter import DevicePresenter
 from tests.support.cloud.testbed import CloudHost
 from tests.support.names import unique
 
@@ -41,7 +44,11 @@ class PfHost:
 
 
 def pf_host_factory(
-    gateway: PowerFlexGateway, tls: Tls, password: Path, root: Path
+    gateway: PowerFlexGateway,
+    tls: Tls,
+    password: Path,
+    root: Path,
+    extra: dict[str, Any] | None = None,
 ) -> Callable[..., PfHost]:
     namespace = unique("ns")
 
@@ -62,7 +69,7 @@ def pf_host_factory(
             "sdc_guid": guid,
             "namespace": namespace,
             "by_id_dir": str(by_id),
-            **TEST_SETTINGS,
+            **(TEST_SETTINGS if extra is None else extra),
             **settings,
         }
         return PfHost(sdc_id, guid, values, by_id, state)
@@ -77,9 +84,16 @@ class PowerFlexTestbed:
     create_options: ClassVar[dict[str, str]] = {"size": "8G"}
     grow_to = 16 * 1024**3
 
-    def __init__(self, gateway: PowerFlexGateway, tls: Tls, password: Path, root: Path) -> None:
+    def __init__(
+        self,
+        gateway: PowerFlexGateway,
+        tls: Tls,
+        password: Path,
+        root: Path,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.gateway = gateway
-        self.make = pf_host_factory(gateway, tls, password, root)
+        self.make = pf_host_factory(gateway, tls, password, root, extra)
 
     def host(self) -> CloudHost:
         made = self.make()
@@ -104,3 +118,17 @@ class PowerFlexTestbed:
 
     def delete_behind_orlop(self, disk_id: str) -> None:
         self.gateway.delete_volume(disk_id)
+
+
+def open_powerflex_testbed(stack: contextlib.ExitStack, work: Path) -> PowerFlexTestbed:
+    """A PowerFlexTestbed (API 4.x) outside pytest (for bench/bench_cloud.py), with the
+    driver's production timeouts; `stack` stops it all."""
+    presenter = DevicePresenter()
+    stack.callback(presenter.destroy)
+    work.mkdir(parents=True, exist_ok=True)
+    tls = Tls.make(work / "tls")
+    password = work / "powerflex-password"
+    password.write_text(secrets.token_urlsafe(12))
+    gateway = PowerFlexGateway(tls, password.read_text(), "4.5", presenter=presenter).start()
+    stack.callback(gateway.stop)
+    return PowerFlexTestbed(gateway, tls, password, work, extra={})
