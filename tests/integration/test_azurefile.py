@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -178,6 +179,19 @@ def test_append_through_smbnetfs(harness: Harness, azure: AzureAccount) -> None:
     with open(log, "a+") as appending:  # O_RDWR|O_APPEND
         appending.write("two\n")
     assert log.read_text() == "one\ntwo\n"
+    # The known limit, pinned down: a write-only append fails with EIO, and the mount
+    # answers again soon after (smbnetfs restarts its connection).
+    with pytest.raises(OSError) as raised, open(log, "a") as appending:
+        appending.write("three\n")
+    assert raised.value.errno == errno.EIO
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert log.read_text() == "one\ntwo\n"
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the mount did not come back"
+            time.sleep(0.1)
     harness.unmount(name, "m1")
     harness.remove(name)
 

@@ -11,6 +11,8 @@ import pytest
 from orlop.backends.share import clients, naming
 from orlop.backends.share.azurefile.api import AzureFiles
 from orlop.backends.share.clients import NfsTarget, Presentation, SmbTarget
+from orlop.backends.share.layer import nfs_client_check, smb_client_check
+from orlop.backends.share.powerscale.backend import PowerScaleBackend
 from orlop.core.model import BackendError, InvalidOption
 from tests.support.azure_files import AzureFilesServer, sign, string_to_sign
 
@@ -107,3 +109,14 @@ def test_sdk_with_a_wrong_key_gets_403(tmp_path: Path) -> None:
         assert server.shares == {}
     finally:
         server.stop()
+
+
+def test_doctor_says_which_smb_client_and_why() -> None:
+    check = smb_client_check()
+    client, why = clients.choose_client("auto", "smb")
+    assert check.ok and why in check.detail
+    assert ("kernel cifs" if client == "kernel" else "smbnetfs (FUSE)") in check.detail
+    nfs = nfs_client_check()
+    assert nfs.ok == clients.kernel_has("nfs")[0] or clients.which("mount.nfs") is None
+    names = [c.name for c in PowerScaleBackend.host_checks()]
+    assert "NFS client (for protocol nfs)" in names and "SMB client (client: auto)" in names
