@@ -193,3 +193,26 @@ def test_kill_at_every_step(node: SnapshotNode, kind: str) -> None:
             backups = node.api("backups/list", volume=volume, driver=driver)
             assert backups[0]["short_id"] == backup, step
             assert len(backups) == (2 if failpoint == "backup.after_upload" else 1), step
+
+
+def test_schedule_catches_up_at_start(xfs: HostFilesystem) -> None:
+    """A daemon that was down takes each period's missed snapshot once, when it starts."""
+    node = SnapshotNode(xfs, {"snapshot_schedule": "daily:3,weekly:1"})
+    try:
+        node.start()
+        node.plugin(node.dir_driver).ok("Create", Name="db", Opts={})
+        node.plugin(node.dir_driver).ok(
+            "Create", Name="cache", Opts={"snapshot_schedule": "hourly:1"}
+        )
+        node.restart()  # the start's round: everything is due
+        deadline = time.monotonic() + 30
+        made: list[dict[str, str]] = []
+        while len(made) < 3 and time.monotonic() < deadline:
+            made = node.api("snapshots/list", driver=node.dir_driver)
+            time.sleep(0.2)
+        schedules = sorted((s["volume"], s["schedule"]) for s in made)
+        assert schedules == [("cache", "hourly"), ("db", "daily"), ("db", "weekly")]
+        table = node.cli("snapshot", "ls", "db").stdout.splitlines()
+        assert "SCHEDULE" in table[0] and any("daily" in row for row in table[1:])
+    finally:
+        node.destroy()
