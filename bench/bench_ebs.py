@@ -31,8 +31,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orlop.backends.base import BackendContext
-from orlop.backends.block.ebs import EbsBackend
-from orlop.backends.block.ebs_devices import nvme_link
+from orlop.backends.block.cloud.ebs import EbsBackend
+from orlop.backends.block.cloud.ebs.devices import nvme_link
 from orlop.backends.block.loopfile import LoopFileBackend
 from tests.support.ec2 import (
     CREDENTIALS,

@@ -11,10 +11,11 @@ from orlop.core.model import ConfigError
 BACKENDS: dict[str, str] = {
     "directory": "orlop.backends.directory:DirectoryBackend",
     "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
-    "ebs": "orlop.backends.block.ebs:EbsBackend",
+    "ebs": "orlop.backends.block.cloud.ebs:EbsBackend",
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
     "s3": "orlop.backends.network.s3:S3Backend",
     "azurefile": "orlop.backends.share.azurefile.backend:AzureFileBackend",
+    "powerscale": "orlop.backends.share.powerscale.backend:PowerScaleBackend",
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.azure_files import AzureFilesServer
+from tests.support.powerscale import PowerScaleServer
 from tests.support.samba import Samba
 
 
@@ -36,13 +37,22 @@ class AzureAccount:
         }
 
 
+# smbnetfs finds SMB servers on port 445 only, so the whole session shares one samba, even
+# when several test modules import this fixture (each import is its own fixture to pytest).
+_samba: list[Samba] = []
+
+
 @pytest.fixture(scope="session")
 def samba() -> Iterator[Samba]:
-    server = Samba()
+    if not _samba:
+        _samba.append(Samba().start())
+    _samba.append(_samba[0])
     try:
-        yield server.start()
+        yield _samba[0]
     finally:
-        server.destroy()
+        _samba.pop()
+        if len(_samba) == 1:
+            _samba.pop().destroy()
 
 
 @pytest.fixture(scope="session")
@@ -63,5 +73,51 @@ def azure(samba: Samba, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Az
     )
     try:
         yield AzureAccount(server.start(), key_file)
+    finally:
+        server.stop()
+
+
+class PowerScaleCluster:
+    """The session's fake OneFS cluster: its server, user, password file and settings."""
+
+    def __init__(self, server: PowerScaleServer, password_file: Path) -> None:
+        self.server = server
+        self.username = server.username
+        self.password = server.password
+        self.password_file = password_file
+
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "url": self.server.url,
+            "username": self.username,
+            "password_file": str(self.password_file),
+            "ca_file": str(self.server.ca_file),
+            "smb_host": "127.0.0.1",
+            "client": "fuse",
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def powerscale(
+    samba: Samba, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PowerScaleCluster]:
+    root = tmp_path_factory.mktemp("powerscale")
+    user = f"orlopisi{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(18)
+    samba.add_user(user, password)
+    password_file = root / "password"
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    server = PowerScaleServer(
+        root / "cluster",
+        user,
+        password,
+        on_smb_share=samba.add_share,
+        on_smb_share_deleted=samba.remove_share,
+    )
+    (root / "cluster").mkdir()
+    try:
+        yield PowerScaleCluster(server.start(), password_file)
     finally:
         server.stop()

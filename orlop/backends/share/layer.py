@@ -97,8 +97,10 @@ class ShareBackend(FuseBackend):
 
     # choice of client ---------------------------------------------------------------------
     def client_for(self, volume: VolumeRef, target: Target) -> tuple[clients.Client, str]:
-        wanted = volume.options.get("client", self.settings.client)
         protocol: Literal["smb", "nfs"] = "nfs" if isinstance(target, NfsTarget) else "smb"
+        # The driver's `client` setting picks the SMB client; NFS has only the kernel's.
+        default = self.settings.client if protocol == "smb" else "auto"
+        wanted = volume.options.get("client", default)
         return clients.choose_client(wanted, protocol)
 
     # Backend protocol ---------------------------------------------------------------------

@@ -1,0 +1,347 @@
+"""The Cinder provider against the REAL Cinder (API, scheduler, volume service, SQLite) and
+our Nova: create, find by metadata, attach with a real device, resize, snapshots, clones,
+and every way a user's mistake or a broken cloud is reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from orlop.backends.block.cloud.api import (
+    LABEL_CLAIM,
+    LABEL_MANAGED,
+    LABEL_NAMESPACE,
+    LABEL_SNAPSHOT,
+    LABEL_TOKEN,
+    LABEL_VOLUME,
+    CloudError,
+    Disk,
+    DiskSpec,
+    ErrorKind,
+)
+from orlop.backends.block.cloud.cinder import CinderProvider, CinderSettings
+from orlop.core.model import InvalidOption, NotFound
+from tests.support.cloud.cinder_fixtures import GIB, CinderTestbed
+from tests.support.names import unique
+
+pytest_plugins = ["tests.support.cloud.cinder_fixtures"]
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 60, what: str = "") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or probe}")
+        time.sleep(0.1)
+
+
+def spec(testbed: CinderTestbed, volume: str, **options: str) -> DiskSpec:
+    token = unique("tok")
+    labels = {
+        LABEL_MANAGED: "orlop",
+        LABEL_NAMESPACE: testbed.namespace,
+        LABEL_VOLUME: volume,
+        LABEL_TOKEN: token,
+    }
+    return DiskSpec(volume, testbed.namespace, labels, token, {"size": str(GIB), **options})
+
+
+def ready(provider: CinderProvider, disk_id: str) -> Disk:
+    return eventually(
+        lambda: (d := provider.get_disk(disk_id)) and d.state == "ready" and d,
+        what=f"volume {disk_id} to be ready",
+    )
+
+
+def status(provider: CinderProvider, disk_id: str, wanted: str) -> Disk:
+    return eventually(
+        lambda: (d := provider.get_disk(disk_id)) and d.facts["status"] == wanted and d,
+        what=f"volume {disk_id} to be {wanted}",
+    )
+
+
+@pytest.fixture
+def provider(cinder_testbed: CinderTestbed) -> CinderProvider:
+    return cinder_testbed.provider(cinder_testbed.host())
+
+
+def test_create_get_find_labels(cinder_testbed: CinderTestbed, provider: CinderProvider) -> None:
+    identity = provider.identity()  # from the metadata service
+    assert identity.instance == cinder_testbed.hosts[0].instance
+    name = "Db.Main_1-" + "x" * 200  # Docker's capitals, dots, long names: raw in metadata
+    disk = provider.create_disk(spec(cinder_testbed, name), identity)
+    disk = ready(provider, disk.id)
+    assert disk.size == GIB and disk.volume == name and disk.facts["type"] == "__DEFAULT__"
+    [found] = provider.find_disks(cinder_testbed.namespace, name)
+    assert found.id == disk.id and found.labels[LABEL_MANAGED] == "orlop"
+    assert provider.find_disks(cinder_testbed.namespace, "other") == []
+    assert provider.find_disks(unique("ns")) == []  # another namespace sees nothing
+    provider.set_labels(disk, {LABEL_CLAIM: "i-1 nonce"})
+    assert provider.get_disk(disk.id).labels[LABEL_CLAIM] == "i-1 nonce"  # type: ignore[union-attr]
+    provider.set_labels(disk, {LABEL_CLAIM: None, "absent": None})
+    assert LABEL_CLAIM not in provider.get_disk(disk.id).labels  # type: ignore[union-attr]
+    [cloud] = cinder_testbed.cloud_disks(cinder_testbed.namespace)
+    assert cloud["metadata"]["orlop-volume"] == name  # what Cinder itself holds
+    assert provider.options_of(disk) == {
+        "size": str(GIB),
+        "type": "__DEFAULT__",
+        "availability_zone": "nova",
+    }
+    provider.delete_disk(disk)
+    eventually(lambda: provider.get_disk(disk.id) is None, what="the delete")
+    provider.delete_disk(disk)  # already gone: not an error
+
+
+def test_same_create_token_makes_one_volume(
+    cinder_testbed: CinderTestbed, provider: CinderProvider
+) -> None:
+    asked = spec(cinder_testbed, "twice")
+    first = provider.create_disk(asked, provider.identity())
+    second = provider.create_disk(asked, provider.identity())
+    assert first.id == second.id
+    assert len(cinder_testbed.cloud_disks(cinder_testbed.namespace)) == 1
+
+
+def test_attach_shows_device_detach_hides_it(
+    cinder_testbed: CinderTestbed, provider: CinderProvider
+) -> None:
+    identity = provider.identity()
+    disk = ready(provider, provider.create_disk(spec(cinder_testbed, "att"), identity).id)
+    provider.attach_disk(disk, identity, provider.device_name(disk, identity))
+    disk = status(provider, disk.id, "in-use")
+    attachment = disk.attached_to(identity.instance)
+    assert attachment is not None and attachment.state == "attached"
+    path = provider.device_paths(disk, attachment)[0]
+    assert path == f"{cinder_testbed.hosts[0].settings['by_id_dir']}/virtio-{disk.id[:20]}"
+    device = eventually(lambda: os.path.exists(path) and os.path.realpath(path), what=path)
+    assert device.startswith("/dev/loop")
+    with open(path, "rb") as block:
+        block.seek(GIB - 512)
+        assert len(block.read(512)) == 512  # the size Cinder reports
+    provider.detach_disk(disk, identity.instance)
+    disk = status(provider, disk.id, "available")
+    assert disk.attachments == [] and not os.path.exists(path)
+    provider.detach_disk(disk, identity.instance)  # not attached: nothing to do
+
+
+def test_cinder_refuses_a_second_attachment(cinder_testbed: CinderTestbed) -> None:
+    first = cinder_testbed.provider(cinder_testbed.host())
+    second = cinder_testbed.provider(cinder_testbed.host())
+    one, two = first.identity(), second.identity()
+    disk = ready(first, first.create_disk(spec(cinder_testbed, "held"), one).id)
+    first.attach_disk(disk, one, None)
+    # at once, while it is only reserved ("attaching"), and again once in-use
+    for _ in ("attaching", "in-use"):
+        with pytest.raises(CloudError) as refused:
+            second.attach_disk(disk, two, None)
+        assert refused.value.kind is ErrorKind.IN_USE
+        assert refused.value.holder == one.instance and one.instance in str(refused.value)
+        status(first, disk.id, "in-use")
+    [cloud] = cinder_testbed.cloud_disks(cinder_testbed.namespace)
+    assert cloud["attached_to"] == [one.instance]
+    assert CinderProvider.refuses_second_attach
+
+
+def test_detach_from_a_server_that_is_gone_with_force(cinder_testbed: CinderTestbed) -> None:
+    host = cinder_testbed.host()
+    provider = cinder_testbed.provider(host)
+    identity = provider.identity()
+    disk = ready(provider, provider.create_disk(spec(cinder_testbed, "orphan"), identity).id)
+    provider.attach_disk(disk, identity, None)
+    status(provider, disk.id, "in-use")
+    cinder_testbed.nova.servers.pop(host.instance)  # the VM was deleted, its attachment not
+    rescuer = cinder_testbed.provider(cinder_testbed.host())
+    rescuer.detach_disk(disk, host.instance, force=True)
+    assert status(rescuer, disk.id, "available").attachments == []
+
+
+def test_resize_available_and_in_use(
+    cinder_testbed: CinderTestbed, provider: CinderProvider
+) -> None:
+    identity = provider.identity()
+    disk = ready(provider, provider.create_disk(spec(cinder_testbed, "grow"), identity).id)
+    provider.resize_disk(disk, 2 * GIB)
+    disk = eventually(lambda: (d := provider.get_disk(disk.id)) and d.size == 2 * GIB and d)
+    provider.resize_disk(disk, GIB)  # never shrinks: nothing asked of Cinder
+    provider.attach_disk(disk, identity, None)
+    disk = status(provider, disk.id, "in-use")
+    path = provider.device_paths(disk, disk.attachments[0])[0]
+    eventually(lambda: os.path.exists(path), what=path)
+    provider.resize_disk(disk, 3 * GIB - 5)  # rounded up to whole GiB
+    eventually(lambda: (d := provider.get_disk(disk.id)) and d.size == 3 * GIB, what="extend")
+    # Cinder told Nova (volume-extended), Nova told the guest: the device grew
+    eventually(lambda: _device_size(path) == 3 * GIB, what="the device to grow")
+
+
+def test_snapshots_and_clones(cinder_testbed: CinderTestbed, provider: CinderProvider) -> None:
+    identity = provider.identity()
+    disk = ready(provider, provider.create_disk(spec(cinder_testbed, "src"), identity).id)
+    labels = {
+        LABEL_MANAGED: "orlop",
+        LABEL_NAMESPACE: cinder_testbed.namespace,
+        LABEL_VOLUME: "src",
+        LABEL_SNAPSHOT: "Nightly.1",
+    }
+    snapshot = provider.create_snapshot(disk, "Nightly.1", labels)
+    assert provider.is_snapshot_id(snapshot.id) and not provider.is_snapshot_id("Nightly.1")
+    snapshot = eventually(
+        lambda: (s := provider.get_snapshot(snapshot.id)) and s.state == "available" and s
+    )
+    assert (snapshot.name, snapshot.volume, snapshot.size) == ("Nightly.1", "src", GIB)
+    [found] = provider.find_snapshots(cinder_testbed.namespace, name="Nightly.1")
+    assert found.id == snapshot.id
+    assert provider.find_snapshots(cinder_testbed.namespace, volume="other") == []
+    restored_spec = dataclasses.replace(spec(cinder_testbed, "restored"), snapshot=snapshot)
+    restored = ready(provider, provider.create_disk(restored_spec, identity).id)
+    assert provider.conn.block_storage.get_volume(restored.id).snapshot_id == snapshot.id
+    with pytest.raises(CloudError) as refused:  # Cinder keeps snapshots with their volume
+        provider.delete_disk(disk)
+    assert "snapshots" in str(refused.value)
+    clone = provider.create_disk(spec(cinder_testbed, "clone", from_volume="src"), identity)
+    clone = ready(provider, clone.id)
+    assert provider.conn.block_storage.get_volume(clone.id).source_volume_id == disk.id
+    with pytest.raises(InvalidOption, match="smaller than volume src"):
+        provider.create_disk(
+            spec(cinder_testbed, "small", from_volume="src", size=str(GIB // 2)), identity
+        )
+    with pytest.raises(NotFound, match="no Cinder volume or Orlop volume 'nope'"):
+        provider.create_disk(spec(cinder_testbed, "x", from_volume="nope"), identity)
+    provider.delete_snapshot(snapshot)
+    eventually(lambda: provider.get_snapshot(snapshot.id) is None, what="snapshot delete")
+    provider.delete_snapshot(snapshot)  # already gone
+
+
+def test_unknown_type_and_zone_create_nothing(
+    cinder_testbed: CinderTestbed, provider: CinderProvider
+) -> None:
+    identity = provider.identity()
+    with pytest.raises(InvalidOption, match=r"unknown Cinder volume type 'gold'.*__DEFAULT__"):
+        provider.create_disk(spec(cinder_testbed, "t", type="gold"), identity)
+    with pytest.raises(InvalidOption, match=r"unknown Cinder availability zone 'mars'.*nova"):
+        provider.create_disk(spec(cinder_testbed, "t", availability_zone="mars"), identity)
+    assert cinder_testbed.cloud_disks(cinder_testbed.namespace) == []
+    disk = provider.create_disk(spec(cinder_testbed, "t", type="__DEFAULT__"), identity)
+    assert ready(provider, disk.id).facts["type"] == "__DEFAULT__"
+
+
+def test_missing_volume_and_instance(
+    cinder_testbed: CinderTestbed, provider: CinderProvider
+) -> None:
+    identity = provider.identity()
+    ghost = Disk(id="00000000-0000-4000-8000-000000000000", name="", size=GIB, state="ready")
+    assert provider.get_disk(ghost.id) is None
+    with pytest.raises(CloudError) as missing:
+        provider.attach_disk(ghost, identity, None)
+    assert missing.value.kind is ErrorKind.NOT_FOUND
+    nowhere = cinder_testbed.provider(
+        cinder_testbed.host(instance_id="11111111-2222-4333-8444-555555555555")
+    )
+    started = time.monotonic()
+    with pytest.raises(
+        CloudError, match="instance 11111111-2222-4333-8444-555555555555 does not exist"
+    ) as error:
+        nowhere.identity()
+    assert error.value.kind is ErrorKind.NOT_FOUND and time.monotonic() - started < 30
+
+
+def test_wrong_token_is_a_credentials_error(cinder_testbed: CinderTestbed, tmp_path: Path) -> None:
+    bad = tmp_path / "bad-token"
+    bad.write_text("admin:" + "f" * 32)
+    provider = cinder_testbed.provider(cinder_testbed.host(token_file=str(bad)))
+    with pytest.raises(CloudError) as refused:
+        provider.identity()
+    assert refused.value.kind is ErrorKind.CREDENTIALS
+    assert "f" * 32 not in str(refused.value)  # the token is never in a message
+
+
+def test_password_login_through_keystone(cinder_testbed: CinderTestbed, tmp_path: Path) -> None:
+    nova = cinder_testbed.nova
+    nova.users["demo"] = "s3cret-pass"
+    password = tmp_path / "password"
+    password.write_text("s3cret-pass\n")
+    host = cinder_testbed.host()
+    login = {
+        "auth_url": nova.identity_url,
+        "username": "demo",
+        "password_file": str(password),
+        "project_id": nova.project,
+    }
+    # the catalog gives Cinder's and Nova's endpoints: no endpoint settings
+    settings = {k: v for k, v in host.settings.items() if k not in _TOKEN_SETTINGS}
+    provider = CinderProvider(CinderSettings.parse("cinder", settings | login), str(host.state_dir))
+    identity = provider.identity()
+    disk = provider.create_disk(spec(cinder_testbed, "pw"), identity)
+    assert ready(provider, disk.id).volume == "pw"
+    password.write_text("wrong")
+    wrong = CinderProvider(CinderSettings.parse("cinder", settings | login), str(host.state_dir))
+    with pytest.raises(CloudError) as refused:
+        wrong.find_disks(cinder_testbed.namespace)
+    assert refused.value.kind is ErrorKind.CREDENTIALS and "wrong" not in str(refused.value)
+
+
+def test_clouds_yaml_entry(
+    cinder_testbed: CinderTestbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nova = cinder_testbed.nova
+    nova.users["yaml-user"] = "yaml-pass"
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  testcloud:\n    auth:\n"
+        f"      auth_url: {nova.identity_url}\n      username: yaml-user\n"
+        f"      password: yaml-pass\n      project_id: {nova.project}\n"
+        "      user_domain_name: Default\n      project_domain_name: Default\n"
+        "    region_name: RegionOne\n"
+    )
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    host = cinder_testbed.host()
+    settings = {k: v for k, v in host.settings.items() if k not in _TOKEN_SETTINGS}
+    provider = CinderProvider(
+        CinderSettings.parse("cinder", settings | {"cloud": "testcloud"}), str(host.state_dir)
+    )
+    assert provider.identity().instance == host.instance
+    assert provider.find_disks(cinder_testbed.namespace) == []
+
+
+def test_unreachable_api_and_metadata(cinder_testbed: CinderTestbed) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    provider = cinder_testbed.provider(
+        cinder_testbed.host(
+            block_storage_endpoint=f"{dead}/v3/{cinder_testbed.cinder.project}",
+            compute_endpoint=f"{dead}/v2.1",
+            api_timeout=5,
+        )
+    )
+    started = time.monotonic()
+    with pytest.raises(CloudError) as unreachable:
+        provider.identity()
+    assert unreachable.value.kind is ErrorKind.UNREACHABLE and "no answer" in str(unreachable.value)
+    with pytest.raises(CloudError) as unreachable:
+        provider.find_disks(cinder_testbed.namespace)
+    assert unreachable.value.kind is ErrorKind.UNREACHABLE
+    assert time.monotonic() - started < 30
+    lost = cinder_testbed.provider(cinder_testbed.host(metadata_url=dead, metadata_timeout=2))
+    with pytest.raises(CloudError, match="set instance_id") as no_metadata:
+        lost.identity()
+    assert no_metadata.value.kind is ErrorKind.UNREACHABLE
+
+
+_TOKEN_SETTINGS = {"token_file", "block_storage_endpoint", "compute_endpoint"}
+
+
+def _device_size(path: str) -> int:
+    with open(path, "rb") as device:
+        return device.seek(0, os.SEEK_END)
