@@ -167,7 +167,7 @@ def test_wrong_password_and_unreachable_repository(btrfs: HostFilesystem, s3: S3
             "backup", "restore", "deadbeef", "--to", "w", "--driver", good.dir_driver, check=False
         )
         assert missing.returncode == 1 and "backup deadbeef does not exist" in missing.stderr
-        assert "w" not in good.cli("volume", "ls", "--no-usage").stdout
+        assert "w" not in {v["name"] for v in good.json("volume", "ls", "--no-usage")}
     finally:
         for node in (good, bad, dead):
             node.destroy()

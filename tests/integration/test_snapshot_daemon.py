@@ -69,7 +69,7 @@ def test_snapshot_clone_restore_through_the_cli(node: SnapshotNode, kind: str) -
     assert _read(_mount(node, driver, "live-copy"), "table") == "v2"
     missing = plugin.call("Create", Name="c3", Opts={"from_snapshot": "nope"})
     assert "snapshot nope does not exist" in missing["Err"]
-    assert "c3" not in node.cli("volume", "ls", "--no-usage").stdout
+    assert "c3" not in {v["name"] for v in node.json("volume", "ls", "--no-usage")}
 
     refused = node.cli("snapshot", "restore", "s1", check=False)
     assert refused.returncode == 1 and "is mounted" in refused.stderr
