@@ -12,6 +12,8 @@ BACKENDS: dict[str, str] = {
     "directory": "orlop.backends.directory:DirectoryBackend",
     "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
     "ebs": "orlop.backends.block.cloud.ebs:EbsBackend",
+    "gce": "orlop.backends.block.cloud.gce:GceBackend",
+    "vsphere": "orlop.backends.block.cloud.vsphere:VsphereBackend",
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
     "s3": "orlop.backends.network.s3:S3Backend",
     "azurefile": "orlop.backends.share.azurefile.backend:AzureFileBackend",

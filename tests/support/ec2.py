@@ -377,3 +377,34 @@ class EbsTestbed:
 
     def delete_behind_orlop(self, disk_id: str) -> None:
         self.moto.client().delete_volume(VolumeId=disk_id)
+
+
+def open_ebs_testbed(stack: contextlib.ExitStack, work: Path) -> EbsTestbed:
+    """An EbsTestbed outside pytest (for bench/bench_cloud.py); `stack` stops it all."""
+    unset_ca_bundles()
+    moto = MotoServer().start()
+    stack.callback(moto.stop)
+    proxy = Ec2Proxy(moto.url)
+    stack.callback(proxy.stop)
+    presenter = DevicePresenter()
+    stack.callback(presenter.destroy)
+    namespace = f"bench-{os.getpid()}-{time.monotonic_ns()}"
+
+    def make_host() -> SimulatedHost:
+        client = moto.client()
+        instance_id = run_instance(client)
+        node = SimulatedNode(client, instance_id, presenter, work / instance_id)
+        node.start()
+        stack.callback(node.stop)
+        settings: dict[str, Any] = {
+            **CREDENTIALS,
+            "region": REGION,
+            "endpoint_url": proxy.url,
+            "instance_id": instance_id,
+            "availability_zone": ZONE,
+            "namespace": namespace,
+            **node.settings(),
+        }
+        return SimulatedHost(instance_id, node, settings, work / instance_id / "state")
+
+    return EbsTestbed(make_host, moto)

@@ -238,8 +238,8 @@ class CloudDisks:
             with self._attach_lock:
                 device_name = self.api("device name", self.cloud.device_name, disk, identity)
                 self._attach(volume, disk, identity, device_name)
-        mine = self._wait_attached(volume, disk.id)
-        return self._wait_device(volume, disk.id, mine)
+        disk, mine = self._wait_attached(volume, disk.id)
+        return self._wait_device(volume, disk, mine)
 
     def _settle_detaching(self, volume: VolumeRef, disk: Disk) -> Disk:
         """Wait out detaches in flight (ours after a crash, or another host's unmount)."""
@@ -327,10 +327,10 @@ class CloudDisks:
         others = disk.others(me) if disk is not None else []
         return others[0].instance if others else None
 
-    def _wait_attached(self, volume: VolumeRef, disk_id: str) -> Attachment:
+    def _wait_attached(self, volume: VolumeRef, disk_id: str) -> tuple[Disk, Attachment]:
         me = self.identity()
 
-        def attached() -> Attachment | None:
+        def attached() -> tuple[Disk, Attachment] | None:
             disk = self.must_get(volume)
             mine = disk.attached_to(me.instance)
             if mine is None:
@@ -340,7 +340,7 @@ class CloudDisks:
                     if others
                     else f"the attachment of {disk_id} to {me.instance} vanished"
                 )
-            return mine if mine.state == "attached" else None
+            return (disk, mine) if mine.state == "attached" else None
 
         try:
             return wait_until(
@@ -353,8 +353,8 @@ class CloudDisks:
             self._detach_quietly(disk_id)
             raise
 
-    def _wait_device(self, volume: VolumeRef, disk_id: str, mine: Attachment) -> str:
-        disk = self.must_get(volume)
+    def _wait_device(self, volume: VolumeRef, disk: Disk, mine: Attachment) -> str:
+        disk_id = disk.id
         paths = self.cloud.device_paths(disk, mine)
         timeout = self.settings.attach_timeout
         try:
