@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from orlop.backends.base import BackendContext
-from orlop.backends.share import naming
+from orlop.backends.share import clients, naming
 from orlop.backends.share.azurefile.api import GIB, AzureFiles
 from orlop.backends.share.azurefile.backend import AzureFileBackend
 from orlop.backends.share.naming import share_name
@@ -311,3 +311,12 @@ def test_account_key_never_leaks(
     finally:
         harness.close()
         unmount_all(str(tmp_path))
+
+
+def test_kernel_client_where_the_kernel_has_no_cifs(harness: Harness, azure: AzureAccount) -> None:
+    if clients.kernel_has("cifs")[0]:
+        pytest.skip("this kernel has cifs")
+    name = unique("kernel")
+    with pytest.raises(InvalidOption, match="client kernel: this kernel has no cifs"):
+        harness.create(name, size="1G", client="kernel")
+    assert harness.names() == [] and name not in azure.server.shares
