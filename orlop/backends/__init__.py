@@ -14,6 +14,7 @@ BACKENDS: dict[str, str] = {
     "ebs": "orlop.backends.block.cloud.ebs:EbsBackend",
     "digitalocean": "orlop.backends.block.cloud.digitalocean:DigitalOceanBackend",
     "powerflex": "orlop.backends.block.cloud.powerflex:PowerFlexBackend",
+    "gce": "orlop.backends.block.cloud.gce:GceBackend",
     "vsphere": "orlop.backends.block.cloud.vsphere:VsphereBackend",
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
     "s3": "orlop.backends.network.s3:S3Backend",
