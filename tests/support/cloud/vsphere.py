@@ -325,3 +325,13 @@ class VsphereTestbed:
         with contextlib.suppress(vmodl.MethodFault, OSError):
             Disconnect(self.si)
         self.presenter.destroy()
+
+
+def open_vsphere_testbed(stack: contextlib.ExitStack, work: Path) -> VsphereTestbed:
+    """For bench/bench_cloud.py: a vcsim and a testbed over it, stopped by `stack`."""
+    server = Vcsim().start()
+    stack.callback(server.stop)
+    work.mkdir(parents=True, exist_ok=True)
+    testbed = VsphereTestbed(server, work)
+    stack.callback(testbed.destroy)
+    return testbed
