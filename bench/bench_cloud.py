@@ -54,6 +54,7 @@ STEPS = ("create", "first mount (format)", "unmount", "mount again", "unmount ag
 TESTBEDS = {
     "ebs": "tests.support.ec2:open_ebs_testbed",
     "gce": "tests.support.cloud.gce_testbed:open_gce_testbed",
+    "vsphere": "tests.support.cloud.vsphere:open_vsphere_testbed",
 }
 
 

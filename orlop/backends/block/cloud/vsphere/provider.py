@@ -357,7 +357,8 @@ class VsphereProvider:
 
     # facts ---------------------------------------------------------------------------------
     def options_of(self, disk: Disk) -> dict[str, str]:
-        options = {"size": str(disk.size), "datastore": str(disk.facts.get("datastore", ""))}
+        # A size of 0: unknown (no metadata, and a server that does not report capacities).
+        options = {"size": str(disk.size or ""), "datastore": str(disk.facts.get("datastore", ""))}
         for key in ("diskformat", "attach_as", "access"):
             if disk.facts.get(key):
                 options[key] = str(disk.facts[key])
