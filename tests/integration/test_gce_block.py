@@ -61,6 +61,9 @@ def test_mount_resize_online_and_snapshots(gce: GceTestbed, harness: Harness) ->
     harness.unmount("Db.Main", "c1")
     copy = harness.create("copy", from_snapshot="Before.1")
     assert copy.record["size"] == 20 * GIB
+    restored = harness.mount("copy", "c2")  # the snapshot's filesystem, not a fresh one
+    assert Path(restored, "f").read_text() == "kept"
+    harness.unmount("copy", "c2")
     harness.remove("copy")
     harness.run(harness.service.delete_snapshot(harness.driver, "Before.1"))
     harness.remove("Db.Main")

@@ -68,6 +68,9 @@ def to_cloud_error(what: str, error: BaseException) -> CloudError:
         detail = getattr(error, "msg", "") or ""
         if detail.startswith("*types."):  # vcsim's message is the Go type name: say nothing
             detail = ""
+        if isinstance(error, vim.fault.GenericVmConfigFault) and "lock" in detail.lower():
+            # ESXi refusing to open a disk that a running VM holds: "Failed to lock the file"
+            kind = ErrorKind.IN_USE
         extra = [
             f"{field}={getattr(error, field)}"
             for field in ("file", "invalidProperty", "name", "datastore")
