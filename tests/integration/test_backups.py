@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from orlop.backends.base import BackendContext, VolumeRef
+from orlop.backends.directory import DirectoryBackend
 from tests.support.hostfs import HostFilesystem
 from tests.support.names import unique
 from tests.support.network_fixtures import s3, sshd  # noqa: F401
@@ -171,3 +173,22 @@ def test_wrong_password_and_unreachable_repository(btrfs: HostFilesystem, s3: S3
     finally:
         for node in (good, bad, dead):
             node.destroy()
+
+
+def test_retention_keeps_the_newest_backups(btrfs: HostFilesystem) -> None:
+    root = os.path.join(btrfs.path, unique("keep"))
+    os.makedirs(root)
+    settings = {**repository_settings(root), "keep_last": 2}
+    backend = DirectoryBackend(
+        BackendContext("keep", os.path.join(root, "state"), settings=settings)
+    )
+    assert backend.capabilities.backup
+    volume = VolumeRef("v", {})
+    volume.record = backend.create(volume)
+    made = []
+    for number in range(3):
+        with open(os.path.join(backend.mountpoint(volume), f"f{number}"), "w") as file:
+            file.write(str(number))
+        made.append(backend.create_backup(volume)["short_id"])
+    assert [b["short_id"] for b in backend.list_backups("v")] == made[1:]
+    assert backend.list_backups("other") == []
