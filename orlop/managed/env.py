@@ -17,6 +17,7 @@ driver's own default applies. The result is a raw configuration for `orlop.confi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,8 +111,10 @@ def _typed_settings(kind: PluginKind, raw: dict[str, Any], given: dict[str, str]
     try:
         model = kind.settings_model().parse(kind.backend, raw)
     except ConfigError as error:
-        names = ", ".join(f"{setting}={variable}" for setting, variable in sorted(given.items()))
-        raise ConfigError(f"{error} (settings from variables: {names})") from None
+        # Say which variable each setting in the message is.
+        named = [name for name in sorted(fields) if re.search(rf"\b{name}\b", str(error))]
+        variables = ", ".join(f"{kind.prefix}_{name.upper()} is {name}" for name in named)
+        raise ConfigError(f"{error} ({variables or 'no variable set'})") from None
     typed: dict[str, Any] = {}
     for name in model.model_fields_set:
         value = getattr(model, name)
