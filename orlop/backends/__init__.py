@@ -11,7 +11,8 @@ from orlop.core.model import ConfigError
 BACKENDS: dict[str, str] = {
     "directory": "orlop.backends.directory:DirectoryBackend",
     "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
-    "ebs": "orlop.backends.block.ebs:EbsBackend",
+    "ebs": "orlop.backends.block.cloud.ebs:EbsBackend",
+    "vsphere": "orlop.backends.block.cloud.vsphere:VsphereBackend",
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
     "s3": "orlop.backends.network.s3:S3Backend",
     "azurefile": "orlop.backends.share.azurefile.backend:AzureFileBackend",

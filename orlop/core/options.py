@@ -141,6 +141,9 @@ class Option:
     canonical: Callable[[str], str] = plain
     help: str = ""
     secret: bool = False
+    # False for options that say how this host uses a volume (preempt), not what it is:
+    # asking for a different value on an existing volume is not a conflict.
+    identity: bool = True
 
 
 class OptionSet:

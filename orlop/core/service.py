@@ -109,8 +109,8 @@ class VolumeService:
         async with registry.lock(driver_name, name):
             existing = registry.volumes[driver_name].get(name)
             if existing is not None:
-                if options and canonical != existing.options:
-                    raise Conflict(_difference(name, existing.options, canonical, backend))
+                if options:
+                    self._reconcile_options(existing, options, canonical, backend)
                 return existing
             volume = Volume(
                 driver=driver_name,
@@ -145,6 +145,27 @@ class VolumeService:
             log.info("created volume %s (driver %s)", name, driver_name)
             self.usage.refresh_later(volume)
             return volume
+
+    def _reconcile_options(
+        self, existing: Volume, asked: dict[str, str], canonical: dict[str, str], backend: Backend
+    ) -> None:
+        """A Create of an existing volume: the options asked that say what the volume is must
+        match it (those not asked do not matter: another host, or an older config, may have
+        made it); those that say how this host uses it (preempt) are taken as asked."""
+        spec = backend.options.options
+        identity = [key for key in asked if spec[key].identity]
+        if any(existing.options.get(key) != canonical[key] for key in identity):
+            old = {key: existing.options[key] for key in identity if key in existing.options}
+            new = {key: canonical[key] for key in identity}
+            raise Conflict(_difference(existing.name, old, new, backend))
+        behaviour = {
+            key: canonical[key]
+            for key in asked
+            if not spec[key].identity and existing.options.get(key) != canonical[key]
+        }
+        if behaviour:
+            existing.options.update(behaviour)
+            self.registry.save(existing)
 
     async def _undo_create(self, driver: Driver, volume: Volume) -> None:
         try:

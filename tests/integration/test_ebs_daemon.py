@@ -50,6 +50,11 @@ def wait_listed(daemon: OrlopDaemon, driver: str, name: str, timeout: float = 15
     raise AssertionError(f"{name} not listed by {driver} within {timeout}s")
 
 
+def attachments_of(moto: MotoServer, volume_id: str) -> list[str]:
+    volume = moto.client().describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+    return [a["InstanceId"] for a in volume["Attachments"] if a["State"] != "detached"]
+
+
 def test_two_daemons_share_a_volume_by_name(
     ec2_host: Host,
     moto: MotoServer,
@@ -82,12 +87,21 @@ def test_two_daemons_share_a_volume_by_name(
     mountpoint_b = b.ok("Mount", Name="ebs-vol", ID="c-b")["Mountpoint"]
     assert Path(mountpoint_b, "hello").read_text() == "from host A"
     attached = b.ok("Get", Name="ebs-vol")["Volume"]["Status"]["backend_status"]["attachment"]
-    assert attached["instance_id"] == host_b.instance_id
+    assert attached["instance"] == host_b.instance_id
 
     # While B holds it, A is refused with the holder's name (no preempt configured).
     refused = a.call("Mount", Name="ebs-vol", ID="c-a2")
     assert f"attached to instance {host_b.instance_id}" in refused["Err"]
-    b.ok("Unmount", Name="ebs-vol", ID="c-b")
+    # The README's way to take it over from A: create it there with preempt=true (how A
+    # mounts it, not what it is: no conflict with the discovered volume), then mount.
+    a.ok("Create", Name="ebs-vol", Opts={"preempt": "true"})
+    taken = a.ok("Mount", Name="ebs-vol", ID="c-a3")["Mountpoint"]
+    assert Path(taken, "hello").read_text() == "from host A"
+    assert attachments_of(moto, facts["volume_id"]) == [host_a.instance_id]
+    a.ok("Unmount", Name="ebs-vol", ID="c-a3")
+    b.ok("Unmount", Name="ebs-vol", ID="c-b")  # B's disk was taken: its unmount still ends
+    differs = a.call("Create", Name="ebs-vol", Opts={"size": "2G"})
+    assert "already exists with different options (size:" in differs["Err"]
 
     # Snapshots through the CLI, seen from both hosts.
     made = daemon_a.cli("snapshot", "create", "ebs-vol", "nightly").stdout.split()

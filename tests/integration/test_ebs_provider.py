@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from orlop.backends.base import VolumeRef
-from orlop.backends.block.ebs import EbsProvider
-from orlop.backends.block.ec2 import Ec2Error
+from orlop.backends.block.cloud.api import CloudError
+from orlop.backends.block.cloud.layer import CloudDisks
 from orlop.core.model import BackendError, Conflict, InvalidOption, NotFound
-from tests.support.ec2 import MotoServer, SimulatedHost, ThrottlingProxy, namespace_volumes
+from tests.support.ec2 import Ec2Proxy, MotoServer, SimulatedHost, namespace_volumes
 from tests.support.race import race
 
 pytest_plugins = ["tests.support.ec2_fixtures"]
@@ -26,7 +26,7 @@ pytest_plugins = ["tests.support.ec2_fixtures"]
 Host = Callable[..., SimulatedHost]
 
 
-def make(provider: EbsProvider, name: str, **options: str) -> VolumeRef:
+def make(provider: CloudDisks, name: str, **options: str) -> VolumeRef:
     canonical = provider.options.validate(options)
     provider.validate(name, canonical)
     ref = VolumeRef(name, canonical)
@@ -63,15 +63,15 @@ def test_attach_write_detach_reattach_on_another_host(
     first, second = ec2_host(style=style), ec2_host(style=style)
     provider_a, provider_b = first.provider(), second.provider()
     volume = make(provider_a, "data", size="1G")
-    volume_id = volume.record["volume_id"]
-    assert volume.record["size_gib"] == 1 and volume.record["type"] == "gp3"
+    volume_id = volume.record["disk_id"]
+    assert volume.record["size"] == 1024**3 and volume.record["type"] == "gp3"
 
     device = provider_a.attach_device(volume)
     assert stat.S_ISBLK(os.stat(device).st_mode) and device.startswith("/dev/loop")
     assert provider_a.device_path(volume) == device
     assert [a["InstanceId"] for a in attachments(moto, volume_id)] == [first.instance_id]
     facts = provider_a.describe(volume)
-    assert facts["volume_id"] == volume_id and facts["attachment"]["instance_id"]
+    assert facts["volume_id"] == volume_id and facts["attachment"]["instance"]
     payload = os.urandom(4096)
     write_at(device, 1024**2, payload)
     provider_a.attach_device(volume)  # attached already: the same device, no second attach
@@ -85,7 +85,7 @@ def test_attach_write_detach_reattach_on_another_host(
 
     # Host B knows the volume by name only: Create adopts it.
     adopted = make(provider_b, "data")
-    assert adopted.record["volume_id"] == volume_id and adopted.record["adopted"]
+    assert adopted.record["disk_id"] == volume_id and adopted.record["adopted"]
     device_b = provider_b.attach_device(adopted)
     assert read_at(device_b, 1024**2, 4096) == payload
     provider_b.detach_device(adopted)
@@ -101,13 +101,13 @@ def test_preemption_refused_then_forced(ec2_host: Host, moto: MotoServer) -> Non
     volume_b = make(second.provider(), "db")
     with pytest.raises(Conflict, match=f"attached to instance {first.instance_id}.*preempt=true"):
         second.provider().attach_device(volume_b)
-    assert [a["InstanceId"] for a in attachments(moto, volume.record["volume_id"])] == [
+    assert [a["InstanceId"] for a in attachments(moto, volume.record["disk_id"])] == [
         first.instance_id
     ]
     forced = VolumeRef("db", {**volume_b.options, "preempt": "true"}, volume_b.record)
     device = second.provider().attach_device(forced)
     assert stat.S_ISBLK(os.stat(device).st_mode)
-    assert [a["InstanceId"] for a in attachments(moto, volume.record["volume_id"])] == [
+    assert [a["InstanceId"] for a in attachments(moto, volume.record["disk_id"])] == [
         second.instance_id
     ]
     with pytest.raises(Conflict, match=f"attached to instance {second.instance_id}"):
@@ -128,7 +128,7 @@ def test_two_hosts_racing_exactly_one_wins(ec2_host: Host, moto: MotoServer) -> 
     assert len(winners) == 1 and len(losers) == 1, results
     winner = hosts[winners[0]].instance_id
     assert winner in str(results[losers[0]])
-    assert [a["InstanceId"] for a in attachments(moto, volume.record["volume_id"])] == [winner]
+    assert [a["InstanceId"] for a in attachments(moto, volume.record["disk_id"])] == [winner]
     providers[winners[0]].detach_device(refs[winners[0]])
 
 
@@ -138,7 +138,7 @@ def test_device_that_never_appears_fails_and_detaches(ec2_host: Host, moto: Moto
     volume = make(provider, "ghost", size="1G")
     with pytest.raises(BackendError, match=r"no block device appeared within 1.5s.*detached"):
         provider.attach_device(volume)
-    assert attachments(moto, volume.record["volume_id"]) == []
+    assert attachments(moto, volume.record["disk_id"]) == []
     provider.remove(volume)
 
 
@@ -146,17 +146,17 @@ def test_zone_mismatch_refused_before_attach(ec2_host: Host, moto: MotoServer) -
     host = ec2_host()
     provider = host.provider()
     volume = make(provider, "faraway", size="1G", availability_zone="us-east-1b")
-    assert volume.record["availability_zone"] == "us-east-1b"
+    assert volume.record["zone"] == "us-east-1b"
     with pytest.raises(Conflict, match="is in us-east-1b and this instance"):
         provider.attach_device(volume)
-    assert attachments(moto, volume.record["volume_id"]) == []
+    assert attachments(moto, volume.record["disk_id"]) == []
     provider.remove(volume)
 
 
 def test_adopt_with_conflicting_options_refused(ec2_host: Host) -> None:
     first, second = ec2_host(), ec2_host()
     made = make(first.provider(), "sized", size="2G")
-    with pytest.raises(Conflict, match=f"already exists in EC2 as {made.record['volume_id']}"):
+    with pytest.raises(Conflict, match=f"already exists as EBS volume {made.record['disk_id']}"):
         make(second.provider(), "sized", size="3G")
     first.provider().remove(made)
 
@@ -169,17 +169,17 @@ def test_remove_deletes_and_keep_on_remove_untags(ec2_host: Host, moto: MotoServ
     provider.remove(gone)  # attached here: detached, then deleted
     assert (
         moto.client().describe_volumes(
-            Filters=[{"Name": "volume-id", "Values": [gone.record["volume_id"]]}]
+            Filters=[{"Name": "volume-id", "Values": [gone.record["disk_id"]]}]
         )["Volumes"]
         == []
     )
     kept = make(provider, "kept", size="1G", keep_on_remove="true")
     provider.remove(kept)
-    left = moto.client().describe_volumes(VolumeIds=[kept.record["volume_id"]])["Volumes"][0]
+    left = moto.client().describe_volumes(VolumeIds=[kept.record["disk_id"]])["Volumes"][0]
     assert not any(t["Key"].startswith("orlop:") for t in left.get("Tags", []))
-    assert provider._find_by_name("kept") == []
+    assert provider.find("kept") == []
     provider.remove(kept)  # already untagged: nothing left to do, not an error
-    moto.client().delete_volume(VolumeId=kept.record["volume_id"])
+    moto.client().delete_volume(VolumeId=kept.record["disk_id"])
 
 
 def test_remove_refused_while_attached_elsewhere(ec2_host: Host) -> None:
@@ -208,29 +208,30 @@ def test_bad_input_creates_nothing(ec2_host: Host, moto: MotoServer, namespace: 
 def test_snapshots_and_create_from_snapshot(ec2_host: Host, moto: MotoServer) -> None:
     # moto keeps no data in snapshots: this checks the API flow (tags, names, sizes, IDs),
     # not that the bytes come back, which is EBS's job.
-    provider = ec2_host().provider()
+    backend = ec2_host().backend()
+    provider = backend.provider
     volume = make(provider, "src", size="2G")
-    snapshot = provider.create_snapshot(volume, "nightly")
+    snapshot = backend.create_snapshot(volume, "nightly")
     assert snapshot["id"].startswith("snap-") and snapshot["volume"] == "src"
     with pytest.raises(Conflict, match="already exists"):
-        provider.create_snapshot(volume, "nightly")
+        backend.create_snapshot(volume, "nightly")
     other = make(provider, "other", size="1G")
-    provider.create_snapshot(other, "other-snap")
-    assert [s["name"] for s in provider.list_snapshots("src")] == ["nightly"]
-    assert {s["name"] for s in provider.list_snapshots(None)} == {"nightly", "other-snap"}
+    backend.create_snapshot(other, "other-snap")
+    assert [s["name"] for s in backend.list_snapshots("src")] == ["nightly"]
+    assert {s["name"] for s in backend.list_snapshots(None)} == {"nightly", "other-snap"}
 
     by_name = make(provider, "restored", from_snapshot="nightly")
-    assert by_name.record["snapshot_id"] == snapshot["id"] and by_name.record["size_gib"] == 2
+    assert by_name.record["snapshot_id"] == snapshot["id"] and by_name.record["size"] == 2 * 1024**3
     by_id = make(provider, "restored2", from_snapshot=snapshot["id"], size="3G")
-    assert by_id.record["size_gib"] == 3
+    assert by_id.record["size"] == 3 * 1024**3
     with pytest.raises(InvalidOption, match="smaller than snapshot"):
         make(provider, "too-small", from_snapshot=snapshot["id"], size="1G")
 
-    assert provider.delete_snapshot("nightly")["id"] == snapshot["id"]
+    assert backend.delete_snapshot("nightly")["id"] == snapshot["id"]
     with pytest.raises(NotFound):
-        provider.delete_snapshot("nightly")
-    provider.delete_snapshot("other-snap")
-    assert provider.list_snapshots(None) == []
+        backend.delete_snapshot("nightly")
+    backend.delete_snapshot("other-snap")
+    assert backend.list_snapshots(None) == []
     for ref in (volume, other, by_name, by_id):
         provider.remove(ref)
 
@@ -240,7 +241,7 @@ def test_grow_shows_on_the_device(ec2_host: Host) -> None:
     volume = make(provider, "grow", size="1G")
     device = provider.attach_device(volume)
     record = provider.grow(volume, 2 * 1024**3)
-    assert record["size_gib"] == 2
+    assert record["size"] == 2 * 1024**3
     with open(f"/sys/class/block/{os.path.basename(device)}/size") as size:
         assert int(size.read()) * 512 == 2 * 1024**3
     with pytest.raises(InvalidOption, match="cannot shrink"):
@@ -250,7 +251,7 @@ def test_grow_shows_on_the_device(ec2_host: Host) -> None:
 
 
 def test_throttling_is_retried_with_backoff(ec2_host: Host, moto: MotoServer) -> None:
-    proxy = ThrottlingProxy(moto.url)  # answers RequestLimitExceeded as EC2 does (HTTP 503)
+    proxy = Ec2Proxy(moto.url)  # answers RequestLimitExceeded as EC2 does (HTTP 503)
     try:
         provider = ec2_host(endpoint_url=proxy.url).provider()
         proxy.throttle.update({"DescribeVolumes": 2, "CreateVolume": 3, "AttachVolume": 2})
@@ -262,7 +263,10 @@ def test_throttling_is_retried_with_backoff(ec2_host: Host, moto: MotoServer) ->
         provider.detach_device(volume)
 
         proxy.throttle["DeleteVolume"] = 1000
-        with pytest.raises(Ec2Error, match=r"DeleteVolume still throttled .* after 10 attempts"):
+        with pytest.raises(
+            CloudError,
+            match=r"DeleteVolume failed \(RequestLimitExceeded\).*still throttled after 10",
+        ):
             provider.remove(volume)
         assert proxy.refused["DeleteVolume"] == 10  # api_max_attempts, then a clear error
         proxy.throttle.clear()
@@ -275,7 +279,7 @@ def test_throttling_is_retried_with_backoff(ec2_host: Host, moto: MotoServer) ->
 def test_server_error_on_attach_is_a_failure_not_a_retry(ec2_host: Host, moto: MotoServer) -> None:
     # A 500 from AttachVolume is never repeated blindly (moto's 500s may still have moved the
     # attachment): Orlop reports it and makes sure it holds no attachment afterwards.
-    proxy = ThrottlingProxy(moto.url)
+    proxy = Ec2Proxy(moto.url)
     try:
         provider = ec2_host(endpoint_url=proxy.url).provider()
         volume = make(provider, "flaky", size="1G")
@@ -283,7 +287,7 @@ def test_server_error_on_attach_is_a_failure_not_a_retry(ec2_host: Host, moto: M
         with pytest.raises(BackendError, match=r"attaching flaky .*InternalError"):
             provider.attach_device(volume)
         assert proxy.refused["AttachVolume"] == 1 and proxy.forwarded["AttachVolume"] == 0
-        assert attachments(moto, volume.record["volume_id"]) == []
+        assert attachments(moto, volume.record["disk_id"]) == []
         provider.remove(volume)
     finally:
         proxy.stop()
@@ -292,12 +296,16 @@ def test_server_error_on_attach_is_a_failure_not_a_retry(ec2_host: Host, moto: M
 def test_provisioned_iops_and_encryption_reach_ec2(ec2_host: Host, moto: MotoServer) -> None:
     provider = ec2_host().provider()
     io2 = make(provider, "fast", type="io2", size="4G", iops="2000")
-    assert (io2.record["type"], io2.record["iops"], io2.record["size_gib"]) == ("io2", 2000, 4)
+    assert (io2.record["type"], io2.record["iops"], io2.record["size"]) == (
+        "io2",
+        2000,
+        4 * 1024**3,
+    )
     sealed = make(provider, "sealed", size="1G", encrypted="true")
     assert sealed.record["encrypted"] is True
     facts = provider.describe(sealed)
     assert facts["encrypted"] is True and facts["attachment"] is None
-    found = moto.client().describe_volumes(VolumeIds=[io2.record["volume_id"]])["Volumes"][0]
+    found = moto.client().describe_volumes(VolumeIds=[io2.record["disk_id"]])["Volumes"][0]
     assert found["Iops"] == 2000 and found["VolumeType"] == "io2"
     for ref in (io2, sealed):
         provider.remove(ref)
@@ -308,11 +316,11 @@ def test_orlop_judges_attachment_state_not_api_answers(ec2_host: Host, moto: Mot
     # answers VolumeInUse for a double attach and succeeds on a forced detach). The proxy
     # reproduces "took effect, answered 500"; Orlop must decide from DescribeVolumes alone.
     first = ec2_host()
-    proxy = ThrottlingProxy(moto.url)
+    proxy = Ec2Proxy(moto.url)
     try:
         second = ec2_host(endpoint_url=proxy.url)
         volume = make(first.provider(), "judged", size="1G")
-        volume_id = volume.record["volume_id"]
+        volume_id = volume.record["disk_id"]
         first.provider().attach_device(volume)
 
         # Refused from state alone: AttachVolume is never sent for a volume held elsewhere.

@@ -42,5 +42,5 @@ class TestLoopFileXfsConformance(_LoopFileConformance):
 
 class TestLoopFileBtrfsConformance(_LoopFileConformance):
     create_options = {"size": "192M", "fs": "btrfs", "mount_options": "noatime"}
-    other_options = {"size": "192M", "fs": "btrfs"}
+    other_options = {"size": "256M", "fs": "btrfs"}
     size_limit = 192 * 1024 * 1024

@@ -3,12 +3,13 @@
 There is no AWS here. moto answers the EC2 API; everything on the host stays real: when
 moto reports a volume attached to a simulated instance, `SimulatedNode` presents a real loop
 device where a real instance would show it — a Xen name (/dev/xvdf) or a Nitro NVMe by-id
-link carrying the volume ID — and removes it on detach. The loop devices belong to a
-`LoopPool`, one sparse image per EBS volume ID, kept across attachments (and hosts), so the
-data written on one attachment is there on the next, as on EBS.
+link carrying the volume ID — and removes it on detach, through the device presenter every
+cloud's tests share (tests/support/cloud/presenter.py).
 
-`ThrottlingProxy` is a faithful HTTP front for moto that answers chosen EC2 actions with
-`RequestLimitExceeded` (HTTP 503, EC2's XML error body) a given number of times.
+`Ec2Proxy` is a faithful HTTP front for moto. It does what EC2 does and moto does not: an
+AttachVolume of a volume that is attached to an instance is refused with `VolumeInUse`
+(HTTP 400, EC2's XML error body), atomically. And it answers chosen EC2 actions with
+`RequestLimitExceeded` (HTTP 503) or `InternalError` (HTTP 500) a given number of times.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,14 +26,17 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orlop.backends.base import BackendContext
-from orlop.backends.block.ebs import EbsBackend, EbsProvider
-from orlop.backends.block.ebs_devices import nvme_link
-from orlop.host.run import run
+from orlop.backends.block.cloud.ebs import EbsBackend
+from orlop.backends.block.cloud.ebs.devices import nvme_link
+from orlop.backends.block.cloud.layer import CloudDisks
+from tests.support.cloud.presenter import DevicePresenter, PollingPresenter, Presented
+from tests.support.cloud.testbed import CloudHost
 
 REGION = "us-east-1"
 ZONE = "us-east-1a"
@@ -114,110 +117,61 @@ class MotoServer:
             os.unlink(self.log_path)
 
 
-class LoopPool:
-    """One sparse image and loop device per EBS volume ID, for the whole test."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="orlop-ebs-images-"))
-        self.devices: dict[str, str] = {}
-        self.sizes: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def device_for(self, volume_id: str, size_gib: int) -> str:
-        with self.lock:
-            if volume_id not in self.devices:
-                image = self.root / f"{volume_id}.img"
-                with open(image, "wb") as file:
-                    file.truncate(size_gib * 1024**3)
-                device = run(["losetup", "--find", "--show", str(image)]).stdout.strip()
-                self.devices[volume_id] = device
-                self.sizes[volume_id] = size_gib
-            elif size_gib > self.sizes[volume_id]:  # ModifyVolume grew it: so does the disk
-                with open(self.root / f"{volume_id}.img", "r+b") as file:
-                    file.truncate(size_gib * 1024**3)
-                run(["losetup", "--set-capacity", self.devices[volume_id]])
-                self.sizes[volume_id] = size_gib
-            return self.devices[volume_id]
-
-    def destroy(self) -> None:
-        for device in self.devices.values():
-            with contextlib.suppress(Exception):
-                run(["losetup", "-d", device])
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-class SimulatedNode(threading.Thread):
+class SimulatedNode:
     """The node side of one instance: devices appear for attached volumes, go on detach.
 
     `style` is "xen" (a /dev/xvdX link under `device_root`) or "nvme" (a by-id link whose
     name carries the volume ID). With `present=False` nothing ever appears: a broken host.
+    The devices are the shared `DevicePresenter`'s, kept in step with moto by polling.
     """
 
     def __init__(
         self,
         client: Any,
         instance_id: str,
-        pool: LoopPool,
+        presenter: DevicePresenter,
         root: Path,
         style: str = "nvme",
         present: bool = True,
     ) -> None:
-        super().__init__(daemon=True, name=f"node-{instance_id}")
         self.client = client
         self.instance_id = instance_id
-        self.pool = pool
         self.device_root = root / "dev"
         self.by_id_dir = root / "by-id"
         self.device_root.mkdir(parents=True, exist_ok=True)
         self.by_id_dir.mkdir(parents=True, exist_ok=True)
         self.style = style
-        self.present = present
-        self.shown: dict[str, Path] = {}  # volume ID → link
-        self.appeared: Counter[str] = Counter()
-        self.stopping = threading.Event()
+        self.appeared: Counter[str] = Counter()  # volume ID → times it appeared here
+        self.poller = PollingPresenter(presenter, self.attached, present=present)
 
     def settings(self) -> dict[str, str]:
         return {"device_root": str(self.device_root), "by_id_dir": str(self.by_id_dir)}
 
-    def run(self) -> None:
-        while not self.stopping.wait(0.05):
-            with contextlib.suppress(Exception):
-                self.sync()
-
-    def sync(self) -> None:
-        volumes = self.client.describe_volumes()["Volumes"]
-        attached: dict[str, tuple[str, int]] = {}
-        for volume in volumes:
+    def attached(self) -> list[Presented]:
+        shown = []
+        for volume in self.client.describe_volumes()["Volumes"]:
             for attachment in volume.get("Attachments", []):
                 if (
                     attachment["InstanceId"] == self.instance_id
                     and attachment["State"] == "attached"
                     and attachment["Device"].startswith("/dev/xvd")
                 ):
-                    attached[volume["VolumeId"]] = (attachment["Device"], volume["Size"])
-        for volume_id in list(self.shown):
-            if volume_id not in attached:
-                self.shown.pop(volume_id).unlink(missing_ok=True)
-        if not self.present:
-            return
-        for volume_id, (device_name, size) in attached.items():
-            device = self.pool.device_for(volume_id, size)
-            if volume_id in self.shown:
-                continue
-            if self.style == "xen":
-                link = self.device_root / os.path.basename(device_name)
-            else:
-                link = Path(nvme_link(str(self.by_id_dir), volume_id))
-            link.unlink(missing_ok=True)
-            link.symlink_to(device)
-            self.shown[volume_id] = link
-            self.appeared[volume_id] += 1
+                    if self.style == "xen":
+                        link = str(self.device_root / os.path.basename(attachment["Device"]))
+                    else:
+                        link = nvme_link(str(self.by_id_dir), volume["VolumeId"])
+                    size = int(volume["Size"]) * 1024**3
+                    shown.append(Presented(volume["VolumeId"], size, (link,)))
+        for disk in shown:
+            if disk.key not in self.poller.mine:
+                self.appeared[disk.key] += 1
+        return shown
+
+    def start(self) -> None:
+        self.poller.start()
 
     def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=5)
-        for link in self.shown.values():
-            link.unlink(missing_ok=True)
+        self.poller.stop()
 
 
 def run_instance(client: Any, zone: str = ZONE) -> str:
@@ -233,7 +187,7 @@ def namespace_volumes(client: Any, namespace: str) -> list[dict[str, Any]]:
     return list(client.describe_volumes(Filters=filters)["Volumes"])
 
 
-class ThrottlingProxy(http.server.ThreadingHTTPServer):
+class Ec2Proxy(http.server.ThreadingHTTPServer):
     """Forwards to moto, but answers `throttle[action]` requests with RequestLimitExceeded
     (HTTP 503) and `fail[action]` ones with InternalError (HTTP 500) without forwarding them;
     `fail_after[action]` ones are forwarded and still answered 500."""
@@ -249,10 +203,25 @@ class ThrottlingProxy(http.server.ThreadingHTTPServer):
         self.fail_after: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
+        self.attach_lock = threading.Lock()  # EC2 decides one AttachVolume at a time
+        self._client: Any = None
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
+
+    def upstream_client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client(
+                "ec2",
+                region_name=REGION,
+                endpoint_url=self.upstream,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return self._client
 
     def stop(self) -> None:
         self.shutdown()
@@ -271,8 +240,16 @@ INTERNAL_ERROR_BODY = THROTTLED_BODY.replace(b"RequestLimitExceeded", b"Internal
 )
 
 
+def in_use_body(volume_id: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+        f"<Code>VolumeInUse</Code><Message>{volume_id} is already attached to an instance"
+        "</Message></Error></Errors><RequestID>orlop-test-in-use</RequestID></Response>"
+    ).encode()
+
+
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):
-    server: ThrottlingProxy
+    server: Ec2Proxy
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -289,6 +266,30 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
                 self.server.refused[action] += 1
                 self._answer(status, answer, "text/xml")
                 return
+        if action == "AttachVolume":
+            with self.server.attach_lock:
+                volume_id = urllib.parse.parse_qs(body.decode()).get("VolumeId", [""])[0]
+                if self._attached(volume_id):
+                    self.server.refused[action] += 1
+                    self._answer(400, in_use_body(volume_id), "text/xml")
+                    return
+                self._forward(action, body)
+            return
+        self._forward(action, body)
+
+    def _attached(self, volume_id: str) -> bool:
+        client = self.server.upstream_client()
+        try:
+            volumes = client.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+        except Exception:
+            return False  # let moto answer for an unknown volume
+        return any(
+            a.get("State") in ("attaching", "attached", "busy")
+            for v in volumes
+            for a in v.get("Attachments", [])
+        )
+
+    def _forward(self, action: str, body: bytes) -> None:
         self.server.forwarded[action] += 1
         lie = self.server.fail_after[action] > 0
         if lie:
@@ -323,13 +324,11 @@ class SimulatedHost:
     node: SimulatedNode
     settings: dict[str, Any]
     state_dir: Path
-    providers: list[EbsProvider] = field(default_factory=list)
+    providers: list[CloudDisks] = field(default_factory=list)
 
-    def provider(self, **overrides: Any) -> EbsProvider:
-        context = BackendContext(
-            "ebs-" + self.instance_id, str(self.state_dir), settings={**self.settings, **overrides}
-        )
-        provider = EbsProvider(context)
+    def provider(self, **overrides: Any) -> CloudDisks:
+        """The cloud-disk layer over EBS: the block layer's device provider."""
+        provider = self.backend(**overrides).provider
         self.providers.append(provider)
         return provider
 
@@ -343,3 +342,69 @@ class SimulatedHost:
     def driver_config(self, **options: str) -> dict[str, Any]:
         """This host's driver entry for an orlop.yaml."""
         return {"backend": "ebs", "options": options, "settings": self.settings}
+
+
+class EbsTestbed:
+    """EC2 (moto behind the refusing proxy) as a CloudTestbed for the conformance suite."""
+
+    kind = "ebs"
+    create_options = {"size": "1G"}
+    grow_to = 2 * 1024**3
+
+    def __init__(self, make_host: Callable[..., SimulatedHost], moto: MotoServer) -> None:
+        self.make_host = make_host
+        self.moto = moto
+
+    def host(self) -> CloudHost:
+        made = self.make_host()
+        return CloudHost(made.instance_id, "ebs", made.settings, made.state_dir)
+
+    def cloud_disks(self, namespace: str) -> list[dict[str, Any]]:
+        found = []
+        for volume in namespace_volumes(self.moto.client(), namespace):
+            tags = {t["Key"]: t["Value"] for t in volume.get("Tags", [])}
+            attached = [
+                a["InstanceId"] for a in volume.get("Attachments", []) if a["State"] != "detached"
+            ]
+            found.append(
+                {
+                    "id": volume["VolumeId"],
+                    "volume": tags.get("orlop:volume"),
+                    "attached_to": attached,
+                }
+            )
+        return found
+
+    def delete_behind_orlop(self, disk_id: str) -> None:
+        self.moto.client().delete_volume(VolumeId=disk_id)
+
+
+def open_ebs_testbed(stack: contextlib.ExitStack, work: Path) -> EbsTestbed:
+    """An EbsTestbed outside pytest (for bench/bench_cloud.py); `stack` stops it all."""
+    unset_ca_bundles()
+    moto = MotoServer().start()
+    stack.callback(moto.stop)
+    proxy = Ec2Proxy(moto.url)
+    stack.callback(proxy.stop)
+    presenter = DevicePresenter()
+    stack.callback(presenter.destroy)
+    namespace = f"bench-{os.getpid()}-{time.monotonic_ns()}"
+
+    def make_host() -> SimulatedHost:
+        client = moto.client()
+        instance_id = run_instance(client)
+        node = SimulatedNode(client, instance_id, presenter, work / instance_id)
+        node.start()
+        stack.callback(node.stop)
+        settings: dict[str, Any] = {
+            **CREDENTIALS,
+            "region": REGION,
+            "endpoint_url": proxy.url,
+            "instance_id": instance_id,
+            "availability_zone": ZONE,
+            "namespace": namespace,
+            **node.settings(),
+        }
+        return SimulatedHost(instance_id, node, settings, work / instance_id / "state")
+
+    return EbsTestbed(make_host, moto)

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 
 from orlop.host.mounts import mounts_under, unmount
+from tests.support.cloud.presenter import DevicePresenter
 from tests.support.ec2 import (
     CREDENTIALS,
     REGION,
     ZONE,
-    LoopPool,
+    EbsTestbed,
+    Ec2Proxy,
     MotoServer,
     SimulatedHost,
     SimulatedNode,
@@ -40,13 +42,23 @@ def moto() -> Iterator[MotoServer]:
         os.environ.update(saved)
 
 
-@pytest.fixture
-def loop_pool() -> Iterator[LoopPool]:
-    pool = LoopPool()
+@pytest.fixture(scope="session")
+def ec2_api(moto: MotoServer) -> Iterator[Ec2Proxy]:
+    """EC2 as Orlop meets it: moto behind a proxy that refuses a second attachment."""
+    proxy = Ec2Proxy(moto.url)
     try:
-        yield pool
+        yield proxy
     finally:
-        pool.destroy()
+        proxy.stop()
+
+
+@pytest.fixture
+def presenter() -> Iterator[DevicePresenter]:
+    shared = DevicePresenter()
+    try:
+        yield shared
+    finally:
+        shared.destroy()
 
 
 @pytest.fixture
@@ -56,7 +68,7 @@ def namespace() -> str:
 
 @pytest.fixture
 def ec2_host(
-    moto: MotoServer, loop_pool: LoopPool, namespace: str, tmp_path: Path
+    moto: MotoServer, ec2_api: Ec2Proxy, presenter: DevicePresenter, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[..., SimulatedHost]]:
     """Make simulated hosts: `ec2_host(style="xen", present=True, endpoint_url=…)`."""
     hosts: list[SimulatedHost] = []
@@ -67,12 +79,12 @@ def ec2_host(
         client = moto.client()
         instance_id = run_instance(client)
         root = tmp_path / instance_id
-        node = SimulatedNode(client, instance_id, loop_pool, root, style, present)
+        node = SimulatedNode(client, instance_id, presenter, root, style, present)
         node.start()
         settings: dict[str, Any] = {
             **CREDENTIALS,
             "region": REGION,
-            "endpoint_url": endpoint_url or moto.url,
+            "endpoint_url": endpoint_url or ec2_api.url,
             "instance_id": instance_id,
             "availability_zone": ZONE,
             "namespace": namespace,
@@ -110,3 +122,8 @@ def ec2_host(
         for host in hosts:
             with contextlib.suppress(Exception):
                 client.terminate_instances(InstanceIds=[host.instance_id])
+
+
+@pytest.fixture
+def ebs_testbed(ec2_host: Callable[..., SimulatedHost], moto: MotoServer) -> EbsTestbed:
+    return EbsTestbed(ec2_host, moto)

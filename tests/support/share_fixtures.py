@@ -37,13 +37,22 @@ class AzureAccount:
         }
 
 
+# smbnetfs finds SMB servers on port 445 only, so the whole session shares one samba, even
+# when several test modules import this fixture (each import is its own fixture to pytest).
+_samba: list[Samba] = []
+
+
 @pytest.fixture(scope="session")
 def samba() -> Iterator[Samba]:
-    server = Samba()
+    if not _samba:
+        _samba.append(Samba().start())
+    _samba.append(_samba[0])
     try:
-        yield server.start()
+        yield _samba[0]
     finally:
-        server.destroy()
+        _samba.pop()
+        if len(_samba) == 1:
+            _samba.pop().destroy()
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from orlop.backends.base import BackendContext
-from orlop.backends.block.ebs import EbsProvider
-from orlop.backends.block.ec2 import instance_identity
+from orlop.backends.block.cloud.ebs import EbsProvider
+from orlop.backends.block.cloud.ebs.client import EbsSettings, instance_identity
 from orlop.core.model import BackendError
 from tests.support.ec2 import free_port
 
@@ -73,6 +72,10 @@ def imds() -> Iterator[Any]:
         server.server_close()
 
 
+def provider_with(state: Path, **settings: Any) -> EbsProvider:
+    return EbsProvider(EbsSettings.parse("ebs", settings), str(state))
+
+
 def test_identity_from_imdsv2(imds: Any) -> None:
     assert instance_identity(imds.url, 2) == ("i-0123456789abcdef0", "eu-west-3b")
     assert imds.gets == 2 and len(imds.tokens) == 1
@@ -82,29 +85,24 @@ def test_provider_uses_imds_unless_overridden(
     imds: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    provider = EbsProvider(
-        BackendContext("ebs", str(tmp_path / "a"), settings={"imds_endpoint": imds.url})
-    )
-    assert provider.identity() == ("i-0123456789abcdef0", "eu-west-3b")
+    provider = provider_with(tmp_path / "a", imds_endpoint=imds.url)
+    found = provider.identity()
+    assert (found.instance, found.zone) == ("i-0123456789abcdef0", "eu-west-3b")
     assert provider.ec2.region == "eu-west-3"  # the region follows the zone
-    pinned = EbsProvider(
-        BackendContext(
-            "ebs",
-            str(tmp_path / "b"),
-            settings={
-                "imds_endpoint": imds.url,
-                "instance_id": "i-pinned",
-                "availability_zone": "us-west-2c",
-            },
-        )
+    pinned = provider_with(
+        tmp_path / "b",
+        imds_endpoint=imds.url,
+        instance_id="i-pinned",
+        availability_zone="us-west-2c",
     )
     before = imds.gets
-    assert pinned.identity() == ("i-pinned", "us-west-2c")
+    found = pinned.identity()
+    assert (found.instance, found.zone) == ("i-pinned", "us-west-2c")
     assert imds.gets == before  # both overridden: IMDS is not asked
 
 
 def test_no_imds_is_a_clear_error(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    provider = EbsProvider(BackendContext("ebs", str(tmp_path), settings={"imds_endpoint": url}))
+    provider = provider_with(tmp_path, imds_endpoint=url)
     with pytest.raises(BackendError, match="set instance_id and availability_zone"):
         provider.identity()

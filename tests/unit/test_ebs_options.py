@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from orlop.backends.base import BackendContext
-from orlop.backends.block.ebs import EbsBackend, EbsProvider
-from orlop.backends.block.ebs_devices import find_device, free_device_name, nvme_link
-from orlop.backends.block.ec2 import Ec2Settings
+from orlop.backends.block.cloud.ebs import EbsBackend, EbsProvider
+from orlop.backends.block.cloud.ebs.client import EbsSettings
+from orlop.backends.block.cloud.ebs.devices import find_device, free_device_name, nvme_link
 from orlop.core.model import ConfigError, InvalidOption
 
 GIB = 1024**3
@@ -17,7 +17,7 @@ GIB = 1024**3
 
 def check(**options: str) -> None:
     backend_options = EbsBackend.options.validate(options)
-    EbsProvider.validate(None, "v", backend_options)  # type: ignore[arg-type]
+    EbsProvider.validate(None, backend_options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -74,13 +74,16 @@ def test_sizes_round_up_to_whole_gib() -> None:
 
 
 def test_settings_are_checked() -> None:
-    with pytest.raises(ConfigError, match="unknown EBS setting regoin: allowed settings are"):
-        Ec2Settings.from_mapping({"regoin": "us-east-1"})
+    with pytest.raises(ConfigError, match="unknown ebs setting regoin: allowed settings are"):
+        EbsSettings.parse("ebs", {"regoin": "us-east-1"})
     with pytest.raises(ConfigError, match="access_key_id and secret_access_key go together"):
-        Ec2Settings.from_mapping({"access_key_id": "AKIA"})
-    with pytest.raises(ConfigError, match="attach_timeout must be a float"):
-        Ec2Settings.from_mapping({"attach_timeout": "soon"})
-    assert Ec2Settings.from_mapping({"attach_timeout": "3"}).attach_timeout == 3.0
+        EbsSettings.parse("ebs", {"access_key_id": "AKIA"})
+    with pytest.raises(ConfigError, match="attach_timeout: Input should be a valid number"):
+        EbsSettings.parse("ebs", {"attach_timeout": "soon"})
+    assert EbsSettings.parse("ebs", {"attach_timeout": "3"}).attach_timeout == 3.0
+    # A misspelt setting stops the daemon: the backend refuses to be built with it.
+    with pytest.raises(ConfigError, match="unknown ebs setting instance: allowed"):
+        EbsBackend(BackendContext("ebs", "/nonexistent", settings={"instance": "i-1"}))
 
 
 def test_secrets_stay_out_of_status(tmp_path: Path) -> None:

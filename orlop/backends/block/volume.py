@@ -30,16 +30,13 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
 from typing import Any, ClassVar
-
-from pydantic import ConfigDict
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
 from orlop.backends.block import filesystem
 from orlop.backends.block.journal import Journal
 from orlop.backends.block.provider import DeviceProvider
-from orlop.backends.settings import BackendSettings, S
+from orlop.backends.settings import BackendSettings
 from orlop.core.failpoints import failpoint
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import OptionSet, format_size
@@ -52,17 +49,6 @@ class BlockSettings(BackendSettings):
 
     # Let volumes ask for dev/suid mounts: a host admin's decision, never a volume's.
     allow_suid_dev: bool = False
-
-
-class _CheckedByProvider(BackendSettings):
-    """For a provider that still checks its settings itself (EBS, until it moves onto the
-    cloud layer with a `settings_model`): every key is passed on to it."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    @classmethod
-    def parse(cls: type[S], kind: str, values: Mapping[str, Any]) -> S:
-        return cls.model_validate(dict(values))
 
 
 class BlockBackend:
@@ -79,9 +65,7 @@ class BlockBackend:
             return
         cls.kind = provider.kind
         cls.options = OptionSet([*provider.options.options.values(), *filesystem.OPTIONS])
-        # A provider without `settings_model` (EBS, until its move to the cloud layer)
-        # checks its settings itself.
-        cls.settings_model = getattr(provider, "settings_model", _CheckedByProvider)
+        cls.settings_model = provider.settings_model
         base = getattr(provider, "capabilities", Capabilities())
         cls.capabilities = dataclasses.replace(base, resize=True, quota=True)
 

@@ -144,6 +144,8 @@ class PollingPresenter(threading.Thread):
             if key not in self.mine:
                 self.presenter.show(key, disk.size, disk.links)
                 self.mine.add(key)
+            else:  # the cloud may have grown it: so does the device
+                self.presenter.device_for(key, disk.size)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -176,7 +176,8 @@ class CloudProvider(Protocol):
     # VolumeInUse, GCE's READ_WRITE rule): the layer then needs no race guard of its own.
     refuses_second_attach: ClassVar[bool]
 
-    def __init__(self, settings: CloudSettings, state_dir: str) -> None: ...
+    # `settings`: an instance of `settings_model`, validated; `state_dir`: the provider's own.
+    def __init__(self, settings: Any, state_dir: str) -> None: ...
 
     def identity(self) -> Identity:
         """This machine (from the settings, else the cloud's metadata service); cached."""

@@ -1,0 +1,518 @@
+"""CloudDisks: the block layer's DeviceProvider over any CloudProvider — the story every
+cloud disk shares, told once.
+
+    create   find the volume's disk by its labels (another host made it: adopt it) or create
+             one with an idempotency token kept on disk first; wait until it is ready
+    attach   wait out a detach in flight; refuse a disk held by another instance, naming it,
+             unless preempt=true (force-detach it there first); race guard where the cloud
+             lacks one; attach under a name this host picks; wait for the attachment and for
+             the device to appear here (by the provider's by-id paths); detach again if any
+             step after the attach call fails
+    detach   detach from this instance, wait for the cloud and for the device to go
+    grow     resize (grow only), wait for the cloud and the device to show the new size
+    remove   refuse while attached elsewhere; detach from here; delete, or keep the disk and
+             drop Orlop's labels (keep_on_remove)
+
+The cloud — its labels — is the source of truth for which volumes exist; this host keeps
+only what it attached and the token of a create in flight (`state.VolumeFiles`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any, ClassVar
+
+from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
+from orlop.backends.block.cloud import devices
+from orlop.backends.block.cloud.api import (
+    LABEL_CLAIM,
+    LABEL_MANAGED,
+    LABEL_NAMESPACE,
+    LABEL_TOKEN,
+    LABEL_VOLUME,
+    Attachment,
+    CloudError,
+    CloudProvider,
+    CloudSettings,
+    Disk,
+    DiskSpec,
+    ErrorKind,
+    Identity,
+    Snapshot,
+    record_of,
+)
+from orlop.backends.block.cloud.state import VolumeFiles
+from orlop.backends.block.cloud.waiting import call_with_retries, wait_until
+from orlop.core.model import BackendError, Conflict, InvalidOption
+from orlop.core.options import Option, OptionSet, canonical_bool
+
+log = logging.getLogger(__name__)
+
+# Options every cloud volume has. They say how this host mounts it, not what the disk is:
+# `identity=False`, so a second host may ask for preempt=true on a volume it discovered.
+LAYER_OPTIONS = (
+    Option(
+        "preempt",
+        canonical_bool,
+        "on mount, detach the disk from another instance that holds it",
+        identity=False,
+    ),
+    Option(
+        "keep_on_remove",
+        canonical_bool,
+        "on remove, keep the disk and drop Orlop's labels",
+        identity=False,
+    ),
+)
+ORLOP_LABELS = (LABEL_MANAGED, LABEL_NAMESPACE, LABEL_VOLUME, LABEL_TOKEN, LABEL_CLAIM)
+
+
+class CloudDisks:
+    """A DeviceProvider over `cloud_class`; `CloudBackend` makes one subclass per cloud."""
+
+    cloud_class: ClassVar[type[CloudProvider]]
+    kind: ClassVar[str]
+    options: ClassVar[OptionSet]
+    settings_model: ClassVar[type[CloudSettings]]
+    capabilities: Capabilities = Capabilities(scope="global", exclusive_attach=True)
+
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+        self.settings: CloudSettings = self.settings_model.parse(self.kind, context.settings)
+        self.cloud: CloudProvider = self.cloud_class(self.settings, context.path(self.kind))
+        self.files = VolumeFiles(context.path("cloud"))
+        self.word = self.cloud_class.disk_word
+        self._identity: Identity | None = None
+        self._identity_lock = threading.Lock()
+        self._attach_lock = threading.Lock()  # device names are per instance: one pick at a time
+
+    # calls and identity ------------------------------------------------------------------
+    def api(self, what: str, function: Any, *args: Any, repeatable: bool = False) -> Any:
+        """One provider call with the layer's retry rules."""
+        return call_with_retries(self.settings, what, lambda: function(*args), repeatable)
+
+    def identity(self) -> Identity:
+        with self._identity_lock:
+            if self._identity is None:
+                self._identity = self.api("identity", self.cloud.identity, repeatable=True)
+            return self._identity
+
+    def get(self, disk_id: str) -> Disk | None:
+        disk: Disk | None = self.api("get disk", self.cloud.get_disk, disk_id, repeatable=True)
+        return disk
+
+    def find(self, volume: str | None = None) -> list[Disk]:
+        found: list[Disk] = self.api(
+            "find disks", self.cloud.find_disks, self.settings.namespace, volume, repeatable=True
+        )
+        return found
+
+    def must_get(self, volume: VolumeRef) -> Disk:
+        disk_id = self.disk_id(volume)
+        disk = self.get(disk_id)
+        if disk is None:
+            raise BackendError(
+                f"{self.word} {disk_id} of volume {volume.name} no longer exists in the cloud; "
+                "remove the volume from Orlop"
+            )
+        return disk
+
+    def disk_id(self, volume: VolumeRef) -> str:
+        # "volume_id": EBS records written before the cloud-disk layer.
+        disk_id: str | None = volume.record.get("disk_id") or volume.record.get("volume_id")
+        if not disk_id:
+            raise BackendError(f"volume {volume.name} has no {self.word} ID in its record")
+        return disk_id
+
+    # DeviceProvider: validate, create, remove ----------------------------------------------
+    def validate(self, name: str, options: dict[str, str]) -> None:
+        self.cloud.validate(options)
+
+    def create(self, volume: VolumeRef) -> dict[str, Any]:
+        existing = self.find(volume.name)
+        if len(existing) > 1:
+            ids = ", ".join(disk.id for disk in existing)
+            raise Conflict(
+                f"several {self.word}s carry the name {volume.name} in namespace "
+                f"{self.settings.namespace}: {ids}; remove Orlop's labels from all but one"
+            )
+        if existing:
+            self.files.drop_token(volume.name)  # not ours to delete if this create fails
+            return self._adopt(volume, existing[0])
+        snapshot = None
+        if volume.options.get("from_snapshot"):
+            snapshot = self.resolve_snapshot(volume.options["from_snapshot"], ours_only=False)
+        token = self.files.token(volume.name) or uuid.uuid4().hex
+        self.files.keep_token(volume.name, token)  # before the call: see remove()
+        labels = {
+            LABEL_MANAGED: "orlop",
+            LABEL_NAMESPACE: self.settings.namespace,
+            LABEL_VOLUME: volume.name,
+            LABEL_TOKEN: token,
+        }
+        spec = DiskSpec(
+            volume.name, self.settings.namespace, labels, token, dict(volume.options), snapshot
+        )
+        disk: Disk = self.api("create disk", self.cloud.create_disk, spec, self.identity())
+        log.info("created %s %s for %s", self.word, disk.id, volume.name)
+        ready = wait_until(
+            lambda: self._ready(disk.id),
+            self.settings.create_timeout,
+            f"{self.word} {disk.id} to become ready",
+            self.settings.poll_max,
+        )
+        # The token stays until remove: a crash before the service keeps the record leaves a
+        # CREATING row whose cleanup (remove with an empty record) finds the disk by it.
+        return record_of(ready)
+
+    def _ready(self, disk_id: str) -> Disk | None:
+        disk = self.get(disk_id)
+        if disk is not None and disk.state == "error":
+            raise BackendError(f"the cloud could not create {self.word} {disk_id} (state error)")
+        return disk if disk is not None and disk.state == "ready" else None
+
+    def _adopt(self, volume: VolumeRef, disk: Disk) -> dict[str, Any]:
+        actual = self.cloud.options_of(disk)
+        for option, value in actual.items():
+            asked = volume.options.get(option)
+            if asked is not None and asked != value:
+                raise Conflict(
+                    f"volume {volume.name} already exists as {self.word} {disk.id} with "
+                    f"{option}={value} (asked: {asked}); create it with matching options or none"
+                )
+        log.info("adopted %s %s as %s", self.word, disk.id, volume.name)
+        return {**record_of(disk), "adopted": True}
+
+    def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        """Every volume of this namespace in the cloud: (name, options, record)."""
+        volumes = []
+        for disk in self.find():
+            if disk.volume and disk.state != "deleting":
+                options = self.cloud.options_of(disk)
+                volumes.append((disk.volume, options, {**record_of(disk), "adopted": True}))
+        return volumes
+
+    def remove(self, volume: VolumeRef) -> None:
+        disk_id = (
+            volume.record.get("disk_id")
+            or volume.record.get("volume_id")
+            or self._interrupted_create(volume.name)
+        )
+        disk = self.get(disk_id) if disk_id else None
+        if disk is not None:
+            me = self.identity().instance
+            others = disk.others(me)
+            if others:
+                raise Conflict(
+                    f"{self.word} {disk.id} ({volume.name}) is attached to "
+                    f"{self.identity().what} {others[0].instance}: unmount it there first"
+                )
+            self._detach(disk.id)
+            if volume.options.get("keep_on_remove") == "true":
+                labels: dict[str, str | None] = dict.fromkeys(ORLOP_LABELS)
+                self.api("drop labels", self.cloud.set_labels, disk, labels, repeatable=True)
+                log.info("kept %s %s, dropped Orlop's labels", self.word, disk.id)
+            else:
+                self.api("delete disk", self.cloud.delete_disk, disk)
+                log.info("deleted %s %s (%s)", self.word, disk.id, volume.name)
+        self.files.drop_token(volume.name)
+        self.files.drop_attachment(volume.name)
+
+    def _interrupted_create(self, name: str) -> str | None:
+        """The disk a create interrupted before its record was kept, found by its token."""
+        token = self.files.token(name)
+        if not token:
+            return None
+        return next((d.id for d in self.find(name) if d.labels.get(LABEL_TOKEN) == token), None)
+
+    # DeviceProvider: attach ---------------------------------------------------------------
+    def attach_device(self, volume: VolumeRef) -> str:
+        identity = self.identity()
+        disk = self._settle_detaching(volume, self.must_get(volume))
+        mine = disk.attached_to(identity.instance)
+        if mine is None:
+            self._prepare_attach(volume, disk, identity)
+            with self._attach_lock:
+                device_name = self.api("device name", self.cloud.device_name, disk, identity)
+                self._attach(volume, disk, identity, device_name)
+        disk, mine = self._wait_attached(volume, disk.id)
+        return self._wait_device(volume, disk, mine)
+
+    def _settle_detaching(self, volume: VolumeRef, disk: Disk) -> Disk:
+        """Wait out detaches in flight (ours after a crash, or another host's unmount)."""
+        if not any(a.state == "detaching" for a in disk.attachments):
+            return disk
+
+        def settled() -> Disk | None:
+            now = self.must_get(volume)
+            return None if any(a.state == "detaching" for a in now.attachments) else now
+
+        return wait_until(
+            settled,
+            self.settings.detach_timeout,
+            f"{self.word} {disk.id} to finish detaching",
+            self.settings.poll_max,
+        )
+
+    def _prepare_attach(self, volume: VolumeRef, disk: Disk, identity: Identity) -> None:
+        if disk.zone and identity.zone and disk.zone != identity.zone:
+            raise Conflict(
+                f"{self.word} {disk.id} ({volume.name}) is in {disk.zone} and this "
+                f"{identity.what} ({identity.instance}) in {identity.zone}: a disk attaches "
+                "only within its zone; snapshot it and create a volume from the snapshot here"
+            )
+        for other in disk.others(identity.instance):
+            if volume.options.get("preempt") != "true":
+                raise Conflict(
+                    f"volume {volume.name} ({self.word} {disk.id}) is attached to "
+                    f"{identity.what} {other.instance}: unmount it there, or create it here "
+                    "with preempt=true to detach it from there"
+                )
+            self._force_detach(disk, other.instance)
+        if not self.cloud_class.refuses_second_attach:
+            self._claim(volume, disk, identity)
+
+    def _force_detach(self, disk: Disk, other: str) -> None:
+        log.warning("preempting %s %s: detaching it from %s", self.word, disk.id, other)
+        try:
+            self.api("force detach", self.cloud.detach_disk, disk, other, True)
+        except CloudError as error:
+            # Examined, not trusted: the state below decides whether the detach happened.
+            log.warning("forced detach of %s from %s answered: %s", disk.id, other, error)
+        wait_until(
+            lambda: self._not_attached_to(disk.id, other),
+            self.settings.detach_timeout,
+            f"{self.word} {disk.id} to leave {other}",
+            self.settings.poll_max,
+        )
+
+    def _claim(self, volume: VolumeRef, disk: Disk, identity: Identity) -> None:
+        """The race guard for clouds that accept a second attachment: write our claim, wait for
+        other writers to land, read it back; only the host whose claim survived attaches."""
+        mark = f"{identity.instance} {uuid.uuid4().hex[:12]}"
+        self.api("claim", self.cloud.set_labels, disk, {LABEL_CLAIM: mark}, repeatable=True)
+        time.sleep(self.settings.claim_settle)
+        now = self.must_get(volume)
+        claim = now.labels.get(LABEL_CLAIM) or ""
+        holders = [a.instance for a in now.attachments]
+        if claim != mark or holders:
+            winner = holders[0] if holders else (claim.split()[0] if claim else "another host")
+            raise Conflict(
+                f"volume {volume.name} ({self.word} {disk.id}) is being attached by "
+                f"{identity.what} {winner} at the same time; it won: try again once it is "
+                "unmounted there"
+            )
+
+    def _attach(
+        self, volume: VolumeRef, disk: Disk, identity: Identity, device_name: str | None
+    ) -> None:
+        try:
+            self.api("attach", self.cloud.attach_disk, disk, identity, device_name)
+        except CloudError as error:
+            if error.kind is ErrorKind.IN_USE:
+                holder = error.holder or self._holder(disk.id, identity.instance)
+                raise Conflict(
+                    f"volume {volume.name} ({self.word} {disk.id}) is attached to "
+                    f"{identity.what} {holder or 'another instance'}: the cloud refused a "
+                    "second attachment; unmount it there, or use preempt=true"
+                ) from None
+            self._detach_quietly(disk.id)  # a failed call may still have attached it
+            raise BackendError(f"attaching {volume.name} ({disk.id}): {error}") from None
+
+    def _holder(self, disk_id: str, me: str) -> str | None:
+        disk = self.get(disk_id)
+        others = disk.others(me) if disk is not None else []
+        return others[0].instance if others else None
+
+    def _wait_attached(self, volume: VolumeRef, disk_id: str) -> tuple[Disk, Attachment]:
+        me = self.identity()
+
+        def attached() -> tuple[Disk, Attachment] | None:
+            disk = self.must_get(volume)
+            mine = disk.attached_to(me.instance)
+            if mine is None:
+                others = disk.others(me.instance)
+                raise Conflict(
+                    f"volume {volume.name} ({disk_id}) went to {me.what} {others[0].instance}"
+                    if others
+                    else f"the attachment of {disk_id} to {me.instance} vanished"
+                )
+            return (disk, mine) if mine.state == "attached" else None
+
+        try:
+            return wait_until(
+                attached,
+                self.settings.attach_timeout,
+                f"the cloud to attach {disk_id} to {me.instance}",
+                self.settings.poll_max,
+            )
+        except BackendError:
+            self._detach_quietly(disk_id)
+            raise
+
+    def _wait_device(self, volume: VolumeRef, disk: Disk, mine: Attachment) -> str:
+        disk_id = disk.id
+        paths = self.cloud.device_paths(disk, mine)
+        timeout = self.settings.attach_timeout
+        try:
+            device = wait_until(
+                lambda: devices.find_device(paths),
+                timeout,
+                f"the device of {disk_id}",
+                self.settings.poll_max,
+            )
+        except BackendError:
+            undone = self._detach_quietly(disk_id)
+            raise BackendError(
+                f"{self.word} {disk_id} ({volume.name}) was attached, but no block device "
+                f"appeared within {timeout:g}s (looked for {', '.join(paths)}); "
+                + ("detached it again" if undone else "detaching it again failed too: see the log")
+            ) from None
+        self.files.keep_attachment(
+            volume.name,
+            {
+                "disk_id": disk_id,
+                "instance": mine.instance,
+                "device_name": mine.device_name,
+                "path": device,
+                "paths": paths,
+            },
+        )
+        return device
+
+    # DeviceProvider: detach, device_path ---------------------------------------------------
+    def detach_device(self, volume: VolumeRef) -> None:
+        if volume.record.get("disk_id") or volume.record.get("volume_id"):
+            self._detach(self.disk_id(volume))
+        self.files.drop_attachment(volume.name)
+
+    def _detach(self, disk_id: str) -> None:
+        me = self.identity().instance
+        disk = self.get(disk_id)
+        mine = disk.attached_to(me) if disk is not None else None
+        if disk is None or mine is None:
+            return
+        paths = self.cloud.device_paths(disk, mine)
+        if mine.state != "detaching":
+            try:
+                self.api("detach", self.cloud.detach_disk, disk, me, False)
+            except CloudError as error:
+                if error.kind is not ErrorKind.NOT_FOUND:
+                    raise
+        wait_until(
+            lambda: self._not_attached_to(disk_id, me),
+            self.settings.detach_timeout,
+            f"{self.word} {disk_id} to detach from {me}",
+            self.settings.poll_max,
+        )
+        try:  # the kernel drops the device shortly after the cloud reports the detach
+            wait_until(
+                lambda: devices.find_device(paths) is None or None,
+                min(10.0, self.settings.detach_timeout),
+                f"the device of {disk_id} to go",
+                self.settings.poll_max,
+            )
+        except BackendError as error:
+            log.warning("%s", error)
+
+    def _detach_quietly(self, disk_id: str) -> bool:
+        """Detach after a failed attach; False (logged) if even that failed."""
+        try:
+            self._detach(disk_id)
+        except Exception as error:
+            log.error("detaching %s after a failed attach: %s", disk_id, error)
+            return False
+        return True
+
+    def _not_attached_to(self, disk_id: str, instance: str) -> bool | None:
+        disk = self.get(disk_id)
+        return None if disk is not None and disk.attached_to(instance) else True
+
+    def device_path(self, volume: VolumeRef) -> str | None:
+        known = self.files.attachment(volume.name)
+        if not known or known.get("disk_id") not in (
+            volume.record.get("disk_id"),
+            volume.record.get("volume_id"),
+        ):
+            return None
+        return devices.find_device(known.get("paths") or [known.get("path", "")])
+
+    # DeviceProvider: grow, describe, doctor -------------------------------------------------
+    def grow(self, volume: VolumeRef, size: int) -> dict[str, Any]:
+        disk = self.must_get(volume)
+        if size < disk.size:
+            raise InvalidOption(
+                f"{self.word}s cannot shrink: {volume.name} is {disk.size} bytes, asked {size}"
+            )
+        if size > disk.size:
+            self.api("resize", self.cloud.resize_disk, disk, size)
+            disk = wait_until(
+                lambda: self._grown(disk.id, size),
+                self.settings.create_timeout,
+                f"{self.word} {disk.id} to grow",
+                self.settings.poll_max,
+            )
+        device = self.device_path(volume)
+        if device is not None:
+            wait_until(
+                lambda: devices.device_bytes(device) >= disk.size or None,
+                self.settings.attach_timeout,
+                f"{device} to show its new size",
+                self.settings.poll_max,
+            )
+        return {**volume.record, **record_of(disk)}
+
+    def _grown(self, disk_id: str, size: int) -> Disk | None:
+        disk = self.get(disk_id)
+        return disk if disk is not None and disk.size >= size else None
+
+    def describe(self, volume: VolumeRef) -> dict[str, Any]:
+        facts = dict(self.cloud.describe(volume.record))
+        known = self.files.attachment(volume.name)
+        facts["attachment"] = (
+            {key: known.get(key) for key in ("instance", "device_name", "path")} if known else None
+        )
+        return facts
+
+    @classmethod
+    def host_checks(cls) -> list[Check]:
+        # fsfreeze: snapshots of mounted volumes hold a clean filesystem.
+        return [*cls.cloud_class.host_checks(), tool_check("fsfreeze", "util-linux")]
+
+    # snapshots: resolution for from_snapshot (the rest is CloudBackend's) -------------------
+    def resolve_snapshot(self, snapshot: str, ours_only: bool) -> Snapshot:
+        """A snapshot by the cloud's ID (any the account can read) or by Orlop name."""
+        from orlop.backends.block.cloud.api import CloudSnapshots
+        from orlop.core.model import NotFound
+
+        cloud = self.cloud
+        if not isinstance(cloud, CloudSnapshots):
+            raise InvalidOption(f"driver kind {self.kind} has no snapshots")
+        if cloud.is_snapshot_id(snapshot):
+            found = self.api("get snapshot", cloud.get_snapshot, snapshot, repeatable=True)
+            if found is None:
+                raise NotFound(
+                    f"snapshot {snapshot} does not exist (or this account cannot read it)"
+                )
+            if not ours_only or found.name:
+                return found  # type: ignore[no-any-return]
+        named: list[Snapshot] = self.api(
+            "find snapshots",
+            cloud.find_snapshots,
+            self.settings.namespace,
+            None,
+            snapshot,
+            repeatable=True,
+        )
+        if not named:
+            raise NotFound(
+                f"no snapshot named {snapshot} in namespace {self.settings.namespace}: "
+                "`orlop snapshot ls` lists them"
+            )
+        if len(named) > 1:
+            ids = ", ".join(s.id for s in named)
+            raise Conflict(f"several snapshots are named {snapshot} ({ids}): use an ID")
+        return named[0]
