@@ -13,6 +13,7 @@ BACKENDS: dict[str, str] = {
     "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
     "ebs": "orlop.backends.block.cloud.ebs:EbsBackend",
     "vsphere": "orlop.backends.block.cloud.vsphere:VsphereBackend",
+    "cinder": "orlop.backends.block.cloud.cinder:CinderBackend",
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
     "s3": "orlop.backends.network.s3:S3Backend",
     "azurefile": "orlop.backends.share.azurefile.backend:AzureFileBackend",
