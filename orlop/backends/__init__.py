@@ -12,6 +12,7 @@ BACKENDS: dict[str, str] = {
     "directory": "orlop.backends.directory:DirectoryBackend",
     "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
     "ebs": "orlop.backends.block.cloud.ebs:EbsBackend",
+    "gce": "orlop.backends.block.cloud.gce:GceBackend",
     "vsphere": "orlop.backends.block.cloud.vsphere:VsphereBackend",
     "cinder": "orlop.backends.block.cloud.cinder:CinderBackend",
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from orlop.backends.base import BackendContext
-from orlop.backends.share import naming
+from orlop.backends.share import clients, naming
 from orlop.backends.share.azurefile.api import GIB, AzureFiles
 from orlop.backends.share.azurefile.backend import AzureFileBackend
 from orlop.backends.share.naming import share_name
@@ -178,6 +179,19 @@ def test_append_through_smbnetfs(harness: Harness, azure: AzureAccount) -> None:
     with open(log, "a+") as appending:  # O_RDWR|O_APPEND
         appending.write("two\n")
     assert log.read_text() == "one\ntwo\n"
+    # The known limit, pinned down: a write-only append fails with EIO, and the mount
+    # answers again soon after (smbnetfs restarts its connection).
+    with pytest.raises(OSError) as raised, open(log, "a") as appending:
+        appending.write("three\n")
+    assert raised.value.errno == errno.EIO
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert log.read_text() == "one\ntwo\n"
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the mount did not come back"
+            time.sleep(0.1)
     harness.unmount(name, "m1")
     harness.remove(name)
 
@@ -297,3 +311,12 @@ def test_account_key_never_leaks(
     finally:
         harness.close()
         unmount_all(str(tmp_path))
+
+
+def test_kernel_client_where_the_kernel_has_no_cifs(harness: Harness, azure: AzureAccount) -> None:
+    if clients.kernel_has("cifs")[0]:
+        pytest.skip("this kernel has cifs")
+    name = unique("kernel")
+    with pytest.raises(InvalidOption, match="client kernel: this kernel has no cifs"):
+        harness.create(name, size="1G", client="kernel")
+    assert harness.names() == [] and name not in azure.server.shares

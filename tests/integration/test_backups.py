@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from orlop.backends.base import BackendContext, VolumeRef
+from orlop.backends.directory import DirectoryBackend
 from tests.support.hostfs import HostFilesystem
 from tests.support.names import unique
 from tests.support.network_fixtures import s3, sshd  # noqa: F401
@@ -64,10 +66,11 @@ def _digests(path: str, names: list[str]) -> dict[str, str]:
     return result
 
 
-def _round_trip(first: SnapshotNode, second: SnapshotNode) -> None:
+def _round_trip(first: SnapshotNode, second: SnapshotNode, kinds: tuple[str, ...]) -> None:
     first.start()
     second.start()
-    for driver in (first.dir_driver, first.blk_driver):
+    drivers = {"directory": first.dir_driver, "loopfile": first.blk_driver}
+    for driver in (drivers[kind] for kind in kinds):
         plugin = first.plugin(driver)
         plugin.ok("Create", Name=f"data-{driver}", Opts={})
         path = plugin.ok("Mount", Name=f"data-{driver}", ID="m")["Mountpoint"]
@@ -85,6 +88,11 @@ def _round_trip(first: SnapshotNode, second: SnapshotNode) -> None:
             "backup", "restore", made["short_id"], "--to", "restored", "--driver", other
         )
         assert restored["name"] == "restored"
+        again = second.cli(
+            "backup", "restore", made["short_id"], "--to", "restored", "--driver", other,
+            check=False,
+        )  # fmt: skip
+        assert again.returncode == 1 and "volume restored already exists" in again.stderr
         target = second.plugin(other).ok("Mount", Name="restored", ID="r")["Mountpoint"]
         assert _digests(target, list(written)) == written
         second.plugin(other).ok("Unmount", Name="restored", ID="r")
@@ -100,7 +108,7 @@ def test_backup_to_s3_and_restore_on_another_host(btrfs: HostFilesystem, s3: S3S
             root = os.path.join(btrfs.path, unique("cfg"))
             os.makedirs(root)
             nodes.append(SnapshotNode(btrfs, _s3_settings(root, s3, bucket)))
-        _round_trip(*nodes)
+        _round_trip(*nodes, ("directory", "loopfile"))
         assert any(key.startswith("orlop/snapshots/") for key in s3.keys(bucket, "orlop/"))
     finally:
         for node in nodes:
@@ -115,7 +123,7 @@ def test_backup_over_sftp_and_restore_on_another_host(btrfs: HostFilesystem, ssh
             root = os.path.join(btrfs.path, unique("cfg"))
             os.makedirs(root)
             nodes.append(SnapshotNode(btrfs, _sftp_settings(root, sshd, directory)))
-        _round_trip(*nodes)
+        _round_trip(*nodes, ("directory",))  # the image path is the same over S3
         assert os.path.exists(os.path.join(sshd.data, directory, "config"))
     finally:
         for node in nodes:
@@ -161,7 +169,26 @@ def test_wrong_password_and_unreachable_repository(btrfs: HostFilesystem, s3: S3
             "backup", "restore", "deadbeef", "--to", "w", "--driver", good.dir_driver, check=False
         )
         assert missing.returncode == 1 and "backup deadbeef does not exist" in missing.stderr
-        assert "w" not in good.cli("volume", "ls", "--no-usage").stdout
+        assert "w" not in {v["name"] for v in good.json("volume", "ls", "--no-usage")}
     finally:
         for node in (good, bad, dead):
             node.destroy()
+
+
+def test_retention_keeps_the_newest_backups(btrfs: HostFilesystem) -> None:
+    root = os.path.join(btrfs.path, unique("keep"))
+    os.makedirs(root)
+    settings = {**repository_settings(root), "keep_last": 2}
+    backend = DirectoryBackend(
+        BackendContext("keep", os.path.join(root, "state"), settings=settings)
+    )
+    assert backend.capabilities.backup
+    volume = VolumeRef("v", {})
+    volume.record = backend.create(volume)
+    made = []
+    for number in range(3):
+        with open(os.path.join(backend.mountpoint(volume), f"f{number}"), "w") as file:
+            file.write(str(number))
+        made.append(backend.create_backup(volume)["short_id"])
+    assert [b["short_id"] for b in backend.list_backups("v")] == made[1:]
+    assert backend.list_backups("other") == []

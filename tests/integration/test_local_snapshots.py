@@ -16,6 +16,7 @@ import pytest
 from orlop.backends.base import BackendContext, Restorable, Snapshottable, VolumeRef
 from orlop.backends.block.loopfile import LoopFileBackend
 from orlop.backends.directory import DirectoryBackend
+from orlop.cli.doctor import snapshot_method_check
 from orlop.core.model import Conflict, InvalidOption, NotFound
 from orlop.host import btrfs
 from orlop.host.clone import snapshot_method
@@ -63,6 +64,12 @@ def _read(path: str, name: str) -> bytes:
 
 def test_method_per_filesystem(hostfs: HostFilesystem) -> None:
     assert snapshot_method(hostfs.path) == EXPECTED_METHOD[hostfs.fstype]
+    said = snapshot_method_check("directory", os.path.join(hostfs.path, "not", "made", "yet"))
+    assert said is not None and said.detail.startswith(EXPECTED_METHOD[hostfs.fstype])
+    image = snapshot_method_check("loopfile", hostfs.path)
+    assert image is not None
+    assert image.detail.startswith("copy" if hostfs.fstype == "ext4" else "reflink")
+    assert snapshot_method_check("sshfs", hostfs.path) is None
 
 
 def test_directory_snapshot_clone_restore(hostfs: HostFilesystem) -> None:

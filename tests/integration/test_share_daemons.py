@@ -1,9 +1,10 @@
-"""Two `orlop serve` daemons ("two hosts") mount one share volume at once and see each
-other's writes after close; the daemons' logs never hold the key or password."""
+"""Two `orlop serve` daemons ("two hosts"): one finds the volume the other made, both mount it
+at once and see each other's writes; the daemons' logs never hold the key or password."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,16 +46,21 @@ def driver_config(kind: str, request: pytest.FixtureRequest) -> tuple[dict[str, 
 
 
 @pytest.mark.parametrize("kind", ["azurefile", "powerscale"])
-def test_two_hosts_mount_at_once_and_see_each_others_writes(
+def test_two_hosts_discover_mount_at_once_and_see_each_others_writes(
     kind: str, request: pytest.FixtureRequest
 ) -> None:
     config, secret = driver_config(kind, request)
+    config["settings"]["discover_interval"] = 0.5
     with two_hosts(config) as (driver, first, second):
         a, b = first.client(driver), second.client(driver)
         volume = unique("both")
         try:
             a.ok("Create", Name=volume, Opts={})
-            b.ok("Create", Name=volume, Opts={})  # the other host finds the same share
+            # The other host lists it without being told (discovery from the storage API).
+            deadline = time.monotonic() + 30
+            while volume not in {v["Name"] for v in b.ok("List")["Volumes"]}:
+                assert time.monotonic() < deadline, "the other host never listed the volume"
+                time.sleep(0.2)
             path_a = Path(a.ok("Mount", Name=volume, ID="ca")["Mountpoint"])
             path_b = Path(b.ok("Mount", Name=volume, ID="cb")["Mountpoint"])
             assert path_a != path_b  # two hosts, two mounts, one share

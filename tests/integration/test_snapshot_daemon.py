@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -68,7 +69,7 @@ def test_snapshot_clone_restore_through_the_cli(node: SnapshotNode, kind: str) -
     assert _read(_mount(node, driver, "live-copy"), "table") == "v2"
     missing = plugin.call("Create", Name="c3", Opts={"from_snapshot": "nope"})
     assert "snapshot nope does not exist" in missing["Err"]
-    assert "c3" not in node.cli("volume", "ls", "--no-usage").stdout
+    assert "c3" not in {v["name"] for v in node.json("volume", "ls", "--no-usage")}
 
     refused = node.cli("snapshot", "restore", "s1", check=False)
     assert refused.returncode == 1 and "is mounted" in refused.stderr
@@ -112,76 +113,106 @@ def _frozen_writes_pass(path: str) -> bool:
     return True
 
 
-STEPS = [
-    ("directory", "snapshot.after_copy", "snapshot"),
-    ("loopfile", "snapshot.after_freeze", "snapshot"),
-    ("loopfile", "snapshot.after_copy", "snapshot"),
-    ("directory", "clone.after_copy", "clone"),
-    ("loopfile", "clone.after_copy", "clone"),
-    ("directory", "restore.after_copy", "restore"),
-    ("directory", "restore.after_swap", "restore"),
-    ("directory", "restore.after_replace", "restore"),
-    ("loopfile", "restore.after_copy", "restore"),
-    ("loopfile", "restore.after_replace", "restore"),
-    ("directory", "backup.after_snapshot", "backup"),
-    ("loopfile", "backup.after_snapshot", "backup"),
-    ("loopfile", "backup.after_upload", "backup"),
-    ("directory", "restore.after_download", "from_backup"),
-    ("loopfile", "restore.after_download", "from_backup"),
-]
+STEPS = {
+    "directory": [
+        ("snapshot.after_copy", "snapshot"),
+        ("clone.after_copy", "clone"),
+        ("restore.after_copy", "restore"),
+        ("restore.after_swap", "restore"),
+        ("restore.after_replace", "restore"),
+        ("backup.after_snapshot", "backup"),
+        ("restore.after_download", "from_backup"),
+    ],
+    "loopfile": [
+        ("snapshot.after_freeze", "snapshot"),
+        ("snapshot.after_copy", "snapshot"),
+        ("clone.after_copy", "clone"),
+        ("restore.after_copy", "restore"),
+        ("restore.after_replace", "restore"),
+        ("backup.after_snapshot", "backup"),
+        ("backup.after_upload", "backup"),
+        ("restore.after_download", "from_backup"),
+    ],
+}
 
 
-@pytest.mark.parametrize(("kind", "failpoint", "operation"), STEPS)
-def test_kill_at_every_step(node: SnapshotNode, kind: str, failpoint: str, operation: str) -> None:
+def _crash(node: SnapshotNode, driver: str, volume: str, operation: str, backup: str) -> None:
+    if operation == "snapshot":
+        node.crash_on("snapshots/create", volume=volume, snapshot=f"{volume}-new", driver=driver)
+    elif operation == "clone":
+        options = {"from_volume": volume}
+        node.crash_on("volumes/create", name=f"{volume}-c", driver=driver, options=options)
+    elif operation == "restore":
+        node.crash_on("snapshots/restore", snapshot=f"{volume}-base", driver=driver)
+    elif operation == "backup":
+        node.crash_on("backups/create", volume=volume, driver=driver)
+    else:
+        node.crash_on("backups/restore", backup=backup, to=f"{volume}-r", driver=driver)
+
+
+@pytest.mark.parametrize("kind", sorted(STEPS))
+def test_kill_at_every_step(node: SnapshotNode, kind: str) -> None:
+    """For each named step: arm it, drive the daemon there, restart, and check."""
     driver = node.dir_driver if kind == "directory" else node.blk_driver
     node.start()
-    plugin = node.plugin(driver)
-    plugin.ok("Create", Name="db", Opts={})
-    path = _mount(node, driver, "db")
-    _write(path, "table", "original")
-    node.json("snapshot", "create", "db", "base", "--driver", driver)
-    _write(path, "table", "current")
-    backup = (
-        node.json("backup", "create", "db", "--driver", driver) if "backup" in operation else {}
-    )
-    if operation == "restore":
-        plugin.ok("Unmount", Name="db", ID="m1")
-    node.restart(failpoint)
+    for number, (failpoint, operation) in enumerate(STEPS[kind]):
+        volume = f"v{number}"
+        plugin = node.plugin(driver)
+        plugin.ok("Create", Name=volume, Opts={})
+        path = _mount(node, driver, volume)
+        _write(path, "table", "original")
+        node.api("snapshots/create", volume=volume, snapshot=f"{volume}-base", driver=driver)
+        _write(path, "table", "current")
+        backup = ""
+        if "backup" in operation:
+            backup = node.api("backups/create", volume=volume, driver=driver)["short_id"]
+        if operation == "restore":
+            plugin.ok("Unmount", Name=volume, ID="m1")
+        node.restart(failpoint)
+        _crash(node, driver, volume, operation, backup)
+        node.start()
+        node.api("volumes/list")  # recovery has begun once the admin socket answers
+        deadline = time.monotonic() + 30
+        while node.half_made() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        step = f"{kind} {failpoint}"
+        assert node.half_made() == [], step
 
-    if operation == "snapshot":
-        node.crash_on("snapshot", "create", "db", "s2", "--driver", driver)
-    elif operation == "clone":
-        node.crash_on("volume", "create", "c", "--driver", driver, "--opt", "from_volume=db")
-    elif operation == "restore":
-        node.crash_on("snapshot", "restore", "base", "--driver", driver)
-    elif operation == "backup":
-        node.crash_on("backup", "create", "db", "--driver", driver)
-    else:
-        node.crash_on("backup", "restore", backup["short_id"], "--to", "r", "--driver", driver)
-    node.start()
-    node.cli("volume", "ls", "--no-usage")  # recovery has run once the admin socket answers
-    for _ in range(100):
-        if not node.half_made():
-            break
-        subprocess.run(["sleep", "0.1"], check=True)
-    assert node.half_made() == []
+        names = {v["name"] for v in node.api("volumes/list", driver=driver)}
+        assert names.isdisjoint({f"{volume}-c", f"{volume}-r"}), step  # half-made: gone
+        snapshots = node.api("snapshots/list", volume=volume, driver=driver)
+        assert [s["name"] for s in snapshots] == [f"{volume}-base"], step
+        if operation == "restore":
+            replaced = failpoint in ("restore.after_swap", "restore.after_replace")
+            path = _mount(node, driver, volume, "m3")
+            assert _read(path, "table") == ("original" if replaced else "current"), step
+        else:
+            assert _frozen_writes_pass(path), f"{step}: the filesystem was left frozen"
+            assert _read(path, "table") == "current", step
+        if backup:
+            backups = node.api("backups/list", volume=volume, driver=driver)
+            assert backups[0]["short_id"] == backup, step
+            assert len(backups) == (2 if failpoint == "backup.after_upload" else 1), step
 
-    names = [v["name"] for v in node.json("volume", "ls", "--no-usage")]
-    assert "c" not in names and "r" not in names  # a half-made clone or restore is gone
-    snapshots = [s["name"] for s in node.json("snapshot", "ls", "--driver", driver)]
-    assert snapshots == ["base"]  # the half-made snapshot is gone, the old one is whole
-    if operation == "restore":
-        expected = (
-            "original"
-            if failpoint in ("restore.after_swap", "restore.after_replace")
-            else "current"
+
+def test_schedule_catches_up_at_start(xfs: HostFilesystem) -> None:
+    """A daemon that was down takes each period's missed snapshot once, when it starts."""
+    node = SnapshotNode(xfs, {"snapshot_schedule": "daily:3,weekly:1"})
+    try:
+        node.start()
+        node.plugin(node.dir_driver).ok("Create", Name="db", Opts={})
+        node.plugin(node.dir_driver).ok(
+            "Create", Name="cache", Opts={"snapshot_schedule": "hourly:1"}
         )
-        path = _mount(node, driver, "db", "m3")
-        assert _read(path, "table") == expected
-    else:
-        assert _frozen_writes_pass(path), "the filesystem was left frozen"
-        assert _read(path, "table") == "current"
-    if operation in ("backup", "from_backup"):
-        ids = [b["short_id"] for b in node.json("backup", "ls", "db", "--driver", driver)]
-        assert ids[0] == backup["short_id"]
-        assert len(ids) == (2 if failpoint == "backup.after_upload" else 1)
+        node.restart()  # the start's round: everything is due
+        deadline = time.monotonic() + 30
+        made: list[dict[str, str]] = []
+        while len(made) < 3 and time.monotonic() < deadline:
+            made = node.api("snapshots/list", driver=node.dir_driver)
+            time.sleep(0.2)
+        schedules = sorted((s["volume"], s["schedule"]) for s in made)
+        assert schedules == [("cache", "hourly"), ("db", "daily"), ("db", "weekly")]
+        table = node.cli("snapshot", "ls", "db").stdout.splitlines()
+        assert "SCHEDULE" in table[0] and any("daily" in row for row in table[1:])
+    finally:
+        node.destroy()

@@ -27,6 +27,8 @@ GOOD: dict[str, tuple[dict[str, Any], set[str]]] = {
     "loopfile": ({"allow_suid_dev": True}, set()),
     "sshfs": ({"private_key": SECRET, "password": "pw"}, {"private_key", "password"}),
     "s3": ({"access_key_id": "AKIA1", "secret_access_key": "sk"}, {"secret_access_key"}),
+    "azurefile": ({"account": "acct", "account_key": "a2V5", "client": "fuse"}, {"account_key"}),
+    "powerscale": ({"url": "https://isi:8080", "username": "u", "password": "pw"}, {"password"}),
 }
 
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import os
+import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orlop.backends.share import clients, naming
 from orlop.backends.share.azurefile.api import AzureFiles
 from orlop.backends.share.clients import NfsTarget, Presentation, SmbTarget
+from orlop.backends.share.layer import nfs_client_check, smb_client_check
+from orlop.backends.share.powerscale.backend import PowerScaleBackend
 from orlop.core.model import BackendError, InvalidOption
 from tests.support.azure_files import AzureFilesServer, sign, string_to_sign
+from tests.support.powerscale import PowerScaleServer
 
 TARGET = SmbTarget("acct.file.core.windows.net", "data", "acct", "s3cr3t+/=", path="vol/a")
 
@@ -105,5 +112,51 @@ def test_sdk_with_a_wrong_key_gets_403(tmp_path: Path) -> None:
         good.delete_share("abc")
         good.delete_share("abc")  # gone already: not an error
         assert server.shares == {}
+    finally:
+        server.stop()
+
+
+def test_doctor_says_which_smb_client_and_why() -> None:
+    check = smb_client_check()
+    client, why = clients.choose_client("auto", "smb")
+    assert check.ok and why in check.detail
+    assert ("kernel cifs" if client == "kernel" else "smbnetfs (FUSE)") in check.detail
+    nfs = nfs_client_check()
+    assert nfs.ok == clients.kernel_has("nfs")[0] or clients.which("mount.nfs") is None
+    names = [c.name for c in PowerScaleBackend.host_checks()]
+    assert "NFS client (for protocol nfs)" in names and "SMB client (client: auto)" in names
+
+
+def test_onefs_fake_enforces_session_csrf_and_origin(tmp_path: Path) -> None:
+    server = PowerScaleServer(tmp_path, "admin", "pw").start()
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    host = server.url.removeprefix("https://")
+
+    def request(method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+        connection = http.client.HTTPSConnection(host, context=context, timeout=10)
+        data = json.dumps(body).encode() if body is not None else None
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        cookies = response.headers.get_all("Set-Cookie") or []
+        connection.close()
+        return response.status, (json.loads(raw) if raw else None, cookies)
+
+    try:
+        status, (_body, _cookies) = request("POST", "/session/1/session",
+                                            {"username": "admin", "password": "no"})  # fmt: skip
+        assert status == 401
+        status, (_body, cookies) = request(
+            "POST", "/session/1/session", {"username": "admin", "password": "pw"}
+        )
+        assert status == 201
+        jar = dict(c.split(";")[0].split("=", 1) for c in cookies)
+        session, csrf = f"isisessid={jar['isisessid']}", jar["isicsrf"]
+        path = "/platform/15/quota/quotas"
+        assert request("GET", path)[0] == 401  # no session
+        assert request("GET", path, Cookie=session)[0] == 403  # no CSRF token
+        assert request("GET", path, Cookie=session, **{"X-CSRF-Token": csrf})[0] == 403  # Origin
+        ok = request("GET", path, Cookie=session, Origin=server.url, **{"X-CSRF-Token": csrf})
+        assert ok == (200, ({"quotas": [], "resume": None}, []))
     finally:
         server.stop()

@@ -118,6 +118,8 @@ def test_faults_map_to_error_kinds() -> None:
         (vim.fault.TaskInProgress(), ErrorKind.RETRYABLE),
         (vmodl.fault.InvalidArgument(invalidProperty="newCapacityKb"), ErrorKind.INVALID),
         (vim.fault.FileAlreadyExists(file="y"), ErrorKind.FAILED),
+        (vim.fault.GenericVmConfigFault(msg="Failed to lock the file"), ErrorKind.IN_USE),
+        (vim.fault.GenericVmConfigFault(msg="Invalid configuration"), ErrorKind.FAILED),
         (ConnectionRefusedError(111, "Connection refused"), ErrorKind.UNREACHABLE),
     ]
     for fault, kind in cases:

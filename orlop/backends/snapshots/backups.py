@@ -24,6 +24,7 @@ from orlop.backends.snapshots.settings import LocalSettings
 from orlop.core.failpoints import failpoint
 from orlop.core.model import InvalidOption
 from orlop.core.progress import report
+from orlop.host.clone import tree_bytes
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -98,6 +99,7 @@ class LocalBackups:
             if not [e for e in os.listdir(staged) if e != "lost+found"]:
                 raise InvalidOption(f"volume {volume.name} is empty: there is nothing to back up")
             failpoint("backup.after_snapshot")
+            tags["bytes"] = str(tree_bytes(staged))  # the total of a restore's progress bar
             summary = repository.backup(staged, tags, parent, report)
         failpoint("backup.after_upload")
         made = repository.backup_facts(summary, tags)

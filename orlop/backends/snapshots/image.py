@@ -51,6 +51,8 @@ class ImageSnapshots(LocalBackups):
         provider: LoopFileProvider
 
         def mountpoint(self, volume: VolumeRef) -> str: ...
+        def attach(self, volume: VolumeRef) -> str: ...
+        def detach(self, volume: VolumeRef) -> None: ...
 
     def _init_snapshots(self) -> None:
         self.snapshots = SnapshotCatalog(self.context.path("snapshots"))
@@ -166,11 +168,11 @@ class ImageSnapshots(LocalBackups):
         """A new volume (formatted as usual) with a backup's files restored into it."""
         record = self.provider.create(volume)
         self.find_backup(volume.options["from_backup"])
-        target = self.attach(volume)  # type: ignore[attr-defined]
+        target = self.attach(volume)
         try:
             self._restore_backup_into(volume.options["from_backup"], target)
         finally:
-            self.detach(volume)  # type: ignore[attr-defined]
+            self.detach(volume)
         return record
 
     # backups ----------------------------------------------------------------------------

@@ -21,11 +21,13 @@ import json
 import logging
 import os
 import stat
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from orlop.core.model import BackendError, ConfigError, NotFound, OrlopError
+from orlop.host.clone import PROGRESS_INTERVAL, tree_bytes
 from orlop.host.run import CommandError, run, run_lines
 
 log = logging.getLogger(__name__)
@@ -211,10 +213,24 @@ class Repository:
 
     def restore(self, backup: str, target: str, progress: Progress) -> None:
         """Write the files of `backup` into the directory `target`."""
-        total = int(self.find(backup).get("size") or 0)
+        found = self.find(backup)
+        total = int(found.get("bytes") or 0)
         progress(0, total)
-        self._run("restore", backup, "--target", target, timeout=TRANSFER_TIMEOUT)
-        progress(total, total)
+        done = threading.Event()
+
+        def watch() -> None:  # restic 0.14 says nothing while it restores: measure the target
+            while not done.wait(PROGRESS_INTERVAL):
+                progress(tree_bytes(target), max(total, tree_bytes(target)))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            self._run("restore", backup, "--target", target, timeout=TRANSFER_TIMEOUT)
+        finally:
+            done.set()
+            watcher.join()
+        restored = tree_bytes(target)
+        progress(restored, restored)
 
     def forget(self, volume: str, keep: Mapping[str, int]) -> None:
         """Apply retention to one volume's backups (keep_daily=7, …) and prune."""
@@ -240,6 +256,6 @@ def _backup_facts(snapshot: dict[str, Any]) -> dict[str, Any]:
         "driver": tags.get("driver", ""),
         "size": int(tags["size"]) if tags.get("size", "").isdigit() else None,
         "fs": tags.get("fs") or None,
-        "schedule": tags.get("schedule", ""),
+        "bytes": int(tags["bytes"]) if tags.get("bytes", "").isdigit() else None,
         "created_at": snapshot.get("time", ""),
     }

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from tests.support.cloud import gce_images
 from tests.support.cloud.gce_ops import ApiError, now
 from tests.support.cloud.gce_server import (
     DISK_TYPE_SIZES,
@@ -217,8 +218,14 @@ def disks_insert(server: GceServer, p: dict[str, str], q: Any, body: Any) -> dic
         disk["diskEncryptionKey"] = {"kmsKeyName": f"{key}/cryptoKeyVersions/1"}
     server.disks[(zone, name)] = disk
 
-    def created() -> None:
+    restored = disk.get("sourceSnapshotId")
+
+    def created() -> Any:
         disk["status"] = "READY"
+        if restored is None:
+            return None
+        presenter, size = server.presenter, int(disk["sizeGb"]) * 1024**3
+        return lambda: gce_images.restore(presenter, restored, disk["id"], size)
 
     operation = start_operation(server, "insert", disk["selfLink"], f"zones/{zone}", created)
     if request_id:

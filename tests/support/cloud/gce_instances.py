@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tests.support.cloud import gce_images
 from tests.support.cloud.gce_disks import (
     NAME_RE,
     find_disk,
@@ -157,6 +158,8 @@ def _new_snapshot(
     }
     server.snapshots[name] = snapshot
 
+    gce_images.keep(server.presenter, disk["id"], snapshot["id"])  # its bytes as of now
+
     def ready() -> None:
         snapshot.update(status="READY", storageBytes=str(int(disk["sizeGb"]) * 1024**3 // 10))
 
@@ -200,8 +203,10 @@ def snapshots_delete(server: GceServer, p: dict[str, str], q: Any, body: Any) ->
     snapshot = find_snapshot(server, p["project"], p["snapshot"])
     snapshot["status"] = "DELETING"
 
-    def deleted() -> None:
+    def deleted() -> Any:
         server.snapshots.pop(snapshot["name"], None)
+        presenter, snapshot_id = server.presenter, snapshot["id"]
+        return lambda: gce_images.drop(presenter, snapshot_id)
 
     return start_operation(server, "delete", snapshot["selfLink"], "global", deleted)
 

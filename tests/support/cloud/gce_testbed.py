@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import tempfile
@@ -142,3 +143,12 @@ def stop_session(session: GceSession) -> None:
     session.server.clock.stop()
     if session.presenter is not None:
         session.presenter.destroy()
+
+
+def open_gce_testbed(stack: contextlib.ExitStack, work: Path) -> GceTestbed:
+    """A GceTestbed outside pytest (for bench/bench_cloud.py); `stack` stops it all."""
+    session = start_session(with_devices=True)
+    stack.callback(stop_session, session)
+    testbed = GceTestbed(session)
+    stack.callback(testbed.destroy)
+    return testbed

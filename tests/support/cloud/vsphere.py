@@ -66,6 +66,7 @@ def build_vcsim() -> Path:
                 "GO111MODULE": "off",
                 "GOPATH": f"{gopath}:/usr/share/gocode",
                 "GOCACHE": str(CACHE / "go-build"),
+                "HOME": os.environ.get("HOME") or str(CACHE),  # go wants one for its config
             }
             subprocess.run(
                 ["go", "build", "-o", str(target) + ".new", "."],
@@ -325,3 +326,13 @@ class VsphereTestbed:
         with contextlib.suppress(vmodl.MethodFault, OSError):
             Disconnect(self.si)
         self.presenter.destroy()
+
+
+def open_vsphere_testbed(stack: contextlib.ExitStack, work: Path) -> VsphereTestbed:
+    """For bench/bench_cloud.py: a vcsim and a testbed over it, stopped by `stack`."""
+    server = Vcsim().start()
+    stack.callback(server.stop)
+    work.mkdir(parents=True, exist_ok=True)
+    testbed = VsphereTestbed(server, work)
+    stack.callback(testbed.destroy)
+    return testbed

@@ -51,6 +51,7 @@ class AzureFileSettings(ShareSettings):
     connection_string_file: str | None = None
     endpoint_suffix: str = "core.windows.net"
     endpoint: str | None = None  # a full Files endpoint URL (another cloud, a test server)
+    discover_interval: float = 30.0  # seconds between listings of shares other hosts made
 
 
 def canonical_quota(value: str) -> str:
@@ -105,6 +106,23 @@ class AzureFileBackend(ShareBackend):
             if settings.endpoint or values.get("FileEndpoint")
             else f"{self.account}.file.{suffix}"
         )
+
+    @property
+    def discover_interval(self) -> float:
+        assert isinstance(self.settings, AzureFileSettings)
+        return self.settings.discover_interval
+
+    def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        """Shares holding Orlop volumes (by their metadata), for hosts that did not make them."""
+        defaults = self.options.validate({}, self.context.defaults)
+        if "share" in defaults:
+            return []  # volumes are directories of one share: Docker names are not listed
+        found = []
+        for share, metadata in self.api().list_shares():
+            volume = metadata.get(METADATA_VOLUME)
+            if volume and share_name(volume) == share:
+                found.append((volume, dict(defaults), {"share": share, "directory": ""}))
+        return found
 
     def api(self, volume: VolumeRef | None = None) -> AzureFiles:
         timeout = self.timeout(volume) if volume is not None else 20.0

@@ -98,6 +98,30 @@ class OneFs:
                 }
         return None
 
+    def quota_paths(self) -> dict[str, str]:
+        """Every directory quota's path → its ID (for discovery)."""
+        found = self._call(
+            "listing quotas",
+            lambda: self.quotas.list_quota_quotas(type="directory", _request_timeout=self.timeout),
+        )
+        return {str(quota.path): str(quota.id) for quota in found.quotas or []}
+
+    def export_paths(self) -> dict[str, int]:
+        """Every NFS export's paths → its ID (for discovery)."""
+        found = self._call(
+            "listing NFS exports",
+            lambda: self.protocols.list_nfs_exports(_request_timeout=self.timeout),
+        )
+        return {str(path): int(e.id) for e in found.exports or [] for path in e.paths or []}
+
+    def smb_share_paths(self) -> dict[str, str]:
+        """Every SMB share's name → its path (for discovery)."""
+        found = self._call(
+            "listing SMB shares",
+            lambda: self.protocols.list_smb_shares(_request_timeout=self.timeout),
+        )
+        return {str(share.name): str(share.path) for share in found.shares or []}
+
     def create_quota(self, path: str, hard: int) -> str:
         params = isi.QuotaQuotaCreateParams(
             path=path,

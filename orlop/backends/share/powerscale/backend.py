@@ -61,6 +61,7 @@ class PowerScaleSettings(ShareSettings):
     verify: bool = True
     base_path: str = "/ifs/orlop"
     nfs_host: str | None = None  # default: the host of url (as smb_host)
+    discover_interval: float = 30.0  # seconds between listings of volumes other hosts made
 
 
 def canonical_clients(value: str) -> str:
@@ -222,6 +223,38 @@ class PowerScaleBackend(ShareBackend):
     @classmethod
     def host_checks(cls) -> list[Check]:
         return [*super().host_checks(), nfs_client_check()]
+
+    # discovery: volumes other hosts made ----------------------------------------------------
+    @property
+    def discover_interval(self) -> float:
+        return self.ps.discover_interval
+
+    def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        """Directories of base_path with a quota and an export (or share) of this driver's
+        protocol: the volumes, whichever host made them."""
+        defaults = self.options.validate({}, self.context.defaults)
+        protocol = defaults.get("protocol", "nfs")
+        api = self.api()
+        prefix = self.ps.base_path + "/"
+        exports = api.export_paths() if protocol == "nfs" else {}
+        shares = api.smb_share_paths() if protocol == "smb" else {}
+        found = []
+        for path, quota_id in sorted(api.quota_paths().items()):
+            name = path[len(prefix) :] if path.startswith(prefix) else ""
+            if not name or "/" in name:
+                continue
+            record: dict[str, Any] = {"path": path, "protocol": protocol, "quota_id": quota_id}
+            if protocol == "nfs":
+                if path not in exports:
+                    continue
+                record["export_id"] = exports[path]
+            else:
+                share = share_name(name)
+                if shares.get(share) != path:
+                    continue
+                record["smb_share"] = share
+            found.append((name, dict(defaults), record))
+        return found
 
     # snapshots ----------------------------------------------------------------------------
     def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:

@@ -1,6 +1,17 @@
-"""Google Persistent Disk (driver kind `gce`): a provider of the cloud-disk layer."""
+"""Google Persistent Disk on the cloud-disk layer (driver kind `gce`)."""
 
+from __future__ import annotations
+
+from orlop.backends.block.cloud.backend import CloudBackend
 from orlop.backends.block.cloud.gce.provider import GceProvider
 from orlop.backends.block.cloud.gce.settings import GceSettings
 
-__all__ = ["GceProvider", "GceSettings"]
+
+class GceBackend(CloudBackend):
+    """Persistent disks with a filesystem: the block layer over the cloud-disk layer over
+    the Compute Engine API."""
+
+    cloud_provider = GceProvider
+
+
+__all__ = ["GceBackend", "GceProvider", "GceSettings"]

@@ -68,6 +68,9 @@ def to_cloud_error(what: str, error: BaseException) -> CloudError:
         detail = getattr(error, "msg", "") or ""
         if detail.startswith("*types."):  # vcsim's message is the Go type name: say nothing
             detail = ""
+        if isinstance(error, vim.fault.GenericVmConfigFault) and "lock" in detail.lower():
+            # ESXi refusing to open a disk that a running VM holds: "Failed to lock the file"
+            kind = ErrorKind.IN_USE
         extra = [
             f"{field}={getattr(error, field)}"
             for field in ("file", "invalidProperty", "name", "datastore")
@@ -106,6 +109,9 @@ class Vsphere:
         self._si: Any = None
         self._view: Any = None
         self._dc: Any = None
+        self._dc_name = ""
+        self._content: Any = None  # the session's ServiceContent, fetched once
+        self._stores: dict[str, Any] = {}  # datastore name → managed object
         self._lock = threading.Lock()
 
     # session --------------------------------------------------------------------------------
@@ -145,9 +151,12 @@ class Vsphere:
                         sslContext=self._ssl(),
                         httpConnectionTimeout=self.settings.api_timeout,
                     )
+                    self._content = self._si.RetrieveContent()
                 except Exception as error:
+                    self._si = None
                     raise to_cloud_error(f"logging in to {self.settings.url}", error) from None
                 self._view = self._dc = None
+                self._stores = {}
             return self._si
 
     def close(self) -> None:
@@ -161,7 +170,8 @@ class Vsphere:
 
     @property
     def content(self) -> Any:
-        return self._connect().RetrieveContent()
+        self._connect()
+        return self._content
 
     def call(self, what: str, function: Callable[[], T]) -> T:
         """Run `function` (pyVmomi calls); log in again once if the session expired."""
@@ -246,23 +256,56 @@ class Vsphere:
                 ErrorKind.NOT_FOUND if wanted else ErrorKind.INVALID,
             )
 
-        self._dc = self.call("finding the datacenter", find)
-        return self._dc
+        dc = self.call("finding the datacenter", find)
+        self._dc_name = self.call("finding the datacenter", lambda: dc.name)
+        self._dc = dc
+        return dc
+
+    def datacenter_name(self) -> str:
+        self.datacenter()
+        return self._dc_name
 
     def datastore(self, name: str) -> Any:
+        known = self._stores.get(name)
+        if known is not None:
+            return known
+
         def find() -> Any:
-            stores = self.datacenter().datastore
-            for store in stores:
-                if store.name == name:
-                    return store
-            names = ", ".join(sorted(s.name for s in stores)) or "none"
+            stores = self.datastores()
+            if name in stores:
+                return stores[name]
+            names = ", ".join(sorted(stores)) or "none"
             raise CloudError(
-                f"datastore {name} does not exist in datacenter {self.datacenter().name}: "
+                f"datastore {name} does not exist in datacenter {self.datacenter_name()}: "
                 f"it has {names}",
                 ErrorKind.INVALID,
             )
 
         return self.call(f"finding datastore {name}", find)
+
+    def datastores(self) -> dict[str, Any]:
+        """The datacenter's datastores by name, in one round trip (and kept for `datastore`)."""
+        collector = vmodl.query.PropertyCollector
+        spec = collector.FilterSpec(
+            objectSet=[
+                collector.ObjectSpec(
+                    obj=self.datacenter(),
+                    skip=True,
+                    selectSet=[
+                        collector.TraversalSpec(
+                            name="stores", path="datastore", skip=False, type=vim.Datacenter
+                        )
+                    ],
+                )
+            ],
+            propSet=[collector.PropertySpec(type=vim.Datastore, all=False, pathSet=["name"])],
+        )
+        found = self.call(
+            "listing datastores", lambda: self.content.propertyCollector.RetrieveContents([spec])
+        )
+        stores = {item.propSet[0].val: item.obj for item in found or [] if item.propSet}
+        self._stores = stores
+        return stores
 
     def vm_ref(self, moref: str) -> Any:
         return vim.VirtualMachine(moref, self._connect()._stub)
@@ -315,7 +358,7 @@ class Vsphere:
 
     # datastore files ------------------------------------------------------------------------
     def _file_url(self, datastore: str, path: str) -> str:
-        query = urllib.parse.urlencode({"dcPath": self.datacenter().name, "dsName": datastore})
+        query = urllib.parse.urlencode({"dcPath": self.datacenter_name(), "dsName": datastore})
         quoted = urllib.parse.quote(path)
         return f"{self.scheme}://{self.host}:{self.port}/folder/{quoted}?{query}"
 

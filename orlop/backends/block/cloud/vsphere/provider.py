@@ -200,14 +200,14 @@ class VsphereProvider:
         return source
 
     def _check_room(self, store: Any, size: int, diskformat: str) -> None:
-        summary = self.api.call(f"reading datastore {store.name}", lambda: store.summary)
+        summary = self.api.call("reading a datastore's capacity", lambda: store.summary)
         capacity, free = int(summary.capacity or 0), int(summary.freeSpace or 0)
         # A thin disk takes room as it is written, so it must fit the datastore; a thick one
         # takes it all now, so it must fit the free space.
         room, what = (capacity, "capacity") if diskformat == "thin" else (free, "free space")
         if room and size > room:
             raise InvalidOption(
-                f"a {diskformat} disk of {size} bytes does not fit datastore {store.name} "
+                f"a {diskformat} disk of {size} bytes does not fit datastore {summary.name} "
                 f"({what} {room} bytes): ask for less, or use another datastore"
             )
 
@@ -225,10 +225,7 @@ class VsphereProvider:
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
         tag = files.namespace_tag(namespace)
-        stores = [
-            s.name
-            for s in self.api.call("listing datastores", lambda: self.api.datacenter().datastore)
-        ]
+        stores = sorted(self.api.datastores())
         attachments: dict[str, list[Attachment]] | None = None
         found = []
         for store in stores:
@@ -360,7 +357,8 @@ class VsphereProvider:
 
     # facts ---------------------------------------------------------------------------------
     def options_of(self, disk: Disk) -> dict[str, str]:
-        options = {"size": str(disk.size), "datastore": str(disk.facts.get("datastore", ""))}
+        # A size of 0: unknown (no metadata, and a server that does not report capacities).
+        options = {"size": str(disk.size or ""), "datastore": str(disk.facts.get("datastore", ""))}
         for key in ("diskformat", "attach_as", "access"):
             if disk.facts.get(key):
                 options[key] = str(disk.facts[key])

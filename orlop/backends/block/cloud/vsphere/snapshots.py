@@ -61,7 +61,7 @@ class FcdSnapshots:
         path = DiskPath.parse(disk.id)
         assert path is not None
         query = urllib.parse.urlencode(
-            {"dcPath": self.api.datacenter().name, "dsName": path.datastore}
+            {"dcPath": self.api.datacenter_name(), "dsName": path.datastore}
         )
         url = (
             f"{self.api.scheme}://{self.api.host}:{self.api.port}/folder/"
@@ -121,8 +121,7 @@ class FcdSnapshots:
         if match is None:
             return None
         fcd, wanted = match.group(1), match.group(2)
-        stores = self.api.call("listing datastores", lambda: self.api.datacenter().datastore)
-        for store in stores:
+        for store in self.api.datastores().values():
             for snapshot in self._list(fcd, store):
                 if snapshot.id == f"fcd-snap:{fcd}:{wanted}":
                     return snapshot
