@@ -21,7 +21,12 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
     ServiceRequestError,
 )
-from azure.storage.fileshare import ShareClient, ShareDirectoryClient, ShareServiceClient
+from azure.storage.fileshare import (
+    LinearRetry,
+    ShareClient,
+    ShareDirectoryClient,
+    ShareServiceClient,
+)
 
 from orlop.core.model import BackendError, Conflict, NotFound
 
@@ -40,8 +45,8 @@ class AzureFiles:
         self.service = ShareServiceClient(
             account_url=endpoint,
             credential={"account_name": account, "account_key": key},
-            retry_total=1,
-            retry_backoff_factor=0.2,
+            # The storage SDK's default retry waits 15 s, then 45 s, between attempts.
+            retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=1),
             connection_timeout=timeout,
             read_timeout=timeout,
         )
