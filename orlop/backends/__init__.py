@@ -12,6 +12,8 @@ BACKENDS: dict[str, str] = {
     "directory": "orlop.backends.directory:DirectoryBackend",
     "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
     "ebs": "orlop.backends.block.cloud.ebs:EbsBackend",
+    "digitalocean": "orlop.backends.block.cloud.digitalocean:DigitalOceanBackend",
+    "powerflex": "orlop.backends.block.cloud.powerflex:PowerFlexBackend",
     "gce": "orlop.backends.block.cloud.gce:GceBackend",
     "vsphere": "orlop.backends.block.cloud.vsphere:VsphereBackend",
     "cinder": "orlop.backends.block.cloud.cinder:CinderBackend",
