@@ -53,8 +53,11 @@ STEPS = ("create", "first mount (format)", "unmount", "mount again", "unmount ag
 # a CloudTestbed whose servers the stack stops. A provider's tests module owns its opener.
 TESTBEDS = {
     "ebs": "tests.support.ec2:open_ebs_testbed",
+    "digitalocean": "tests.support.cloud.do_testbed:open_do_testbed",
+    "powerflex": "tests.support.cloud.powerflex_testbed:open_powerflex_testbed",
     "gce": "tests.support.cloud.gce_testbed:open_gce_testbed",
     "vsphere": "tests.support.cloud.vsphere:open_vsphere_testbed",
+    "cinder": "tests.support.cloud.cinder_fixtures:open_cinder_testbed",
 }
 
 

@@ -26,8 +26,9 @@ from orlop.backends.block.cloud.api import (
     Identity,
 )
 from orlop.backends.block.cloud.digitalocean.provider import DigitalOceanProvider
+from orlop.backends.block.cloud.digitalocean.tags import label_tags
 from orlop.core.model import ConfigError, InvalidOption
-from tests.support.cloud.do_server import DoServer
+from tests.support.cloud.do_server import DoServer, Volume
 from tests.support.cloud.do_testbed import DoHost
 
 pytest_plugins = ["tests.support.cloud.do_fixtures"]
@@ -88,8 +89,10 @@ def test_create_find_attach_write_move_to_second_droplet(
     assert b.find_disks(namespace, "db.main_1") == []
     assert b.find_disks("other-namespace") == []
 
+    do_server.action_delay = 600  # held in progress until hurried along
     a.attach_disk(disk, me, a.device_name(disk, me))
     assert a.get_disk(disk.id).attached_to(me.instance).state == "attaching"  # type: ignore[union-attr]
+    do_server.hurry()
     attached(a, disk, me)
     [path] = a.device_paths(disk, a.get_disk(disk.id).attachments[0])  # type: ignore[union-attr]
     assert path == f"{first.by_id}/scsi-0DO_Volume_{disk.name}"
@@ -107,6 +110,8 @@ def test_create_find_attach_write_move_to_second_droplet(
 
     a.detach_disk(disk, me.instance)
     assert a.get_disk(disk.id).attachments[0].state == "detaching"  # type: ignore[union-attr]
+    do_server.hurry()
+    do_server.action_delay = 0.1
     detached(a, disk, me.instance)
     assert not os.path.exists(path)
     b.attach_disk(disk, other, None)
@@ -332,8 +337,22 @@ def test_delete_of_an_attached_volume_is_refused(do_host: MakeHost) -> None:
     attached(provider, disk, me)
     with pytest.raises(CloudError) as refused:
         provider.delete_disk(disk)
-    assert refused.value.kind is ErrorKind.INVALID and "detach" in str(refused.value)
+    assert refused.value.kind is ErrorKind.INVALID and "attached volume" in str(refused.value)
     provider.detach_disk(disk, me.instance)
     detached(provider, disk, me.instance)
     provider.detach_disk(disk, me.instance)  # not attached any more: nothing to do
     provider.delete_disk(disk)
+
+
+def test_listings_follow_every_page(do_host: MakeHost, do_server: DoServer) -> None:
+    host = do_host()
+    provider = host.provider()
+    namespace = host.settings["namespace"]
+    with do_server.lock:  # more volumes than one page (200) holds, made behind Orlop's back
+        for index in range(230):
+            labels = {LABEL_NAMESPACE: namespace, LABEL_VOLUME: f"v{index}"}
+            volume = Volume(f"id-{index}", f"v{index}", "nyc1", 1, tags=label_tags(labels))
+            do_server.volumes[volume.id] = volume
+    found = provider.find_disks(namespace)
+    assert sorted(d.volume or "" for d in found) == sorted(f"v{i}" for i in range(230))
+    assert [d.id for d in provider.find_disks(namespace, "v229")] == ["id-229"]

@@ -8,9 +8,11 @@ refused (400), a missing required one too. Its quirks, kept:
 * errors are `{"id": "unprocessable_entity", "message": …, "request_id": …}` with the status;
 * every answer carries `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset`;
   `throttle(n)` makes the next n API requests answer 429 `too_many_requests`;
-* attach, detach and resize are actions that stay `in-progress` for `action_delay` seconds;
-  the droplet appears in the volume's `droplet_ids` only when an attach completes, and a
-  volume attached (or being attached) to one droplet is refused to another with 422;
+* attach, detach and resize are actions that stay `in-progress` for `action_delay` seconds.
+  The droplet is in the volume's `droplet_ids` from the moment DigitalOcean accepts the
+  attach until a detach completes (so another droplet sees who holds it), and a volume
+  attached (or being attached) to one droplet is refused to another with 422. The device
+  appears on the droplet when the attach completes, and goes when the detach completes;
 * each droplet has its own metadata service under `/droplet/<id>` (`metadata_url` of that
   droplet): `/droplet/<id>/metadata/v1/id` and `/region`.
 
@@ -25,6 +27,7 @@ import datetime
 import itertools
 import json
 import re
+import socket
 import threading
 import time
 import uuid
@@ -148,6 +151,12 @@ class DoServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out as two writes: without this, Nagle's algorithm
+                # and the client's delayed ACK hold the second one back 40 ms.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -195,6 +204,13 @@ class DoServer:
             if by_id is not None:
                 self.by_id[droplet_id] = by_id
             return droplet_id
+
+    def hurry(self) -> None:
+        """Let every action in progress complete now (tests that look at one in progress
+        hold actions back with a long `action_delay`, then let them go)."""
+        with self.lock:
+            for action in self.actions.values():
+                action.due = 0.0
 
     def throttle(self, count: int) -> None:
         """The next `count` API requests answer 429."""
@@ -364,9 +380,7 @@ class DoServer:
             if not isinstance(tag, str) or not _TAG.match(tag):
                 raise ApiError(422, "unprocessable_entity", f"invalid tag name: {tag}")
         if any(v.name == name and v.region == region for v in self.volumes.values()):
-            raise ApiError(
-                409, "conflict", f"a volume with the name {name} already exists in {region}"
-            )
+            raise ApiError(409, "conflict", "already exists")
         volume = Volume(
             str(uuid.uuid4()),
             name,
@@ -389,7 +403,7 @@ class DoServer:
     def _delete_volume(self, volume_id: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         volume = self._volume(volume_id)
         if volume.droplet_ids or volume.reserved_for is not None:
-            raise ApiError(409, "conflict", "the volume is attached to a droplet: detach it first")
+            raise ApiError(409, "conflict", "attached volume cannot be deleted")
         del self.volumes[volume_id]
         if self.presenter is not None:
             self.presenter.forget(volume_id)
@@ -408,7 +422,7 @@ class DoServer:
         if body.get("region") not in (None, volume.region):
             raise ApiError(422, "unprocessable_entity", "the volume is not in that region")
         if any(a.volume_id == volume_id and a.status == "in-progress" for a in self._actions()):
-            raise ApiError(422, "unprocessable_entity", "the volume has an action in progress")
+            raise ApiError(422, "unprocessable_entity", "Droplet already has a pending event.")
         action = Action(next(self._ids), f"{kind}_volume", volume_id, volume.region)
         action.due = time.monotonic() + self.action_delay
         if kind == "resize":
@@ -438,8 +452,9 @@ class DoServer:
                         "attaching volume to droplet: volume is attached to another droplet",
                     )
                 volume.reserved_for = droplet_id
+                volume.droplet_ids = [droplet_id]
             elif droplet_id not in volume.droplet_ids:
-                raise ApiError(422, "unprocessable_entity", "volume is not attached to droplet")
+                raise ApiError(422, "unprocessable_entity", "Attachment not found")
         self.actions[action.id] = action
         return 202, {"action": action.body()}
 
@@ -484,7 +499,6 @@ class DoServer:
                 self.presenter.device_for(volume.id, volume.size * GIB)
         elif action.type == "attach_volume" and action.droplet_id is not None:
             volume.reserved_for = None
-            volume.droplet_ids = [action.droplet_id]
             self._droplet_volumes(action.droplet_id).append(volume.id)
             by_id = self.by_id.get(action.droplet_id)
             if self.presenter is not None and by_id is not None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from orlop.backends.block.cloud.digitalocean import tags
 from orlop.backends.block.cloud.digitalocean.client import DigitalOceanSettings
 from orlop.backends.block.cloud.digitalocean.provider import DigitalOceanProvider
+from tests.support.cloud.do_server import DoServer
+from tests.support.cloud.presenter import DevicePresenter
+from tests.support.cloud.testbed import CloudHost
+from tests.support.names import unique
 
 REGION = "nyc1"
 
@@ -35,3 +42,74 @@ class DoHost:
     def provider(self, **overrides: Any) -> DigitalOceanProvider:
         settings = DigitalOceanSettings.parse("digitalocean", {**self.settings, **overrides})
         return DigitalOceanProvider(settings, str(self.state_dir))
+
+
+class DoTestbed:
+    """`CloudTestbed` over the fake DigitalOcean API: each host a droplet of its own."""
+
+    kind = "digitalocean"
+    create_options: ClassVar[dict[str, str]] = {"size": "1G"}
+    grow_to = 2 * 1024**3
+
+    def __init__(
+        self,
+        server: DoServer,
+        token_file: Path,
+        root: Path,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.server, self.token_file, self.root = server, token_file, root
+        self.namespace = unique("ns")
+        self.extra = TEST_SETTINGS if extra is None else extra
+
+    def host(self) -> CloudHost:
+        index = len(self.server.droplets)
+        by_id = self.root / f"do-by-id-{index}"
+        by_id.mkdir(parents=True)
+        droplet = self.server.add_droplet(REGION, by_id)
+        settings = {
+            "token_file": str(self.token_file),
+            "api_url": self.server.url,
+            "metadata_url": self.server.metadata_url(droplet),
+            "droplet_id": droplet,
+            "region": REGION,
+            "namespace": self.namespace,
+            "by_id_dir": str(by_id),
+            **self.extra,
+        }
+        state = self.root / f"do-state-{index}"
+        state.mkdir(parents=True, exist_ok=True)
+        return CloudHost(str(droplet), self.kind, settings, state)
+
+    def cloud_disks(self, namespace: str) -> list[dict[str, Any]]:
+        with self.server.lock:
+            volumes = list(self.server.volumes.values())
+        found = []
+        for volume in volumes:
+            labels = tags.labels_of(volume.tags)
+            if labels.get("namespace") == namespace:
+                found.append(
+                    {
+                        "id": volume.id,
+                        "volume": labels.get("volume"),
+                        "attached_to": [str(d) for d in volume.droplet_ids],
+                    }
+                )
+        return found
+
+    def delete_behind_orlop(self, disk_id: str) -> None:
+        self.server.delete_volume(disk_id)
+
+
+def open_do_testbed(stack: contextlib.ExitStack, work: Path) -> DoTestbed:
+    """A DoTestbed outside pytest (for bench/bench_cloud.py), with the driver's production
+    timeouts; `stack` stops it all."""
+    presenter = DevicePresenter()
+    stack.callback(presenter.destroy)
+    work.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(16)
+    token_file = work / "do-token"
+    token_file.write_text(token)
+    server = DoServer(token, presenter).start()
+    stack.callback(server.stop)
+    return DoTestbed(server, token_file, work, extra={})

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from orlop.backends.block.cloud.powerflex import names
 from orlop.backends.block.cloud.powerflex.client import PowerFlexSettings
 from orlop.backends.block.cloud.powerflex.provider import PowerFlexProvider
 from tests.support.cloud.powerflex_server import PowerFlexGateway, Tls
+from tests.support.cloud.presenter import DevicePresenter
+from tests.support.cloud.testbed import CloudHost
 from tests.support.names import unique
 
 # Generous for a loaded machine; production defaults stay as they are.
@@ -39,7 +44,11 @@ class PfHost:
 
 
 def pf_host_factory(
-    gateway: PowerFlexGateway, tls: Tls, password: Path, root: Path
+    gateway: PowerFlexGateway,
+    tls: Tls,
+    password: Path,
+    root: Path,
+    extra: dict[str, Any] | None = None,
 ) -> Callable[..., PfHost]:
     namespace = unique("ns")
 
@@ -60,9 +69,66 @@ def pf_host_factory(
             "sdc_guid": guid,
             "namespace": namespace,
             "by_id_dir": str(by_id),
-            **TEST_SETTINGS,
+            **(TEST_SETTINGS if extra is None else extra),
             **settings,
         }
         return PfHost(sdc_id, guid, values, by_id, state)
 
     return make
+
+
+class PowerFlexTestbed:
+    """`CloudTestbed` over the fake PowerFlex gateway: each host an SDC of its own."""
+
+    kind = "powerflex"
+    create_options: ClassVar[dict[str, str]] = {"size": "8G"}
+    grow_to = 16 * 1024**3
+
+    def __init__(
+        self,
+        gateway: PowerFlexGateway,
+        tls: Tls,
+        password: Path,
+        root: Path,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.make = pf_host_factory(gateway, tls, password, root, extra)
+
+    def host(self) -> CloudHost:
+        made = self.make()
+        return CloudHost(made.sdc_id, self.kind, made.settings, made.state_dir)
+
+    def cloud_disks(self, namespace: str) -> list[dict[str, Any]]:
+        with self.gateway.lock:
+            volumes = [dict(v) for v in self.gateway.volumes.values()]
+        found = []
+        for volume in volumes:
+            ours, name = names.decode("o", namespace, volume["name"])
+            if ours:
+                mapped = volume["mappedSdcInfo"] or []
+                found.append(
+                    {
+                        "id": volume["id"],
+                        "volume": name,
+                        "attached_to": [m["sdcId"] for m in mapped],
+                    }
+                )
+        return found
+
+    def delete_behind_orlop(self, disk_id: str) -> None:
+        self.gateway.delete_volume(disk_id)
+
+
+def open_powerflex_testbed(stack: contextlib.ExitStack, work: Path) -> PowerFlexTestbed:
+    """A PowerFlexTestbed (API 4.x) outside pytest (for bench/bench_cloud.py), with the
+    driver's production timeouts; `stack` stops it all."""
+    presenter = DevicePresenter()
+    stack.callback(presenter.destroy)
+    work.mkdir(parents=True, exist_ok=True)
+    tls = Tls.make(work / "tls")
+    password = work / "powerflex-password"
+    password.write_text(secrets.token_urlsafe(12))
+    gateway = PowerFlexGateway(tls, password.read_text(), "4.5", presenter=presenter).start()
+    stack.callback(gateway.stop)
+    return PowerFlexTestbed(gateway, tls, password, work, extra={})

@@ -66,6 +66,7 @@ def build_vcsim() -> Path:
                 "GO111MODULE": "off",
                 "GOPATH": f"{gopath}:/usr/share/gocode",
                 "GOCACHE": str(CACHE / "go-build"),
+                "HOME": os.environ.get("HOME") or str(CACHE),  # go wants one for its config
             }
             subprocess.run(
                 ["go", "build", "-o", str(target) + ".new", "."],

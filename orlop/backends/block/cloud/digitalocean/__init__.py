@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from orlop.backends.block.cloud.backend import CloudBackend
 from orlop.backends.block.cloud.digitalocean.provider import DigitalOceanProvider
 
-__all__ = ["DigitalOceanProvider"]
+
+class DigitalOceanBackend(CloudBackend):
+    """DigitalOcean volumes with a filesystem: the block layer over the cloud-disk layer."""
+
+    cloud_provider = DigitalOceanProvider
+
+
+__all__ = ["DigitalOceanBackend", "DigitalOceanProvider"]

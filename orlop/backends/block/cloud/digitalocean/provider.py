@@ -4,10 +4,11 @@ A volume is named `orlop-<slug>-<hash>` (`naming.disk_name`, 64 characters at mo
 is lower case, digits and hyphens, starting with a letter, unique per region); Orlop's labels
 are tags (`tags.py`), so another droplet lists and adopts the volume by its Docker name. DO
 refuses to attach a volume that is attached to another droplet (422): the layer needs no race
-guard. Attach, detach and resize are volume *actions* that stay in-progress for a while; the
-droplet shows in `droplet_ids` only once an attach completes. So that the layer sees an attach
-or detach it started as `attaching` / `detaching`, the provider remembers the actions it
-started (in memory) and asks for their status while they are in progress.
+guard. Attach, detach and resize are volume *actions* that stay in-progress for a while, and
+`droplet_ids` does not say whether an attach or detach is done. So that the layer sees an
+attach or detach it started as `attaching` / `detaching` until DigitalOcean completes it,
+the provider remembers the actions it started (in memory) and asks for their status while
+they are in progress.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import re
 import threading
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from orlop.backends.base import Check
 from orlop.backends.block.cloud import naming
@@ -159,7 +160,7 @@ class DigitalOceanProvider:
         try:
             made = self.api.call("create volume", lambda c: c.volumes.create, body)
         except CloudError as error:
-            if error.kind is not ErrorKind.INVALID or error.code != "conflict":
+            if error.code not in ("conflict", "already_exists"):  # DO answers either
                 raise
             # The name is ours (namespace + volume): a create repeated after a lost answer.
             same = self._by_name(name, region)
@@ -254,7 +255,7 @@ class DigitalOceanProvider:
             if error.kind is not ErrorKind.INVALID:
                 raise
             now = self.get_disk(disk.id)
-            holders = [str(d) for d in (now.facts.get("droplet_ids") if now else None) or []]
+            holders = [a.instance for a in now.attachments] if now else []
             if identity.instance in holders:
                 return  # attached here already
             raise CloudError(
@@ -315,13 +316,16 @@ class DigitalOceanProvider:
             return disk
         droplet = pending["droplet"]
         kind = str(pending.get("type", ""))
-        if kind.startswith("attach") and disk.attached_to(droplet) is None:
-            disk.attachments.append(Attachment(droplet, "attaching"))
-        elif kind.startswith("detach"):
-            disk.attachments = [
-                Attachment(a.instance, "detaching") if a.instance == droplet else a
-                for a in disk.attachments
-            ]
+        state: Literal["attaching", "detaching"] = (
+            "attaching" if kind.startswith("attach") else "detaching"
+        )
+        if disk.attached_to(droplet) is None:
+            if state == "attaching":
+                disk.attachments.append(Attachment(droplet, state))
+            return disk
+        disk.attachments = [
+            Attachment(a.instance, state) if a.instance == droplet else a for a in disk.attachments
+        ]
         return disk
 
     def device_paths(self, disk: Disk, attachment: Attachment) -> list[str]:
@@ -376,7 +380,6 @@ class DigitalOceanProvider:
             facts={
                 "region": region,
                 "tags": ",".join(tags.user_tags(all_tags)),
-                "droplet_ids": droplets,
                 "filesystem_type": volume.get("filesystem_type") or None,
             },
             created_at=volume.get("created_at"),

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from orlop.backends.block.cloud.backend import CloudBackend
 from orlop.backends.block.cloud.powerflex.provider import PowerFlexProvider
 
-__all__ = ["PowerFlexProvider"]
+
+class PowerFlexBackend(CloudBackend):
+    """PowerFlex volumes with a filesystem: the block layer over the cloud-disk layer."""
+
+    cloud_provider = PowerFlexProvider
+
+
+__all__ = ["PowerFlexBackend", "PowerFlexProvider"]

@@ -172,9 +172,6 @@ class PowerFlexProvider:
         gib = int(spec.options.get("size", str(STEP_GIB * GIB))) // GIB
         provisioning = spec.options.get("provisioning", "thin")
         self._keep_labels(name, {k: v for k, v in spec.labels.items() if k not in _IN_NAME})
-        existing = self._by_name(name)
-        if existing is not None:  # a create repeated after a lost answer
-            return existing
         source = spec.snapshot
         if source is not None:
             snapshot_gib = math.ceil((source.size or 0) / GIB)
@@ -193,10 +190,20 @@ class PowerFlexProvider:
             if gib > snapshot_gib:
                 self.gateway.call("grow volume", lambda c: c.volume.extend(volume_id, gib))
             return self._must(volume_id)
-        made = self.gateway.call(
-            "create volume",
-            lambda c: c.volume.create(pool_id, gib, name=name, volume_type=_TYPES[provisioning]),
-        )
+        try:
+            made = self.gateway.call(
+                "create volume",
+                lambda c: c.volume.create(
+                    pool_id, gib, name=name, volume_type=_TYPES[provisioning]
+                ),
+            )
+        except CloudError as error:
+            # The name is this volume's (namespace + Docker name): a create repeated after a
+            # lost answer finds its volume; anything else is a real failure.
+            existing = self._by_name(name) if "already in use" in str(error) else None
+            if existing is None:
+                raise
+            return existing
         return self._disk(made)
 
     def _by_name(self, name: str) -> Disk | None:

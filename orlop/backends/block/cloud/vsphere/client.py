@@ -334,15 +334,18 @@ class Vsphere:
     def vm_properties(self, paths: list[str]) -> list[tuple[Any, dict[str, Any]]]:
         """(vm, {path: value}) for every VM of the datacenter, in one round trip."""
         content = self.content
-        if self._view is None:
-            self._view = content.viewManager.CreateContainerView(
-                self.datacenter().vmFolder, [vim.VirtualMachine], True
-            )
+        folder = self.datacenter().vmFolder
+        with self._lock:  # one view per session, however many threads ask at once
+            if self._view is None:
+                self._view = content.viewManager.CreateContainerView(
+                    folder, [vim.VirtualMachine], True
+                )
+            view = self._view
         collector = vmodl.query.PropertyCollector
         spec = collector.FilterSpec(
             objectSet=[
                 collector.ObjectSpec(
-                    obj=self._view,
+                    obj=view,
                     skip=True,
                     selectSet=[
                         collector.TraversalSpec(
