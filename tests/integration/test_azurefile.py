@@ -320,3 +320,18 @@ def test_kernel_client_where_the_kernel_has_no_cifs(harness: Harness, azure: Azu
     with pytest.raises(InvalidOption, match="client kernel: this kernel has no cifs"):
         harness.create(name, size="1G", client="kernel")
     assert harness.names() == [] and name not in azure.server.shares
+
+
+def test_owner_and_modes_through_smbnetfs(harness: Harness, azure: AzureAccount) -> None:
+    name = unique("owner")
+    harness.create(name, size="1G", uid="1234", gid="2345", file_mode="0640", dir_mode="0750",
+                   delete_on_remove="true", timeout="60")  # fmt: skip
+    path = Path(harness.mount(name, "m1"))
+    (path / "d").mkdir()
+    (path / "d" / "f").write_text("x")
+    for item in (path / "d", path / "d" / "f"):
+        stat = item.stat()
+        assert (stat.st_uid, stat.st_gid) == (1234, 2345)
+        assert stat.st_mode & 0o027 == 0  # FUSE 2: one umask, 0027, for both modes
+    harness.unmount(name, "m1")
+    harness.remove(name)
