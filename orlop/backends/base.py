@@ -195,8 +195,13 @@ class Backupable(Protocol):
 
     A backup is a dict with at least `id`, `volume`, `created_at`."""
 
-    def create_backup(self, volume: VolumeRef) -> dict[str, Any]:
-        """Back up `volume` (readable while in use); return the new backup."""
+    def stage_backup(self, volume: VolumeRef) -> str:
+        """Take the snapshot a backup reads (the volume may be in use); return a handle.
+        Quick: the service holds the volume's lock meanwhile."""
+
+    def send_backup(self, volume: VolumeRef, staged: str) -> dict[str, Any]:
+        """Upload what `stage_backup` took, then drop it; return the new backup. Slow: the
+        service holds no volume lock meanwhile (only one backup of a volume at a time)."""
 
     def list_backups(self, volume: str | None) -> list[dict[str, Any]]:
         """The repository's backups, all or of the volume called `volume`, oldest first."""

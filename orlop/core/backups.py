@@ -46,11 +46,18 @@ class Backups:
     async def create(self, driver_name: str, name: str, task: str | None = None) -> dict[str, Any]:
         """Back up volume `name`, from a snapshot: the volume stays in use meanwhile."""
         backend = self._backend(driver_name)
-        async with self.registry.lock(driver_name, name):
-            volume = self.registry.get(driver_name, name)
+        # One backup of a volume at a time ("#" is in no volume name); the volume's own lock
+        # only while its snapshot is taken, so Mount and Unmount do not wait for the upload.
+        async with self.registry.lock(driver_name, f"{name}#backup"):
+            async with self.registry.lock(driver_name, name):
+                volume = self.registry.get(driver_name, name)
+                try:
+                    staged = await self.registry.call(backend.stage_backup, ref(volume))
+                except Exception as error:
+                    raise user_error(error, f"snapshotting volume {name} to back up") from error
             try:
                 made = await self.registry.call_tracked(
-                    task, f"backup of {name}", backend.create_backup, ref(volume)
+                    task, f"backup of {name}", backend.send_backup, ref(volume), staged
                 )
             except Exception as error:
                 raise user_error(error, f"backing up volume {name}") from error

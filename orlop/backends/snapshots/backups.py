@@ -27,8 +27,6 @@ from orlop.core.progress import report
 from orlop.host.clone import tree_bytes
 
 if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
     from orlop.backends.base import BackendContext, Capabilities
 
 log = logging.getLogger(__name__)
@@ -68,7 +66,8 @@ class LocalBackups:
         settings: LocalSettings
         kind: ClassVar[str]
 
-        def _staged(self, volume: VolumeRef) -> AbstractContextManager[str]: ...
+        def _stage(self, volume: VolumeRef) -> str: ...
+        def _unstage(self, name: str) -> None: ...
         def _backup_tags(self, volume: VolumeRef) -> dict[str, str]: ...
 
     def _init_backups(self) -> None:
@@ -88,19 +87,35 @@ class LocalBackups:
         return self.repository
 
     # Backupable ---------------------------------------------------------------------
-    def create_backup(self, volume: VolumeRef) -> dict[str, Any]:
-        repository = self._repository()
-        repository.ensure()
-        earlier = repository.snapshots(volume.name)
-        parent = earlier[-1]["id"] if earlier else None
-        tags = {"volume": volume.name, "kind": self.kind, "driver": self.context.driver}
-        tags.update(self._backup_tags(volume))
-        with self._staged(volume) as staged:
+    def stage_backup(self, volume: VolumeRef) -> str:
+        """A snapshot of `volume` to back up, made now; `send_backup` uploads and removes it.
+
+        The service holds the volume's lock for this step only: the upload, which takes as
+        long as the data needs, does not keep a container's Mount waiting."""
+        self._repository().check()
+        staged = self._stage(volume)
+        try:
             if not [e for e in os.listdir(staged) if e != "lost+found"]:
                 raise InvalidOption(f"volume {volume.name} is empty: there is nothing to back up")
-            failpoint("backup.after_snapshot")
+        except BaseException:
+            self._unstage(volume.name)
+            raise
+        failpoint("backup.after_snapshot")
+        return staged
+
+    def send_backup(self, volume: VolumeRef, staged: str) -> dict[str, Any]:
+        """Upload what `stage_backup` made to the repository; return the new backup."""
+        try:
+            repository = self._repository()
+            repository.ensure()
+            earlier = repository.snapshots(volume.name)
+            parent = earlier[-1]["id"] if earlier else None
+            tags = {"volume": volume.name, "kind": self.kind, "driver": self.context.driver}
+            tags.update(self._backup_tags(volume))
             tags["bytes"] = str(tree_bytes(staged))  # the total of a restore's progress bar
             summary = repository.backup(staged, tags, parent, report)
+        finally:
+            self._unstage(volume.name)
         failpoint("backup.after_upload")
         made = repository.backup_facts(summary, tags)
         keep = self.settings.keep()
@@ -109,6 +124,10 @@ class LocalBackups:
         log.info("volume %s: backup %s", volume.name, made["short_id"])
         added = summary.get("data_added")
         return {**made, "files": summary.get("total_files_processed"), "added": added}
+
+    def create_backup(self, volume: VolumeRef) -> dict[str, Any]:
+        """Both steps at once (for callers that hold no lock to release in between)."""
+        return self.send_backup(volume, self.stage_backup(volume))
 
     def list_backups(self, volume: str | None) -> list[dict[str, Any]]:
         return self._repository().snapshots(volume)

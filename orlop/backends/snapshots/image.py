@@ -22,7 +22,6 @@ import contextlib
 import glob
 import logging
 import os
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from orlop.backends.base import VolumeRef
@@ -73,17 +72,23 @@ class ImageSnapshots(LocalBackups):
         self._clean_staging()
 
     def _clean_staging(self) -> None:
-        """Undo what an interrupted backup left: its mount, loop device and image copy."""
-        for mounted in mounts.mounts_under(self.staging):
-            mounts.unmount(mounted, lazy_if_busy=True)
-        for entry in os.listdir(self.staging):
-            path = os.path.join(self.staging, entry)
-            log.info("removed %s, left by an interrupted backup", path)
-            if entry.endswith(".img"):
-                loop.detach_all(path)
-                os.unlink(path)
-            else:
-                os.rmdir(path)
+        """Undo what interrupted backups left: mounts, loop devices, image copies."""
+        names = {entry.removesuffix(".img") for entry in os.listdir(self.staging)}
+        for name in sorted(names):
+            log.info("removing the staging of an interrupted backup of %s", name)
+            self._unstage(name)
+
+    def _unstage(self, name: str) -> None:
+        """Remove one volume's backup staging: its mount, loop device and image copy."""
+        image = os.path.join(self.staging, f"{name}.img")
+        target = os.path.join(self.staging, name)
+        if mounts.is_mountpoint(target):
+            mounts.unmount(target, lazy_if_busy=True)
+        if os.path.exists(image):
+            loop.detach_all(image)
+            os.unlink(image)
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(target)
 
     def _mounted(self, volume: VolumeRef) -> str | None:
         target = self.mountpoint(volume)
@@ -176,14 +181,13 @@ class ImageSnapshots(LocalBackups):
         return record
 
     # backups ----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _staged(self, volume: VolumeRef) -> Iterator[str]:
+    def _stage(self, volume: VolumeRef) -> str:
         """The volume's files as of now: a (frozen) copy of its image, mounted by itself."""
         image = os.path.join(self.staging, f"{volume.name}.img")
         target = os.path.join(self.staging, volume.name)
-        self._clean_staging()
-        self._copy_image(volume, image)
+        self._unstage(volume.name)
         try:
+            self._copy_image(volume, image)
             device = loop.attach(image)
             fstype = filesystem.detect(device)
             if fstype is None:
@@ -194,9 +198,10 @@ class ImageSnapshots(LocalBackups):
                 flags.append("nouuid")  # the copy has the live volume's UUID
             # Mounted read-write: the filesystem replays its journal, as after a power cut.
             mounts.mount(device, target, fstype, flags)
-            yield target
-        finally:
-            self._clean_staging()
+        except BaseException:
+            self._unstage(volume.name)
+            raise
+        return target
 
     def _backup_tags(self, volume: VolumeRef) -> dict[str, str]:
         fs = self.journal.get(volume.name).get("fs") or filesystem.fs_of(volume.options)

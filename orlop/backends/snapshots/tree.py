@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from orlop.backends.base import VolumeRef
@@ -131,17 +130,16 @@ class DirectorySnapshots(LocalBackups):
             raise
 
     # backups ----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _staged(self, volume: VolumeRef) -> Iterator[str]:
-        """A read-only snapshot of the volume's tree to back up, removed afterwards."""
+    def _stage(self, volume: VolumeRef) -> str:
+        """A read-only snapshot of the volume's tree to back up."""
         self._check_plain(volume, "a backup")
         staged = os.path.join(self.staging, volume.name)
         remove_payload(staged)
         self._copy_data(self.mountpoint(volume), staged, readonly=True)
-        try:
-            yield staged
-        finally:
-            remove_payload(staged)
+        return staged
+
+    def _unstage(self, name: str) -> None:
+        remove_payload(os.path.join(self.staging, name))
 
     def _backup_tags(self, volume: VolumeRef) -> dict[str, str]:
         return {}

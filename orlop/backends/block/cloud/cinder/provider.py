@@ -212,15 +212,22 @@ class CinderProvider:
         except Exception as error:
             status = getattr(error, "status_code", None)
             detail = str(getattr(error, "details", "") or "")
-            if status == 400 and ("status must be" in detail or "attached" in detail):
+            if status == 400 and "already attached" in detail:
+                return  # Nova: to this very server already (a repeated attach)
+            if status == 400 and "status must be" in detail:
                 now = self.get_disk(disk.id)
                 holders = [a.instance for a in (now.others(identity.instance) if now else [])]
+                if not holders:  # detaching from here, extending, …: a passing state
+                    raise CloudError(
+                        f"Cinder volume {disk.id} is not available yet: {detail}",
+                        ErrorKind.RETRYABLE,
+                        code="400",
+                    ) from None
                 raise CloudError(
-                    f"Cinder volume {disk.id} is attached to "
-                    f"{', '.join(holders) or 'another instance'}: {detail}",
+                    f"Cinder volume {disk.id} is attached to {', '.join(holders)}: {detail}",
                     ErrorKind.IN_USE,
                     code="400",
-                    holder=holders[0] if holders else None,
+                    holder=holders[0],
                 ) from None
             raise_cloud_error(f"attaching Cinder volume {disk.id} to {identity.instance}", error)
 
@@ -268,7 +275,8 @@ class CinderProvider:
         return options
 
     def describe(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        keys = ("disk_id", "disk_name", "type", "zone", "size", "status", "multiattach")
+        # not "status": the record keeps it from the create, stale by now
+        keys = ("disk_id", "disk_name", "type", "zone", "size", "multiattach", "encrypted")
         return {key: record[key] for key in keys if record.get(key) is not None}
 
     @classmethod
