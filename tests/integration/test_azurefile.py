@@ -335,3 +335,28 @@ def test_owner_and_modes_through_smbnetfs(harness: Harness, azure: AzureAccount)
         assert stat.st_mode & 0o027 == 0  # FUSE 2: one umask, 0027, for both modes
     harness.unmount(name, "m1")
     harness.remove(name)
+
+
+def test_smb_server_restart_while_mounted(
+    harness: Harness, azure: AzureAccount, samba: Samba
+) -> None:
+    name = unique("restart")
+    harness.create(name, size="1G", delete_on_remove="true", timeout="60")
+    path = Path(harness.mount(name, "c1"))
+    (path / "before").write_text("kept")
+    samba.restart()  # every SMB connection drops
+    deadline = time.monotonic() + 60
+    while True:  # smbnetfs reconnects by itself: the same mount works again
+        try:
+            assert (path / "before").read_text() == "kept"
+            (path / "after").write_text("written after the restart")
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the mount never came back"
+            time.sleep(0.2)
+    assert harness.mount(name, "c2") == str(path)  # still alive: reused
+    harness.unmount(name, "c1")
+    harness.unmount(name, "c2")
+    share = azure.server.shares[share_name(name)]
+    assert (share.path / "after").read_text() == "written after the restart"
+    harness.remove(name)

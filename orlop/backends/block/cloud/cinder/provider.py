@@ -275,7 +275,8 @@ class CinderProvider:
         return options
 
     def describe(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        keys = ("disk_id", "disk_name", "type", "zone", "size", "status", "multiattach")
+        # not "status": the record keeps it from the create, stale by now
+        keys = ("disk_id", "disk_name", "type", "zone", "size", "multiattach", "encrypted")
         return {key: record[key] for key in keys if record.get(key) is not None}
 
     @classmethod
