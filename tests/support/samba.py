@@ -167,4 +167,10 @@ class Samba:
         for name in self.users:
             subprocess.run(["userdel", name], capture_output=True, timeout=30)
         self.users.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
+        # smbd's connection processes end a moment after their parent and may still write
+        # a log line meanwhile: try again briefly rather than leave the directory behind.
+        for _ in range(50):
+            shutil.rmtree(self.root, ignore_errors=True)
+            if not self.root.exists():
+                break
+            time.sleep(0.1)
