@@ -18,6 +18,7 @@ from orlop.backends.base import VolumeRef
 from orlop.backends.block.cloud.api import CloudError
 from orlop.backends.block.cloud.layer import CloudDisks
 from orlop.core.model import BackendError, Conflict, InvalidOption, NotFound
+from tests.support.cloud.deviceio import read_at, write_at
 from tests.support.ec2 import Ec2Proxy, MotoServer, SimulatedHost, namespace_volumes
 from tests.support.race import race
 
@@ -32,23 +33,6 @@ def make(provider: CloudDisks, name: str, **options: str) -> VolumeRef:
     ref = VolumeRef(name, canonical)
     ref.record = provider.create(ref)
     return ref
-
-
-def write_at(device: str, offset: int, data: bytes) -> None:
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_at(device: str, offset: int, length: int) -> bytes:
-    fd = os.open(device, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
 
 
 def attachments(moto: MotoServer, volume_id: str) -> list[dict[str, Any]]:
