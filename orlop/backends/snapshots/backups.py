@@ -74,6 +74,8 @@ class LocalBackups:
         self.staging = self.context.path("backup")
         os.makedirs(self.staging, mode=0o700, exist_ok=True)
         self.repository = repository_for(self.settings, self.context.path("restic-cache"))
+        if self.repository is not None:
+            self.repository.check()  # a missing or world-readable secret file stops serve
         self.capabilities = dataclasses.replace(
             self.capabilities, backup=self.repository is not None
         )
