@@ -57,6 +57,7 @@ TESTBEDS = {
     "powerflex": "tests.support.cloud.powerflex_testbed:open_powerflex_testbed",
     "gce": "tests.support.cloud.gce_testbed:open_gce_testbed",
     "vsphere": "tests.support.cloud.vsphere:open_vsphere_testbed",
+    "cinder": "tests.support.cloud.cinder_fixtures:open_cinder_testbed",
 }
 
 
@@ -180,11 +181,13 @@ def main() -> None:
     print(f"Cloud-disk lifecycle, {args.rounds} rounds per provider, ext4")
     print("milliseconds, p50 / p95; `bare`: the provider's own calls + mkfs + mount by hand\n")
     columns = [name for name in results if name != "loopfile"] + ["loopfile"]
-    header = f"{'step':<22}" + "".join(f"{name:>16}" for name in columns)
+    width = max(16, *(len(name) + 2 for name in columns))
+    header = f"{'step':<22}" + "".join(f"{name:>{width}}" for name in columns)
     print(header)
     print("-" * len(header))
     for step in STEPS:
-        print(f"{step:<22}" + "".join(f"{summary(results[n].get(step, [])):>16}" for n in columns))
+        row = "".join(f"{summary(results[n].get(step, [])):>{width}}" for n in columns)
+        print(f"{step:<22}" + row)
     for kind, why in skipped.items():
         print(f"\nskipped {kind}: {why}")
 

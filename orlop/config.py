@@ -12,7 +12,9 @@
         settings: {}                   # backend-level settings (not per volume)
 
 Environment: ORLOP_CONFIG (the file), ORLOP_STATE_DIR, ORLOP_PLUGIN_DIR,
-ORLOP_ADMIN_SOCKET, ORLOP_LOG_LEVEL override the file's values.
+ORLOP_ADMIN_SOCKET, ORLOP_LOG_LEVEL override the file's values. Inside a Docker managed
+plugin, ORLOP_PLUGIN_KIND selects that kind's configuration from the plugin's environment
+(`orlop.managed.env`) in place of a file.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orlop.core.model import ConfigError, InvalidName, validate_name
 
 DEFAULT_CONFIG_PATH = "/etc/orlop/orlop.yaml"
+PLUGIN_KIND_VARIABLE = "ORLOP_PLUGIN_KIND"  # set in a managed plugin's config.json
 
 EMBEDDED_DEFAULT: dict[str, Any] = {
     "state_dir": "/var/lib/orlop",
@@ -124,7 +127,12 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     environ = os.environ if environ is None else environ
     explicit = path or environ.get("ORLOP_CONFIG")
     path = explicit or DEFAULT_CONFIG_PATH
-    if os.path.exists(path):
+    if not explicit and environ.get(PLUGIN_KIND_VARIABLE):
+        from orlop.managed.env import plugin_config
+
+        raw = plugin_config(environ)
+        source = f"managed plugin {environ[PLUGIN_KIND_VARIABLE]} (environment)"
+    elif os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as file:
                 raw = yaml.load(file, Loader=_Loader) or {}

@@ -164,7 +164,8 @@ def _log_failure(task: asyncio.Future[None]) -> None:
         log.error("crash recovery failed: %s", task.exception())
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, daemon: Daemon | None = None) -> None:
+    """Run until SIGTERM; `daemon` is one already built from `config` (see orlop.managed)."""
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -175,4 +176,4 @@ def serve(config: Config) -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio works too
         runner = asyncio.run
-    runner(Daemon(config).run())
+    runner((daemon or Daemon(config)).run())

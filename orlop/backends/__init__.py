@@ -16,6 +16,7 @@ BACKENDS: dict[str, str] = {
     "powerflex": "orlop.backends.block.cloud.powerflex:PowerFlexBackend",
     "gce": "orlop.backends.block.cloud.gce:GceBackend",
     "vsphere": "orlop.backends.block.cloud.vsphere:VsphereBackend",
+    "cinder": "orlop.backends.block.cloud.cinder:CinderBackend",
     "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
     "s3": "orlop.backends.network.s3:S3Backend",
     "azurefile": "orlop.backends.share.azurefile.backend:AzureFileBackend",

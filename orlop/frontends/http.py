@@ -34,6 +34,16 @@ MAX_QUEUED = 64  # pipelined requests waiting behind a slow one, per connection
 CONTENT_TYPE = b"application/json"
 
 
+# Sockets bound before Orlop was imported (a managed plugin's, by orlop.managed.start),
+# by path: start() serves on them instead of binding anew.
+_ADOPTED: dict[str, socket.socket] = {}
+
+
+def adopt_socket(path: str, sock: socket.socket) -> None:
+    """Let the server for `path` take over `sock`, already bound and listening there."""
+    _ADOPTED[path] = sock
+
+
 def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
 
@@ -249,10 +259,16 @@ class HttpServer:
 
     async def start(self, path: str, mode: int = 0o660) -> None:
         """Listen on `path`, replacing a stale socket left by a crashed daemon."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        _remove_stale_socket(path)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(lambda: _Connection(self), path, backlog=1024)
+        adopted = _ADOPTED.pop(path, None)
+        if adopted is not None:
+            self._server = await loop.create_unix_server(lambda: _Connection(self), sock=adopted)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _remove_stale_socket(path)
+            self._server = await loop.create_unix_server(
+                lambda: _Connection(self), path, backlog=1024
+            )
         os.chmod(path, mode)
         self.path = path
 

@@ -320,3 +320,43 @@ def test_kernel_client_where_the_kernel_has_no_cifs(harness: Harness, azure: Azu
     with pytest.raises(InvalidOption, match="client kernel: this kernel has no cifs"):
         harness.create(name, size="1G", client="kernel")
     assert harness.names() == [] and name not in azure.server.shares
+
+
+def test_owner_and_modes_through_smbnetfs(harness: Harness, azure: AzureAccount) -> None:
+    name = unique("owner")
+    harness.create(name, size="1G", uid="1234", gid="2345", file_mode="0640", dir_mode="0750",
+                   delete_on_remove="true", timeout="60")  # fmt: skip
+    path = Path(harness.mount(name, "m1"))
+    (path / "d").mkdir()
+    (path / "d" / "f").write_text("x")
+    for item in (path / "d", path / "d" / "f"):
+        stat = item.stat()
+        assert (stat.st_uid, stat.st_gid) == (1234, 2345)
+        assert stat.st_mode & 0o027 == 0  # FUSE 2: one umask, 0027, for both modes
+    harness.unmount(name, "m1")
+    harness.remove(name)
+
+
+def test_smb_server_restart_while_mounted(
+    harness: Harness, azure: AzureAccount, samba: Samba
+) -> None:
+    name = unique("restart")
+    harness.create(name, size="1G", delete_on_remove="true", timeout="60")
+    path = Path(harness.mount(name, "c1"))
+    (path / "before").write_text("kept")
+    samba.restart()  # every SMB connection drops
+    deadline = time.monotonic() + 60
+    while True:  # smbnetfs reconnects by itself: the same mount works again
+        try:
+            assert (path / "before").read_text() == "kept"
+            (path / "after").write_text("written after the restart")
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the mount never came back"
+            time.sleep(0.2)
+    assert harness.mount(name, "c2") == str(path)  # still alive: reused
+    harness.unmount(name, "c1")
+    harness.unmount(name, "c2")
+    share = azure.server.shares[share_name(name)]
+    assert (share.path / "after").read_text() == "written after the restart"
+    harness.remove(name)

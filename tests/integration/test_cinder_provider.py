@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import pytest
 
+from orlop.backends.base import VolumeRef
 from orlop.backends.block.cloud.api import (
     LABEL_CLAIM,
     LABEL_MANAGED,
@@ -27,8 +28,9 @@ from orlop.backends.block.cloud.api import (
     ErrorKind,
 )
 from orlop.backends.block.cloud.cinder import CinderProvider, CinderSettings
-from orlop.core.model import InvalidOption, NotFound
+from orlop.core.model import Conflict, InvalidOption, NotFound
 from tests.support.cloud.cinder_fixtures import GIB, CinderTestbed
+from tests.support.cloud.conformance import CloudDiskConformance, backend_for
 from tests.support.names import unique
 
 pytest_plugins = ["tests.support.cloud.cinder_fixtures"]
@@ -81,7 +83,9 @@ def test_create_get_find_labels(cinder_testbed: CinderTestbed, provider: CinderP
     identity = provider.identity()  # from the metadata service
     assert identity.instance == cinder_testbed.hosts[0].instance
     name = "Db.Main_1-" + "x" * 200  # Docker's capitals, dots, long names: raw in metadata
-    disk = provider.create_disk(spec(cinder_testbed, name), identity)
+    asked = spec(cinder_testbed, name)
+    disk = provider.create_disk(asked, identity)
+    assert provider.create_disk(asked, identity).id == disk.id  # same token: one volume
     disk = ready(provider, disk.id)
     assert disk.size == GIB and disk.volume == name and disk.facts["type"] == "__DEFAULT__"
     [found] = provider.find_disks(cinder_testbed.namespace, name)
@@ -104,85 +108,51 @@ def test_create_get_find_labels(cinder_testbed: CinderTestbed, provider: CinderP
     provider.delete_disk(disk)  # already gone: not an error
 
 
-def test_same_create_token_makes_one_volume(
-    cinder_testbed: CinderTestbed, provider: CinderProvider
-) -> None:
-    asked = spec(cinder_testbed, "twice")
-    first = provider.create_disk(asked, provider.identity())
-    second = provider.create_disk(asked, provider.identity())
-    assert first.id == second.id
-    assert len(cinder_testbed.cloud_disks(cinder_testbed.namespace)) == 1
-
-
-def test_attach_shows_device_detach_hides_it(
-    cinder_testbed: CinderTestbed, provider: CinderProvider
-) -> None:
-    identity = provider.identity()
-    disk = ready(provider, provider.create_disk(spec(cinder_testbed, "att"), identity).id)
-    provider.attach_disk(disk, identity, provider.device_name(disk, identity))
-    disk = status(provider, disk.id, "in-use")
-    attachment = disk.attached_to(identity.instance)
-    assert attachment is not None and attachment.state == "attached"
-    path = provider.device_paths(disk, attachment)[0]
-    assert path == f"{cinder_testbed.hosts[0].settings['by_id_dir']}/virtio-{disk.id[:20]}"
-    device = eventually(lambda: os.path.exists(path) and os.path.realpath(path), what=path)
-    assert device.startswith("/dev/loop")
-    with open(path, "rb") as block:
-        block.seek(GIB - 512)
-        assert len(block.read(512)) == 512  # the size Cinder reports
-    provider.detach_disk(disk, identity.instance)
-    disk = status(provider, disk.id, "available")
-    assert disk.attachments == [] and not os.path.exists(path)
-    provider.detach_disk(disk, identity.instance)  # not attached: nothing to do
-
-
-def test_cinder_refuses_a_second_attachment(cinder_testbed: CinderTestbed) -> None:
-    first = cinder_testbed.provider(cinder_testbed.host())
-    second = cinder_testbed.provider(cinder_testbed.host())
+def test_attach_refuse_extend_detach(cinder_testbed: CinderTestbed) -> None:
+    host = cinder_testbed.host()
+    first, second = cinder_testbed.provider(host), cinder_testbed.provider(cinder_testbed.host())
     one, two = first.identity(), second.identity()
-    disk = ready(first, first.create_disk(spec(cinder_testbed, "held"), one).id)
-    first.attach_disk(disk, one, None)
-    # at once, while it is only reserved ("attaching"), and again once in-use
+    disk = ready(first, first.create_disk(spec(cinder_testbed, "att"), one).id)
+    first.resize_disk(disk, 2 * GIB)  # extend while available
+    disk = eventually(lambda: (d := first.get_disk(disk.id)) and d.size == 2 * GIB and d)
+    first.resize_disk(disk, GIB)  # never shrinks: nothing asked of Cinder
+
+    first.attach_disk(disk, one, first.device_name(disk, one))
+    # Cinder refuses a second attachment at once, while the first is only reserved, and
+    # again once it is in use; the error names the holder
     for _ in ("attaching", "in-use"):
         with pytest.raises(CloudError) as refused:
             second.attach_disk(disk, two, None)
         assert refused.value.kind is ErrorKind.IN_USE
         assert refused.value.holder == one.instance and one.instance in str(refused.value)
-        status(first, disk.id, "in-use")
-    [cloud] = cinder_testbed.cloud_disks(cinder_testbed.namespace)
-    assert cloud["attached_to"] == [one.instance]
-    assert CinderProvider.refuses_second_attach
+        disk = status(first, disk.id, "in-use")
+    assert [d["attached_to"] for d in cinder_testbed.cloud_disks(cinder_testbed.namespace)] == [
+        [one.instance]
+    ]
+    attachment = disk.attached_to(one.instance)
+    assert attachment is not None and attachment.state == "attached"
+    path = first.device_paths(disk, attachment)[0]
+    assert path == f"{host.settings['by_id_dir']}/virtio-{disk.id[:20]}"
+    device = eventually(lambda: os.path.exists(path) and os.path.realpath(path), what=path)
+    assert device.startswith("/dev/loop") and _device_size(path) == 2 * GIB
 
-
-def test_detach_from_a_server_that_is_gone_with_force(cinder_testbed: CinderTestbed) -> None:
-    host = cinder_testbed.host()
-    provider = cinder_testbed.provider(host)
-    identity = provider.identity()
-    disk = ready(provider, provider.create_disk(spec(cinder_testbed, "orphan"), identity).id)
-    provider.attach_disk(disk, identity, None)
-    status(provider, disk.id, "in-use")
-    cinder_testbed.nova.servers.pop(host.instance)  # the VM was deleted, its attachment not
-    rescuer = cinder_testbed.provider(cinder_testbed.host())
-    rescuer.detach_disk(disk, host.instance, force=True)
-    assert status(rescuer, disk.id, "available").attachments == []
-
-
-def test_resize_available_and_in_use(
-    cinder_testbed: CinderTestbed, provider: CinderProvider
-) -> None:
-    identity = provider.identity()
-    disk = ready(provider, provider.create_disk(spec(cinder_testbed, "grow"), identity).id)
-    provider.resize_disk(disk, 2 * GIB)
-    disk = eventually(lambda: (d := provider.get_disk(disk.id)) and d.size == 2 * GIB and d)
-    provider.resize_disk(disk, GIB)  # never shrinks: nothing asked of Cinder
-    provider.attach_disk(disk, identity, None)
-    disk = status(provider, disk.id, "in-use")
-    path = provider.device_paths(disk, disk.attachments[0])[0]
-    eventually(lambda: os.path.exists(path), what=path)
-    provider.resize_disk(disk, 3 * GIB - 5)  # rounded up to whole GiB
-    eventually(lambda: (d := provider.get_disk(disk.id)) and d.size == 3 * GIB, what="extend")
+    first.resize_disk(disk, 3 * GIB - 5)  # in use; rounded up to whole GiB
+    eventually(lambda: (d := first.get_disk(disk.id)) and d.size == 3 * GIB, what="extend")
     # Cinder told Nova (volume-extended), Nova told the guest: the device grew
     eventually(lambda: _device_size(path) == 3 * GIB, what="the device to grow")
+
+    first.detach_disk(disk, one.instance)
+    disk = status(first, disk.id, "available")
+    assert disk.attachments == [] and not os.path.exists(path)
+    first.detach_disk(disk, one.instance)  # not attached: nothing to do
+
+    # the VM is deleted, its attachment is not: another host ends it with force
+    first.attach_disk(disk, one, None)
+    status(first, disk.id, "in-use")
+    cinder_testbed.nova.servers.pop(host.instance)
+    second.detach_disk(disk, host.instance, force=True)
+    assert status(second, disk.id, "available").attachments == []
+    assert CinderProvider.refuses_second_attach
 
 
 def test_snapshots_and_clones(cinder_testbed: CinderTestbed, provider: CinderProvider) -> None:
@@ -345,3 +315,45 @@ _TOKEN_SETTINGS = {"token_file", "block_storage_endpoint", "compute_endpoint"}
 def _device_size(path: str) -> int:
     with open(path, "rb") as device:
         return device.seek(0, os.SEEK_END)
+
+
+class TestCinderConformance(CloudDiskConformance):
+    create_options = {"size": "1G"}
+    other_options = {"size": "2G"}
+    size_limit = GIB
+
+    @pytest.fixture
+    def testbed(self, cinder_testbed: CinderTestbed) -> CinderTestbed:
+        return cinder_testbed
+
+
+def test_snapshot_restore_and_clone_through_the_backend(cinder_testbed: CinderTestbed) -> None:
+    backend = backend_for(cinder_testbed.host())
+    source = VolumeRef("Src.Db", backend.options.validate({"size": "1G"}))
+    source.record = backend.create(source)
+    target = backend.attach(source)  # mounted: the snapshot is taken frozen (fsfreeze)
+    Path(target, "f").write_text("kept")
+    made = backend.create_snapshot(source, "nightly")
+    assert made["name"] == "nightly" and made["volume"] == "Src.Db"
+    with pytest.raises(Conflict, match="a snapshot named nightly already exists"):
+        backend.create_snapshot(source, "nightly")
+    backend.detach(source)
+    [listed] = backend.list_snapshots("Src.Db")
+    assert listed["id"] == made["id"]
+    eventually(lambda: backend.provider.cloud.get_snapshot(made["id"]).state == "available")  # type: ignore[attr-defined]
+    for name, options in (
+        ("restored", {"from_snapshot": "nightly"}),  # by Orlop name
+        ("by-id", {"from_snapshot": made["id"]}),
+        ("clone", {"from_volume": "Src.Db"}),
+    ):
+        ref = VolumeRef(name, backend.options.validate(options))
+        ref.record = backend.create(ref)
+        volume = cinder_testbed.cinder.request("GET", f"/volumes/{ref.record['disk_id']}")
+        source_of = volume["volume"]["snapshot_id"] or volume["volume"]["source_volid"]
+        assert source_of in (made["id"], source.record["disk_id"]) and ref.record["size"] == GIB
+        backend.remove(ref)
+    with pytest.raises(NotFound, match="nope"):
+        backend.create(VolumeRef("x", backend.options.validate({"from_snapshot": "nope"})))
+    assert backend.delete_snapshot("nightly")["id"] == made["id"]
+    eventually(lambda: backend.list_snapshots("Src.Db") == [], what="the snapshot to go")
+    backend.remove(source)

@@ -89,8 +89,10 @@ def test_create_find_attach_write_move_to_second_droplet(
     assert b.find_disks(namespace, "db.main_1") == []
     assert b.find_disks("other-namespace") == []
 
+    do_server.action_delay = 600  # held in progress until hurried along
     a.attach_disk(disk, me, a.device_name(disk, me))
     assert a.get_disk(disk.id).attached_to(me.instance).state == "attaching"  # type: ignore[union-attr]
+    do_server.hurry()
     attached(a, disk, me)
     [path] = a.device_paths(disk, a.get_disk(disk.id).attachments[0])  # type: ignore[union-attr]
     assert path == f"{first.by_id}/scsi-0DO_Volume_{disk.name}"
@@ -108,6 +110,8 @@ def test_create_find_attach_write_move_to_second_droplet(
 
     a.detach_disk(disk, me.instance)
     assert a.get_disk(disk.id).attachments[0].state == "detaching"  # type: ignore[union-attr]
+    do_server.hurry()
+    do_server.action_delay = 0.1
     detached(a, disk, me.instance)
     assert not os.path.exists(path)
     b.attach_disk(disk, other, None)

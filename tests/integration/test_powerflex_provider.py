@@ -259,3 +259,12 @@ def test_repeated_create_returns_the_same_volume(
     again = provider.create_disk(asked, provider.identity())  # the answer was lost
     assert again.id == first.id and len(pf_gateway.volumes) == 1
     provider.delete_disk(first)
+
+
+def test_sdc_guid_from_drv_cfg(pf_host: MakeHost, tmp_path: Path) -> None:
+    host = pf_host()
+    drv_cfg = tmp_path / "drv_cfg"  # what the SDC package installs prints the GUID
+    drv_cfg.write_text(f'#!/bin/sh\n[ "$1" = --query_guid ] && echo {host.guid.lower()}\n')
+    drv_cfg.chmod(0o755)
+    identity = host.provider(sdc_guid=None, drv_cfg=str(drv_cfg)).identity()
+    assert identity.instance == host.sdc_id

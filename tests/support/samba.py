@@ -128,6 +128,22 @@ class Samba:
         temporary.write_text("\n".join(blocks))
         os.replace(temporary, self.shares_config)
 
+    def restart(self) -> None:
+        """Stop smbd (every connection drops, as in a server crash) and start it again."""
+        self.stop()
+        with open(self.root / "smbd.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [SMBD, "-F", "--no-process-group", "-s", str(self.config), "--debug-stdout"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while not port_in_use():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"smbd did not start again:\n{self.log()[-2000:]}")
+            time.sleep(0.05)
+
     def log(self) -> str:
         path = self.root / "smbd.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -151,4 +167,10 @@ class Samba:
         for name in self.users:
             subprocess.run(["userdel", name], capture_output=True, timeout=30)
         self.users.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
+        # smbd's connection processes end a moment after their parent and may still write
+        # a log line meanwhile: try again briefly rather than leave the directory behind.
+        for _ in range(50):
+            shutil.rmtree(self.root, ignore_errors=True)
+            if not self.root.exists():
+                break
+            time.sleep(0.1)

@@ -160,3 +160,27 @@ def test_onefs_fake_enforces_session_csrf_and_origin(tmp_path: Path) -> None:
         assert ok == (200, ({"quotas": [], "resume": None}, []))
     finally:
         server.stop()
+
+
+def test_azurefile_settings_from_a_connection_string(tmp_path: Path) -> None:
+    from orlop.backends.base import BackendContext
+    from orlop.backends.share.azurefile.backend import AzureFileBackend
+    from orlop.core.model import ConfigError
+
+    text = (
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;"
+        "EndpointSuffix=core.chinacloudapi.cn"
+    )
+    (tmp_path / "conn").write_text(text + "\n")
+    backend = AzureFileBackend(
+        BackendContext("az", str(tmp_path / "d"),
+                       settings={"connection_string_file": str(tmp_path / "conn")})
+    )  # fmt: skip
+    assert backend.account == "acct"
+    assert backend.endpoint == "https://acct.file.core.chinacloudapi.cn"
+    assert backend.smb_host == "acct.file.core.chinacloudapi.cn"
+    with pytest.raises(ConfigError, match="account_key_file: cannot read"):
+        AzureFileBackend(
+            BackendContext("az", str(tmp_path / "d"),
+                           settings={"account": "a", "account_key_file": str(tmp_path / "no")})
+        )  # fmt: skip

@@ -6,6 +6,7 @@ so only Cinder tests pay Cinder's start (15 to 20 s, once).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -24,19 +25,31 @@ from tests.support.names import unique
 GIB = 1024**3
 
 
-@pytest.fixture(scope="session")
-def cinder_cloud() -> Iterator[tuple[CinderServer, NovaServer]]:
+def start_cinder_cloud(stack: contextlib.ExitStack) -> tuple[CinderServer, NovaServer]:
     """The real Cinder, and our Nova in front of it (Cinder reports extends to it)."""
     nova = NovaServer(DevicePresenter()).start()
+    stack.callback(nova.presenter.destroy)
+    stack.callback(nova.stop)
     cinder = CinderServer(nova_url=nova.url, keystone_url=nova.identity_url)
-    try:
-        cinder.start()
-        nova.use_cinder(cinder.url, cinder.project, cinder.token)
-        yield cinder, nova
-    finally:
-        cinder.stop()
-        nova.stop()
-        nova.presenter.destroy()
+    stack.callback(cinder.stop)
+    cinder.start()
+    nova.use_cinder(cinder.url, cinder.project, cinder.token)
+    return cinder, nova
+
+
+@pytest.fixture(scope="session")
+def cinder_cloud() -> Iterator[tuple[CinderServer, NovaServer]]:
+    with contextlib.ExitStack() as stack:
+        yield start_cinder_cloud(stack)
+
+
+def open_cinder_testbed(stack: contextlib.ExitStack, work: Path) -> CinderTestbed:
+    """A CinderTestbed outside pytest (for bench/bench_cloud.py); `stack` stops it all."""
+    cinder, nova = start_cinder_cloud(stack)
+    work.mkdir(parents=True, exist_ok=True)
+    testbed = CinderTestbed(cinder, nova, work, unique("bench"))
+    stack.callback(testbed.cleanup)
+    return testbed
 
 
 class CinderTestbed:

@@ -88,7 +88,7 @@ class AzureFileBackend(ShareBackend):
         self.account = settings.account or values.get("AccountName")
         key = secret_value(settings.account_key) or values.get("AccountKey")
         if settings.account_key_file:
-            key = read_secret(settings.account_key_file, "account key file")
+            key = _read_setting_file(settings.account_key_file, "account_key_file")
         if not self.account or not key:
             raise ConfigError(
                 "azurefile needs settings account and account_key_file (or account_key, or "
@@ -232,10 +232,17 @@ def _connection_string(path: str | None) -> dict[str, str]:
         return {}
     if not os.path.isabs(path):
         raise ConfigError(f"connection_string_file {path!r} must be an absolute path")
-    text = read_secret(path, "connection string file")
+    text = _read_setting_file(path, "connection_string_file")
     values = {}
     for part in text.strip().split(";"):
         if "=" in part:
             key, value = part.split("=", 1)
             values[key.strip()] = value.strip()
     return values
+
+
+def _read_setting_file(path: str, setting: str) -> str:
+    try:
+        return read_secret(path, setting)
+    except InvalidOption as error:
+        raise ConfigError(f"azurefile setting {setting}: {error}") from None
