@@ -14,6 +14,8 @@ from tests.support.dockerd import Dockerd
 from tests.support.names import unique
 
 pytest_plugins = ["tests.support.cloud.cinder_fixtures"]
+# openstacksdk warns of its own future changes (PendingDeprecationWarning) on every call
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
 
 @pytest.fixture

@@ -34,6 +34,8 @@ from tests.support.cloud.conformance import CloudDiskConformance, backend_for
 from tests.support.names import unique
 
 pytest_plugins = ["tests.support.cloud.cinder_fixtures"]
+# openstacksdk warns of its own future changes (PendingDeprecationWarning) on every call
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
 T = TypeVar("T")
 

@@ -9,6 +9,9 @@ from orlop.backends.block.cloud.cinder import CinderProvider, CinderSettings
 from orlop.backends.block.cloud.cinder.client import raise_cloud_error
 from orlop.core.model import ConfigError, InvalidOption
 
+# openstacksdk warns of its own future changes (PendingDeprecationWarning) on every call
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+
 GIB = 1024**3
 TOKEN = {
     "token_file": "/etc/orlop/token",
