@@ -234,6 +234,21 @@ def test_grow_shows_on_the_device(ec2_host: Host) -> None:
     provider.remove(volume)
 
 
+def test_grow_of_provisioned_iops_volumes_uses_their_own_iops(ec2_host: Host) -> None:
+    # io1/io2 need iops: a grow validates the new size with the volume's own IOPS (it used
+    # to fail with "type io1 needs iops" whatever was asked).
+    provider = ec2_host().provider()
+    for kind in ("io1", "io2"):
+        volume = make(provider, f"grow-{kind}", type=kind, size="4G", iops="200")
+        record = provider.grow(volume, 8 * 1024**3)
+        assert (record["size"], record["iops"], record["type"]) == (8 * 1024**3, 200, kind)
+        provider.remove(VolumeRef(volume.name, volume.options, record))
+    tight = make(provider, "grow-tight", type="io1", size="4G", iops="200")
+    with pytest.raises(InvalidOption, match="size 20000 GiB is outside what type io1 allows"):
+        provider.grow(tight, 20000 * 1024**3)
+    provider.remove(tight)
+
+
 def test_throttling_is_retried_with_backoff(ec2_host: Host, moto: MotoServer) -> None:
     proxy = Ec2Proxy(moto.url)  # answers RequestLimitExceeded as EC2 does (HTTP 503)
     try:
