@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import PLUGIN_DIR
-from tests.support.cloud.cinder_fixtures import CinderTestbed
+from tests.support.cloud.cinder_testbed import CinderTestbed
 from tests.support.daemon import OrlopDaemon
 from tests.support.dockerd import Dockerd
 from tests.support.names import unique

@@ -29,7 +29,7 @@ from orlop.backends.block.cloud.api import (
 )
 from orlop.backends.block.cloud.cinder import CinderProvider, CinderSettings
 from orlop.core.model import Conflict, InvalidOption, NotFound
-from tests.support.cloud.cinder_fixtures import GIB, CinderTestbed
+from tests.support.cloud.cinder_testbed import GIB, CinderTestbed
 from tests.support.cloud.conformance import CloudDiskConformance, backend_for
 from tests.support.names import unique
 
