@@ -202,7 +202,7 @@ class CloudDisks:
                     f"{self.word} {disk.id} ({volume.name}) is attached to "
                     f"{self.identity().what} {others[0].instance}: unmount it there first"
                 )
-            self.attacher.detach_disk(disk.id)
+            self.attacher.detach_disk(disk.id, disk)
             if volume.options.get("keep_on_remove") == "true":
                 labels: dict[str, str | None] = dict.fromkeys(ORLOP_LABELS)
                 self.api("drop labels", self.cloud.set_labels, disk, labels, repeatable=True)
