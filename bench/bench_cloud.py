@@ -57,7 +57,7 @@ TESTBEDS = {
     "powerflex": "tests.support.cloud.powerflex_testbed:open_powerflex_testbed",
     "gce": "tests.support.cloud.gce_testbed:open_gce_testbed",
     "vsphere": "tests.support.cloud.vsphere:open_vsphere_testbed",
-    "cinder": "tests.support.cloud.cinder_fixtures:open_cinder_testbed",
+    "cinder": "tests.support.cloud.cinder_testbed:open_cinder_testbed",
 }
 
 

@@ -8,12 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import PLUGIN_DIR
-from tests.support.cloud.cinder_fixtures import CinderTestbed
+from tests.support.cloud.cinder_testbed import CinderTestbed
 from tests.support.daemon import OrlopDaemon
 from tests.support.dockerd import Dockerd
 from tests.support.names import unique
 
 pytest_plugins = ["tests.support.cloud.cinder_fixtures"]
+# openstacksdk warns of its own future changes (PendingDeprecationWarning) on every call
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
 
 @pytest.fixture

@@ -89,7 +89,11 @@ def test_plugin_errors_reach_the_docker_cli(dockerd: Dockerd, orlop_e2e: OrlopDa
         "volume", "create", "-d", driver, "--opt", "size=1G", unique("e"), check=False
     )
     assert bad.returncode != 0
-    assert "unknown option size: allowed options are device, gid, mode, o, type, uid" in bad.stderr
+    allowed = (
+        "device, from_backup, from_snapshot, from_volume, gid, mode, o, snapshot_schedule, "
+        "type, uid"
+    )
+    assert f"unknown option size: allowed options are {allowed}" in bad.stderr
     bad = dockerd.run(
         "volume", "create", "-d", driver, "--opt", "mode=999", unique("e"), check=False
     )

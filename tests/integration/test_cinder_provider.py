@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import pytest
 
+from orlop.backends.base import VolumeRef
 from orlop.backends.block.cloud.api import (
     LABEL_CLAIM,
     LABEL_MANAGED,
@@ -27,12 +28,14 @@ from orlop.backends.block.cloud.api import (
     ErrorKind,
 )
 from orlop.backends.block.cloud.cinder import CinderProvider, CinderSettings
-from orlop.core.model import InvalidOption, NotFound
-from tests.support.cloud.cinder_fixtures import GIB, CinderTestbed
-from tests.support.cloud.conformance import CloudDiskConformance
+from orlop.core.model import Conflict, InvalidOption, NotFound
+from tests.support.cloud.cinder_testbed import GIB, CinderTestbed
+from tests.support.cloud.conformance import CloudDiskConformance, backend_for
 from tests.support.names import unique
 
 pytest_plugins = ["tests.support.cloud.cinder_fixtures"]
+# openstacksdk warns of its own future changes (PendingDeprecationWarning) on every call
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
 T = TypeVar("T")
 
@@ -324,3 +327,35 @@ class TestCinderConformance(CloudDiskConformance):
     @pytest.fixture
     def testbed(self, cinder_testbed: CinderTestbed) -> CinderTestbed:
         return cinder_testbed
+
+
+def test_snapshot_restore_and_clone_through_the_backend(cinder_testbed: CinderTestbed) -> None:
+    backend = backend_for(cinder_testbed.host())
+    source = VolumeRef("Src.Db", backend.options.validate({"size": "1G"}))
+    source.record = backend.create(source)
+    target = backend.attach(source)  # mounted: the snapshot is taken frozen (fsfreeze)
+    Path(target, "f").write_text("kept")
+    made = backend.create_snapshot(source, "nightly")
+    assert made["name"] == "nightly" and made["volume"] == "Src.Db"
+    with pytest.raises(Conflict, match="a snapshot named nightly already exists"):
+        backend.create_snapshot(source, "nightly")
+    backend.detach(source)
+    [listed] = backend.list_snapshots("Src.Db")
+    assert listed["id"] == made["id"]
+    eventually(lambda: backend.provider.cloud.get_snapshot(made["id"]).state == "available")  # type: ignore[attr-defined]
+    for name, options in (
+        ("restored", {"from_snapshot": "nightly"}),  # by Orlop name
+        ("by-id", {"from_snapshot": made["id"]}),
+        ("clone", {"from_volume": "Src.Db"}),
+    ):
+        ref = VolumeRef(name, backend.options.validate(options))
+        ref.record = backend.create(ref)
+        volume = cinder_testbed.cinder.request("GET", f"/volumes/{ref.record['disk_id']}")
+        source_of = volume["volume"]["snapshot_id"] or volume["volume"]["source_volid"]
+        assert source_of in (made["id"], source.record["disk_id"]) and ref.record["size"] == GIB
+        backend.remove(ref)
+    with pytest.raises(NotFound, match="nope"):
+        backend.create(VolumeRef("x", backend.options.validate({"from_snapshot": "nope"})))
+    assert backend.delete_snapshot("nightly")["id"] == made["id"]
+    eventually(lambda: backend.list_snapshots("Src.Db") == [], what="the snapshot to go")
+    backend.remove(source)

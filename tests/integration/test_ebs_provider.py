@@ -18,6 +18,7 @@ from orlop.backends.base import VolumeRef
 from orlop.backends.block.cloud.api import CloudError
 from orlop.backends.block.cloud.layer import CloudDisks
 from orlop.core.model import BackendError, Conflict, InvalidOption, NotFound
+from tests.support.cloud.deviceio import read_at, write_at
 from tests.support.ec2 import Ec2Proxy, MotoServer, SimulatedHost, namespace_volumes
 from tests.support.race import race
 
@@ -32,23 +33,6 @@ def make(provider: CloudDisks, name: str, **options: str) -> VolumeRef:
     ref = VolumeRef(name, canonical)
     ref.record = provider.create(ref)
     return ref
-
-
-def write_at(device: str, offset: int, data: bytes) -> None:
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_at(device: str, offset: int, length: int) -> bytes:
-    fd = os.open(device, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
 
 
 def attachments(moto: MotoServer, volume_id: str) -> list[dict[str, Any]]:
@@ -248,6 +232,21 @@ def test_grow_shows_on_the_device(ec2_host: Host) -> None:
         provider.grow(VolumeRef("grow", volume.options, record), 1024**3)
     provider.detach_device(volume)
     provider.remove(volume)
+
+
+def test_grow_of_provisioned_iops_volumes_uses_their_own_iops(ec2_host: Host) -> None:
+    # io1/io2 need iops: a grow validates the new size with the volume's own IOPS (it used
+    # to fail with "type io1 needs iops" whatever was asked).
+    provider = ec2_host().provider()
+    for kind in ("io1", "io2"):
+        volume = make(provider, f"grow-{kind}", type=kind, size="4G", iops="200")
+        record = provider.grow(volume, 8 * 1024**3)
+        assert (record["size"], record["iops"], record["type"]) == (8 * 1024**3, 200, kind)
+        provider.remove(VolumeRef(volume.name, volume.options, record))
+    tight = make(provider, "grow-tight", type="io1", size="4G", iops="200")
+    with pytest.raises(InvalidOption, match="size 20000 GiB is outside what type io1 allows"):
+        provider.grow(tight, 20000 * 1024**3)
+    provider.remove(tight)
 
 
 def test_throttling_is_retried_with_backoff(ec2_host: Host, moto: MotoServer) -> None:

@@ -21,6 +21,7 @@ import pytest
 from orlop.backends.block.cloud.api import CloudError, Disk, DiskSpec, ErrorKind
 from orlop.backends.block.cloud.gce import GceProvider, GceSettings
 from orlop.core.model import InvalidOption, NotFound
+from tests.support.cloud.deviceio import read_at, write_at
 from tests.support.cloud.gce_testbed import GIB, GceTestbed
 from tests.support.race import race
 
@@ -45,23 +46,6 @@ def create(p: GceProvider, gce: GceTestbed, volume: str, **options: str) -> Disk
     wanted = spec(gce, volume, **options)
     p.validate(wanted.options)
     return p.create_disk(wanted, p.identity())
-
-
-def write_at(device: str, offset: int, data: bytes) -> None:
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_at(device: str, offset: int, length: int) -> bytes:
-    fd = os.open(device, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
 
 
 def inserts(gce: GceTestbed) -> int:

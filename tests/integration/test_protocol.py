@@ -97,7 +97,8 @@ def test_bad_names(directory_daemon: OrlopDaemon, client: PluginClient, name: st
     [
         (
             {"color": "red"},
-            "unknown option color: allowed options are device, gid, mode, o, type, uid",
+            "unknown option color: allowed options are device, from_backup, from_snapshot, "
+            "from_volume, gid, mode, o, snapshot_schedule, type, uid",
         ),
         ({"mode": "999"}, "invalid value for option mode"),
         ({"uid": "-1"}, "invalid value for option uid"),

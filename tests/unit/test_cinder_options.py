@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orlop.backends.block.cloud.api import CloudError, Disk, ErrorKind
 from orlop.backends.block.cloud.cinder import CinderProvider, CinderSettings
 from orlop.backends.block.cloud.cinder.client import raise_cloud_error
 from orlop.core.model import ConfigError, InvalidOption
+
+# openstacksdk warns of its own future changes (PendingDeprecationWarning) on every call
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
 GIB = 1024**3
 TOKEN = {
@@ -124,3 +129,14 @@ def test_transport_errors_map_to_kinds() -> None:
 def test_unreadable_token_file_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot read the token file /nonexistent/token"):
         _ = provider(token_file="/nonexistent/token").conn
+
+
+def test_unknown_clouds_yaml_entry_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  other:\n    auth: {auth_url: http://127.0.0.1:1/v3}\n")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    settings = CinderSettings.parse("cinder", {"cloud": "mycloud"})
+    with pytest.raises(ConfigError, match="cloud 'mycloud': Cloud mycloud was not found"):
+        _ = CinderProvider(settings, "/nonexistent").conn

@@ -74,6 +74,8 @@ class LocalBackups:
         self.staging = self.context.path("backup")
         os.makedirs(self.staging, mode=0o700, exist_ok=True)
         self.repository = repository_for(self.settings, self.context.path("restic-cache"))
+        if self.repository is not None:
+            self.repository.check()  # a missing or world-readable secret file stops serve
         self.capabilities = dataclasses.replace(
             self.capabilities, backup=self.repository is not None
         )
@@ -108,12 +110,10 @@ class LocalBackups:
         try:
             repository = self._repository()
             repository.ensure()
-            earlier = repository.snapshots(volume.name)
-            parent = earlier[-1]["id"] if earlier else None
             tags = {"volume": volume.name, "kind": self.kind, "driver": self.context.driver}
             tags.update(self._backup_tags(volume))
             tags["bytes"] = str(tree_bytes(staged))  # the total of a restore's progress bar
-            summary = repository.backup(staged, tags, parent, report)
+            summary = repository.backup(staged, tags, report)
         finally:
             self._unstage(volume.name)
         failpoint("backup.after_upload")

@@ -40,6 +40,7 @@ from orlop.backends.block.cloud.api import (
 )
 from orlop.backends.block.cloud.backend import CloudBackend
 from orlop.backends.block.cloud.layer import CloudDisks
+from tests.support.cloud.deviceio import read_at, write_at
 from tests.support.cloud.testbed import CloudHost, CloudTestbed
 from tests.support.conformance import BackendConformance
 from tests.support.daemon import OrlopDaemon
@@ -129,7 +130,7 @@ class CloudDiskConformance(BackendConformance):
             assert os.path.realpath(device).startswith("/dev/")
             assert disks.device_path(volume) == device
             payload = os.urandom(4096)
-            _write(device, 1 << 20, payload)
+            write_at(device, 1 << 20, payload)
             held = [d for d in testbed.cloud_disks(disks.settings.namespace) if d["volume"] == NAME]
             assert [d["attached_to"] for d in held] == [[first.instance]]
             assert disks.describe(volume)["attachment"]["instance"] == first.instance
@@ -154,7 +155,7 @@ class CloudDiskConformance(BackendConformance):
             ref.record = other.create(ref)
             assert ref.record["disk_id"] == volume.record["disk_id"]  # adopted by name
             device_b = other.attach_device(ref)
-            assert _read(device_b, 1 << 20, len(payload)) == payload
+            assert read_at(device_b, 1 << 20, len(payload)) == payload
             grown = other.grow(ref, testbed.grow_to)
             assert grown["size"] >= testbed.grow_to
             other.detach_device(ref)
@@ -259,20 +260,3 @@ def _make(disks: CloudDisks, name: str, options: dict[str, str]) -> VolumeRef:
     ref = VolumeRef(name, canonical)
     ref.record = disks.create(ref)
     return ref
-
-
-def _write(device: str, offset: int, data: bytes) -> None:
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read(device: str, offset: int, length: int) -> bytes:
-    fd = os.open(device, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)

@@ -3,12 +3,7 @@ cloud disk shares, told once.
 
     create   find the volume's disk by its labels (another host made it: adopt it) or create
              one with an idempotency token kept on disk first; wait until it is ready
-    attach   wait out a detach in flight; refuse a disk held by another instance, naming it,
-             unless preempt=true (force-detach it there first); race guard where the cloud
-             lacks one; attach under a name this host picks; wait for the attachment and for
-             the device to appear here (by the provider's by-id paths); detach again if any
-             step after the attach call fails
-    detach   detach from this instance, wait for the cloud and for the device to go
+    attach   / detach: `attach.Attacher` (preemption, race guard, device discovery)
     grow     resize (grow only), wait for the cloud and the device to show the new size
     remove   refuse while attached elsewhere; detach from here; delete, or keep the disk and
              drop Orlop's labels (keep_on_remove)
@@ -21,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from typing import Any, ClassVar
 
@@ -33,17 +27,15 @@ from orlop.backends.block.cloud.api import (
     LABEL_NAMESPACE,
     LABEL_TOKEN,
     LABEL_VOLUME,
-    Attachment,
-    CloudError,
     CloudProvider,
     CloudSettings,
     Disk,
     DiskSpec,
-    ErrorKind,
     Identity,
     Snapshot,
     record_of,
 )
+from orlop.backends.block.cloud.attach import Attacher
 from orlop.backends.block.cloud.state import VolumeFiles
 from orlop.backends.block.cloud.waiting import call_with_retries, wait_until
 from orlop.core.model import BackendError, Conflict, InvalidOption
@@ -87,7 +79,7 @@ class CloudDisks:
         self.word = self.cloud_class.disk_word
         self._identity: Identity | None = None
         self._identity_lock = threading.Lock()
-        self._attach_lock = threading.Lock()  # device names are per instance: one pick at a time
+        self.attacher = Attacher(self)
 
     # calls and identity ------------------------------------------------------------------
     def api(self, what: str, function: Any, *args: Any, repeatable: bool = False) -> Any:
@@ -210,7 +202,7 @@ class CloudDisks:
                     f"{self.word} {disk.id} ({volume.name}) is attached to "
                     f"{self.identity().what} {others[0].instance}: unmount it there first"
                 )
-            self._detach(disk.id)
+            self.attacher.detach_disk(disk.id, disk)
             if volume.options.get("keep_on_remove") == "true":
                 labels: dict[str, str | None] = dict.fromkeys(ORLOP_LABELS)
                 self.api("drop labels", self.cloud.set_labels, disk, labels, repeatable=True)
@@ -228,217 +220,15 @@ class CloudDisks:
             return None
         return next((d.id for d in self.find(name) if d.labels.get(LABEL_TOKEN) == token), None)
 
-    # DeviceProvider: attach ---------------------------------------------------------------
+    # DeviceProvider: attach, detach, device_path (the story is in attach.py) ----------------
     def attach_device(self, volume: VolumeRef) -> str:
-        identity = self.identity()
-        disk = self._settle_detaching(volume, self.must_get(volume))
-        mine = disk.attached_to(identity.instance)
-        if mine is None:
-            self._prepare_attach(volume, disk, identity)
-            with self._attach_lock:
-                device_name = self.api("device name", self.cloud.device_name, disk, identity)
-                self._attach(volume, disk, identity, device_name)
-        disk, mine = self._wait_attached(volume, disk.id)
-        return self._wait_device(volume, disk, mine)
+        return self.attacher.attach(volume)
 
-    def _settle_detaching(self, volume: VolumeRef, disk: Disk) -> Disk:
-        """Wait out detaches in flight (ours after a crash, or another host's unmount)."""
-        if not any(a.state == "detaching" for a in disk.attachments):
-            return disk
-
-        def settled() -> Disk | None:
-            now = self.must_get(volume)
-            return None if any(a.state == "detaching" for a in now.attachments) else now
-
-        return wait_until(
-            settled,
-            self.settings.detach_timeout,
-            f"{self.word} {disk.id} to finish detaching",
-            self.settings.poll_max,
-        )
-
-    def _prepare_attach(self, volume: VolumeRef, disk: Disk, identity: Identity) -> None:
-        if disk.zone and identity.zone and disk.zone != identity.zone:
-            raise Conflict(
-                f"{self.word} {disk.id} ({volume.name}) is in {disk.zone} and this "
-                f"{identity.what} ({identity.instance}) in {identity.zone}: a disk attaches "
-                "only within its zone; snapshot it and create a volume from the snapshot here"
-            )
-        for other in disk.others(identity.instance):
-            if volume.options.get("preempt") != "true":
-                raise Conflict(
-                    f"volume {volume.name} ({self.word} {disk.id}) is attached to "
-                    f"{identity.what} {other.instance}: unmount it there, or create it here "
-                    "with preempt=true to detach it from there"
-                )
-            self._force_detach(disk, other.instance)
-        if not self.cloud_class.refuses_second_attach:
-            self._claim(volume, disk, identity)
-
-    def _force_detach(self, disk: Disk, other: str) -> None:
-        log.warning("preempting %s %s: detaching it from %s", self.word, disk.id, other)
-        try:
-            self.api("force detach", self.cloud.detach_disk, disk, other, True)
-        except CloudError as error:
-            # Examined, not trusted: the state below decides whether the detach happened.
-            log.warning("forced detach of %s from %s answered: %s", disk.id, other, error)
-        wait_until(
-            lambda: self._not_attached_to(disk.id, other),
-            self.settings.detach_timeout,
-            f"{self.word} {disk.id} to leave {other}",
-            self.settings.poll_max,
-        )
-
-    def _claim(self, volume: VolumeRef, disk: Disk, identity: Identity) -> None:
-        """The race guard for clouds that accept a second attachment: write our claim, wait for
-        other writers to land, read it back; only the host whose claim survived attaches."""
-        mark = f"{identity.instance} {uuid.uuid4().hex[:12]}"
-        self.api("claim", self.cloud.set_labels, disk, {LABEL_CLAIM: mark}, repeatable=True)
-        time.sleep(self.settings.claim_settle)
-        now = self.must_get(volume)
-        claim = now.labels.get(LABEL_CLAIM) or ""
-        holders = [a.instance for a in now.attachments]
-        if claim != mark or holders:
-            winner = holders[0] if holders else (claim.split()[0] if claim else "another host")
-            raise Conflict(
-                f"volume {volume.name} ({self.word} {disk.id}) is being attached by "
-                f"{identity.what} {winner} at the same time; it won: try again once it is "
-                "unmounted there"
-            )
-
-    def _attach(
-        self, volume: VolumeRef, disk: Disk, identity: Identity, device_name: str | None
-    ) -> None:
-        try:
-            self.api("attach", self.cloud.attach_disk, disk, identity, device_name)
-        except CloudError as error:
-            if error.kind is ErrorKind.IN_USE:
-                holder = error.holder or self._holder(disk.id, identity.instance)
-                raise Conflict(
-                    f"volume {volume.name} ({self.word} {disk.id}) is attached to "
-                    f"{identity.what} {holder or 'another instance'}: the cloud refused a "
-                    "second attachment; unmount it there, or use preempt=true"
-                ) from None
-            self._detach_quietly(disk.id)  # a failed call may still have attached it
-            raise BackendError(f"attaching {volume.name} ({disk.id}): {error}") from None
-
-    def _holder(self, disk_id: str, me: str) -> str | None:
-        disk = self.get(disk_id)
-        others = disk.others(me) if disk is not None else []
-        return others[0].instance if others else None
-
-    def _wait_attached(self, volume: VolumeRef, disk_id: str) -> tuple[Disk, Attachment]:
-        me = self.identity()
-
-        def attached() -> tuple[Disk, Attachment] | None:
-            disk = self.must_get(volume)
-            mine = disk.attached_to(me.instance)
-            if mine is None:
-                others = disk.others(me.instance)
-                raise Conflict(
-                    f"volume {volume.name} ({disk_id}) went to {me.what} {others[0].instance}"
-                    if others
-                    else f"the attachment of {disk_id} to {me.instance} vanished"
-                )
-            return (disk, mine) if mine.state == "attached" else None
-
-        try:
-            return wait_until(
-                attached,
-                self.settings.attach_timeout,
-                f"the cloud to attach {disk_id} to {me.instance}",
-                self.settings.poll_max,
-            )
-        except BackendError:
-            self._detach_quietly(disk_id)
-            raise
-
-    def _wait_device(self, volume: VolumeRef, disk: Disk, mine: Attachment) -> str:
-        disk_id = disk.id
-        paths = self.cloud.device_paths(disk, mine)
-        timeout = self.settings.attach_timeout
-        try:
-            device = wait_until(
-                lambda: devices.find_device(paths),
-                timeout,
-                f"the device of {disk_id}",
-                self.settings.poll_max,
-            )
-        except BackendError:
-            undone = self._detach_quietly(disk_id)
-            raise BackendError(
-                f"{self.word} {disk_id} ({volume.name}) was attached, but no block device "
-                f"appeared within {timeout:g}s (looked for {', '.join(paths)}); "
-                + ("detached it again" if undone else "detaching it again failed too: see the log")
-            ) from None
-        self.files.keep_attachment(
-            volume.name,
-            {
-                "disk_id": disk_id,
-                "instance": mine.instance,
-                "device_name": mine.device_name,
-                "path": device,
-                "paths": paths,
-            },
-        )
-        return device
-
-    # DeviceProvider: detach, device_path ---------------------------------------------------
     def detach_device(self, volume: VolumeRef) -> None:
-        if volume.record.get("disk_id") or volume.record.get("volume_id"):
-            self._detach(self.disk_id(volume))
-        self.files.drop_attachment(volume.name)
-
-    def _detach(self, disk_id: str) -> None:
-        me = self.identity().instance
-        disk = self.get(disk_id)
-        mine = disk.attached_to(me) if disk is not None else None
-        if disk is None or mine is None:
-            return
-        paths = self.cloud.device_paths(disk, mine)
-        if mine.state != "detaching":
-            try:
-                self.api("detach", self.cloud.detach_disk, disk, me, False)
-            except CloudError as error:
-                if error.kind is not ErrorKind.NOT_FOUND:
-                    raise
-        wait_until(
-            lambda: self._not_attached_to(disk_id, me),
-            self.settings.detach_timeout,
-            f"{self.word} {disk_id} to detach from {me}",
-            self.settings.poll_max,
-        )
-        try:  # the kernel drops the device shortly after the cloud reports the detach
-            wait_until(
-                lambda: devices.find_device(paths) is None or None,
-                min(10.0, self.settings.detach_timeout),
-                f"the device of {disk_id} to go",
-                self.settings.poll_max,
-            )
-        except BackendError as error:
-            log.warning("%s", error)
-
-    def _detach_quietly(self, disk_id: str) -> bool:
-        """Detach after a failed attach; False (logged) if even that failed."""
-        try:
-            self._detach(disk_id)
-        except Exception as error:
-            log.error("detaching %s after a failed attach: %s", disk_id, error)
-            return False
-        return True
-
-    def _not_attached_to(self, disk_id: str, instance: str) -> bool | None:
-        disk = self.get(disk_id)
-        return None if disk is not None and disk.attached_to(instance) else True
+        self.attacher.detach(volume)
 
     def device_path(self, volume: VolumeRef) -> str | None:
-        known = self.files.attachment(volume.name)
-        if not known or known.get("disk_id") not in (
-            volume.record.get("disk_id"),
-            volume.record.get("volume_id"),
-        ):
-            return None
-        return devices.find_device(known.get("paths") or [known.get("path", "")])
+        return self.attacher.device_path(volume)
 
     # DeviceProvider: grow, describe, doctor -------------------------------------------------
     def grow(self, volume: VolumeRef, size: int) -> dict[str, Any]:

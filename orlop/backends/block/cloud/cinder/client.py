@@ -52,9 +52,17 @@ def connect(settings: CinderSettings) -> Any:
         )
         return openstack.connection.Connection(session=session, **overrides)
     if settings.cloud:
-        return openstack.connect(
-            cloud=settings.cloud, api_timeout=settings.api_timeout, **overrides
-        )
+        from openstack.exceptions import ConfigException
+
+        try:
+            return openstack.connect(
+                cloud=settings.cloud, api_timeout=settings.api_timeout, **overrides
+            )
+        except ConfigException as error:
+            raise ConfigError(
+                f"cloud {settings.cloud!r}: {error} (clouds.yaml is looked for in ./, "
+                "~/.config/openstack/, /etc/openstack/, or where OS_CLIENT_CONFIG_FILE says)"
+            ) from None
     assert settings.password_file is not None
     auth = {
         "auth_url": settings.auth_url,

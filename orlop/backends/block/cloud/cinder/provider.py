@@ -81,6 +81,8 @@ class CinderProvider:
         self._lock = threading.Lock()
         self._conn: Any = None
         self._identity: Identity | None = None
+        self._sent_tokens: set[str] = set()
+        self._attaching: dict[str, str] = {}  # volume → this server, while Nova attaches it
 
     # connection and identity ---------------------------------------------------------------
     @property
@@ -139,8 +141,13 @@ class CinderProvider:
             size = self._at_least(size, source.size, f"volume {options['from_volume']}")
         if spec.snapshot is not None and spec.snapshot.size is not None:
             size = self._at_least(size, spec.snapshot.size, f"snapshot {spec.snapshot.id}")
-        for disk in self._volumes({PREFIX + LABEL_TOKEN: spec.token}):
-            return disk  # this very create went through before (a crash, a retry)
+        # Cinder takes no client token: a create this process sent before (a retry after an
+        # error that may have hidden a success) is looked for by its token first. Across a
+        # restart the layer finds the volume by its name label before creating.
+        if spec.token in self._sent_tokens:
+            for disk in self._volumes({PREFIX + LABEL_TOKEN: spec.token}):
+                return disk
+        self._sent_tokens.add(spec.token)
         attrs: dict[str, Any] = {
             "size": math.ceil((size or DEFAULT_SIZE) / GIB),
             "name": naming.disk_name(spec.namespace, spec.volume, max_length=255),
@@ -156,7 +163,7 @@ class CinderProvider:
         if source is not None:
             attrs["source_volid"] = source.id
         with translated(f"creating Cinder volume for {spec.volume}"):
-            return to_disk(self.conn.block_storage.create_volume(**attrs), self._attachments)
+            return self._disk(self.conn.block_storage.create_volume(**attrs))
 
     def get_disk(self, disk_id: str) -> Disk | None:
         with translated(f"reading Cinder volume {disk_id}"):
@@ -166,7 +173,7 @@ class CinderProvider:
                 if getattr(error, "status_code", None) == 404:
                     return None
                 raise
-        disk = to_disk(volume, self._attachments)
+        disk = self._disk(volume)
         return None if disk.state == "deleting" else disk
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
@@ -209,6 +216,7 @@ class CinderProvider:
     def attach_disk(self, disk: Disk, identity: Identity, device_name: str | None) -> None:
         try:
             self.conn.compute.create_volume_attachment(identity.instance, volume=disk.id)
+            self._attaching[disk.id] = identity.instance
         except Exception as error:
             status = getattr(error, "status_code", None)
             detail = str(getattr(error, "details", "") or "")
@@ -233,6 +241,7 @@ class CinderProvider:
 
     def detach_disk(self, disk: Disk, instance: str, force: bool = False) -> None:
         what = f"detaching Cinder volume {disk.id} from {instance}"
+        self._attaching.pop(disk.id, None)
         if force and not self._server_exists(instance):
             # Nova cannot detach from a server it no longer has: end Cinder's attachment
             # directly, as an operator does with `cinder attachment-delete`.
@@ -360,7 +369,18 @@ class CinderProvider:
             found = self.conn.block_storage.volumes(details=True, properties=json.dumps(wanted))
             # Cinder filters on metadata itself; checked again so a cloud that ignores the
             # filter (an old resource_filters.json) cannot hand over a stranger's volume
-            return [to_disk(v, self._attachments) for v in found if matches(v.metadata, wanted)]
+            return [self._disk(v) for v in found if matches(v.metadata, wanted)]
+
+    def _disk(self, volume: Any) -> Disk:
+        if volume.status not in ("reserved", "attaching"):
+            self._attaching.pop(volume.id, None)
+        return to_disk(volume, self._reserved)
+
+    def _reserved(self, volume_id: str) -> list[CinderAttachment]:
+        """Who a reserved (attaching) volume is for. After our own accepted attach that is
+        us (Cinder reserves a volume for one server at a time): no call to ask."""
+        mine = self._attaching.get(volume_id)
+        return [CinderAttachment("", mine)] if mine else self._attachments(volume_id)
 
     def _attachments(self, volume_id: str) -> list[CinderAttachment]:
         with translated(f"listing attachments of Cinder volume {volume_id}"):
