@@ -369,10 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         parser.error("run as root (debootstrap, chroot)")
     kind = plugin_kind(args.kind)
+    manifest(kind, __version__, args.drop_capability)  # bad flags fail before minutes of build
     cache = Path(args.cache_dir)
     name = args.name or f"orlop/{kind.name}:{__version__}"
     staging = Path(args.stage_dir or tempfile.mkdtemp(prefix=f"orlop-plugin-{kind.name}-"))
     staging.mkdir(parents=True, exist_ok=True)
+    handed_over = False  # with --no-create the staging directory is the result
     try:
         with locked(cache):  # staged under the lock: pruning never removes what is linked
             base = base_rootfs(kind, cache, args.mirror or debian_mirror())
@@ -381,17 +383,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             prune(cache)
         log(f"root filesystem of {kind.name}: {size_of(rootfs) / 1e6:.0f} MB ({rootfs})")
         if args.no_create:
+            handed_over = True
             print(staging)
             return 0
         started = time.monotonic()
         run(["docker", "plugin", "create", name, str(staging)], timeout=CREATE_TIMEOUT)
         log(f"docker plugin create took {time.monotonic() - started:.0f} s")
     finally:
-        if not args.no_create:
+        if not handed_over:  # a failed build leaves no half-staged directory
             shutil.rmtree(staging, ignore_errors=True)
     print(name)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from orlop.core.model import OrlopError
+
+    try:
+        sys.exit(main())
+    except OrlopError as error:  # bad input or a failed command: its message says enough
+        sys.exit(f"build-plugin: {error}")
