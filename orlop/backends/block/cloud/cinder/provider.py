@@ -49,6 +49,7 @@ from orlop.backends.block.cloud.cinder.resources import (
     to_disk,
 )
 from orlop.backends.block.cloud.cinder.settings import CinderSettings
+from orlop.backends.block.cloud.waiting import wait_until
 from orlop.core.model import InvalidOption, NotFound
 from orlop.core.options import Option, OptionSet
 
@@ -188,6 +189,17 @@ class CinderProvider:
         except Exception as error:
             if getattr(error, "status_code", None) == 400 and self.get_disk(disk.id) is None:
                 return  # being deleted already (Cinder refuses a second delete)
+            if getattr(error, "status_code", None) == 400 and self._snapshots_going(disk.id):
+                # `orlop snapshot rm` returns when Cinder accepted the delete; until the
+                # snapshot is gone Cinder counts it. Wait for that, then delete.
+                wait_until(
+                    lambda: not self._has_snapshots(disk.id) or None,
+                    self.settings.create_timeout,
+                    f"the deleted snapshots of Cinder volume {disk.id} to go",
+                    self.settings.poll_max,
+                )
+                self.delete_disk(disk)
+                return
             if getattr(error, "status_code", None) == 400 and self._has_snapshots(disk.id):
                 raise CloudError(
                     f"Cinder refuses to delete volume {disk.id}: it has snapshots; remove "
@@ -390,6 +402,12 @@ class CinderProvider:
                 for a in found
                 if a.instance and a.status not in ("detached", "deleted")
             ]
+
+    def _snapshots_going(self, volume_id: str) -> bool:
+        """Whether every snapshot the volume still has is being deleted (and there is one)."""
+        with translated(f"listing snapshots of Cinder volume {volume_id}"):
+            states = [s.status for s in self.conn.block_storage.snapshots(volume_id=volume_id)]
+        return bool(states) and all(state in ("deleting", "deleted") for state in states)
 
     def _has_snapshots(self, volume_id: str) -> bool:
         with translated(f"listing snapshots of Cinder volume {volume_id}"):
