@@ -20,8 +20,6 @@ at `<by_id>/emc-vol-<system id>-<volume id>`.
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import itertools
 import json
 import re
@@ -38,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 from tests.support.cloud.images import copy_sparse
 from tests.support.cloud.presenter import DevicePresenter
+from tests.support.tls import make_tls
 
 GIB = 1024**3
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,31}\Z")
@@ -59,55 +58,7 @@ class Tls:
 
     @classmethod
     def make(cls, directory: Path) -> Tls:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        now = datetime.datetime.now(datetime.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orlop test PowerFlex CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        directory.mkdir(parents=True, exist_ok=True)
-        tls = cls(directory / "ca.pem", directory / "gateway.pem", directory / "gateway.key")
-        tls.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        tls.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        tls.key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return tls
+        return cls(*make_tls(directory, "orlop test PowerFlex"))
 
 
 class PowerFlexGateway:
