@@ -151,6 +151,34 @@ def test_password_and_key_from_driver_settings(tmp_path: Path, running_sshd: Ssh
         unmount_all(str(tmp_path))
 
 
+def test_known_hosts_from_driver_settings(tmp_path: Path, running_sshd: Sshd) -> None:
+    # A managed plugin sees no host files: the known_hosts lines come as a setting.
+    options = running_sshd.options(path=str(running_sshd.data), timeout="5")
+    del options["known_hosts"]
+    trusted = Path(running_sshd.known_hosts).read_text()
+    harness = make_harness(tmp_path, "trusting", settings={"known_hosts": trusted})
+    try:
+        name = unique("kh")
+        harness.create(name, **options)
+        Path(harness.mount(name, "m1"), "f").write_text("ok")
+        harness.unmount(name, "m1")
+        harness.remove(name)
+    finally:
+        harness.close()
+        unmount_all(str(tmp_path))
+    stranger = (
+        f"[127.0.0.1]:{running_sshd.port} " + Path(f"{running_sshd.other_key}.pub").read_text()
+    )
+    wary = make_harness(tmp_path, "wary", settings={"known_hosts": stranger})
+    try:
+        with pytest.raises(BackendError, match="Host key verification failed"):
+            wary.create(unique("kh"), **options)
+        assert wary.names() == []
+    finally:
+        wary.close()
+        unmount_all(str(tmp_path))
+
+
 @pytest.mark.parametrize(
     "problem, expected",
     [

@@ -65,7 +65,7 @@ def test_misspelt_sshfs_private_key_fails() -> None:
     with pytest.raises(
         ConfigError,
         match=r"unknown sshfs setting private_kye: allowed settings "
-        r"are password, private_key",
+        r"are known_hosts, password, private_key",
     ):
         check_settings("ssh", "sshfs", {"private_kye": SECRET})
 
@@ -110,6 +110,6 @@ def test_serve_stops_on_a_misspelt_key_before_making_anything(tmp_path: Path, be
     result = CliRunner().invoke(cli, args, env={"ORLOP_CONFIG": None})
     assert result.exit_code == 1
     assert "driver ssh: unknown sshfs setting private_kye" in result.output
-    assert "allowed settings are password, private_key" in result.output
+    assert "allowed settings are known_hosts, password, private_key" in result.output
     assert "BEGIN OPENSSH" not in result.output
     assert not state.exists()

@@ -7,8 +7,10 @@ mount. With `share=true` the volume is `path` itself and Remove leaves the serve
 
 Credentials: `identity` (a private key file) and/or `password_file`, or the driver's
 settings `private_key` / `password` (written to 0600 files, never stored in the database).
-The password reaches sshfs on its standard input. Host keys are checked: against
-`known_hosts` when given, else against root's and the system's known_hosts files.
+The password reaches sshfs on its standard input. Host keys are checked: against the
+volume's `known_hosts` file when given, else the driver setting `known_hosts` (the text of
+known_hosts lines — how a managed plugin, which sees no host files, gets them), else root's
+and the system's known_hosts files.
 
     drivers:
       orlop-ssh:
@@ -89,6 +91,7 @@ class SshfsSettings(BackendSettings):
 
     private_key: SecretStr | None = None  # the text of an SSH private key
     password: SecretStr | None = None
+    known_hosts: str | None = None  # the text of known_hosts lines (public: not a secret)
 
 
 class SshfsBackend(FuseBackend):
@@ -120,8 +123,19 @@ class SshfsBackend(FuseBackend):
         if key:
             self.settings_identity = write_secret(self.secret_path("identity"), key.strip() + "\n")
         self.settings_password = secret_value(settings.password) or None
+        self.settings_known_hosts: str | None = None
+        if settings.known_hosts:
+            self.settings_known_hosts = self._write_known_hosts(settings.known_hosts)
         self.admin_root = context.path("admin")
         os.makedirs(self.admin_root, mode=0o700, exist_ok=True)
+
+    def _write_known_hosts(self, text: str) -> str:
+        path = self.context.path("known_hosts")
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(f"{path}.tmp", "w", encoding="utf-8") as file:
+            file.write(text.strip() + "\n")
+        os.replace(f"{path}.tmp", path)
+        return path
 
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
@@ -228,8 +242,9 @@ class SshfsBackend(FuseBackend):
             "ServerAliveCountMax=3",
             "allow_other",
         ]
-        if "known_hosts" in options:
-            ssh_options.append(f"UserKnownHostsFile={options['known_hosts']}")
+        known_hosts = options.get("known_hosts") or self.settings_known_hosts
+        if known_hosts:
+            ssh_options.append(f"UserKnownHostsFile={known_hosts}")
         identity = options.get("identity") or self.settings_identity
         if identity:
             ssh_options += [f"IdentityFile={identity}", "IdentitiesOnly=yes"]
