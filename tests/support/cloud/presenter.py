@@ -72,11 +72,19 @@ class DevicePresenter:
                 self.appeared[key] += 1
         return device
 
-    def hide(self, key: str) -> None:
-        """The disk was detached: its links go, its data stays."""
+    def hide(self, key: str, links: Iterable[str | Path] | None = None) -> None:
+        """The disk was detached: its links go, its data stays. With `links`, only those go:
+        a watcher of one host must not take away what another host shows by now (a disk
+        preempted from A to B can appear on B before A's watcher sees it leave A)."""
         with self.lock:
-            for link in self.shown.pop(key, []):
-                link.unlink(missing_ok=True)
+            current = self.shown.pop(key, [])
+            drop = set(current) if links is None else {Path(link) for link in links}
+            kept = [link for link in current if link not in drop]
+            if kept:
+                self.shown[key] = kept
+            for link in current:
+                if link in drop:
+                    link.unlink(missing_ok=True)
 
     def forget(self, key: str) -> None:
         """The disk was deleted: links, loop device and image go."""
@@ -124,7 +132,7 @@ class PollingPresenter(threading.Thread):
         self.attached = attached
         self.interval = interval
         self.present = present
-        self.mine: set[str] = set()
+        self.mine: dict[str, tuple[str, ...]] = {}  # disk key → the links this watcher made
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -136,22 +144,21 @@ class PollingPresenter(threading.Thread):
         now = {disk.key: disk for disk in self.attached()}
         for key in list(self.mine):
             if key not in now:
-                self.presenter.hide(key)
-                self.mine.discard(key)
+                self.presenter.hide(key, self.mine.pop(key))
         if not self.present:
             return
         for key, disk in now.items():
             if key not in self.mine:
                 self.presenter.show(key, disk.size, disk.links)
-                self.mine.add(key)
+                self.mine[key] = disk.links
             else:  # the cloud may have grown it: so does the device
                 self.presenter.device_for(key, disk.size)
 
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=5)
-        for key in list(self.mine):
-            self.presenter.hide(key)
+        for key, links in list(self.mine.items()):
+            self.presenter.hide(key, links)
         self.mine.clear()
 
 
