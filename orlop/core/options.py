@@ -117,6 +117,12 @@ def canonical_size(value: str) -> str:
     return str(parse_size(value))
 
 
+def canonical_gib_size(value: str) -> str:
+    """A size rounded up to whole GiB, as bytes: what clouds that size disks in GiB allocate."""
+    gib = 1024**3
+    return str(-(-parse_size(value) // gib) * gib)
+
+
 def canonical_bool(value: str) -> str:
     return "true" if parse_bool(value) else "false"
 

@@ -42,7 +42,6 @@ from orlop.backends.block.cloud.cinder.resources import (
     PREFIX,
     UUID,
     CinderAttachment,
-    canonical_gib_size,
     canonical_text,
     encode,
     matches,
@@ -51,7 +50,7 @@ from orlop.backends.block.cloud.cinder.resources import (
 from orlop.backends.block.cloud.cinder.settings import CinderSettings
 from orlop.backends.block.cloud.waiting import wait_until
 from orlop.core.model import InvalidOption, NotFound
-from orlop.core.options import Option, OptionSet
+from orlop.core.options import Option, OptionSet, canonical_gib_size
 
 DEFAULT_SIZE = 10 * GIB
 

@@ -6,25 +6,18 @@ metadata is free text, 255 characters per key and value: a Docker name fits whol
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from orlop.backends.block.cloud.api import LABEL_SNAPSHOT, LABEL_VOLUME, Attachment, Disk, Snapshot
-from orlop.core.options import parse_size
 
 GIB = 1024**3
 PREFIX = "orlop-"  # Cinder metadata keys Orlop owns: orlop-<logical label>
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _CREATING = {"creating", "downloading", "restoring-backup", "awaiting-transfer"}
 _ATTACHING = {"attaching", "reserved"}
-
-
-def canonical_gib_size(value: str) -> str:
-    """A size rounded up to whole GiB (Cinder sizes are GiB), as bytes."""
-    return str(math.ceil(parse_size(value) / GIB) * GIB)
 
 
 def canonical_text(value: str) -> str:

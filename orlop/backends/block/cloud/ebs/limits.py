@@ -7,12 +7,10 @@ require it); gp2, st1 and sc1 take neither.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
 from orlop.core.model import InvalidOption, OrlopError, validate_name
-from orlop.core.options import parse_size
 
 GIB = 1024**3
 
@@ -47,11 +45,6 @@ GP3_BASELINE_IOPS = 3000
 _SNAPSHOT_ID = re.compile(r"snap-[0-9a-f]{8,17}\Z")
 _ZONE = re.compile(r"[a-z]{2}(-[a-z0-9]+)+[a-z]\Z")
 _KMS = re.compile(r"[A-Za-z0-9:/_.+=@-]{1,2048}\Z")
-
-
-def canonical_gib_size(value: str) -> str:
-    """A size rounded up to whole GiB (EBS allocates in GiB), as bytes."""
-    return str(math.ceil(parse_size(value) / GIB) * GIB)
 
 
 def canonical_count(value: str) -> str:

@@ -38,7 +38,6 @@ from orlop.backends.block.cloud.ebs.limits import (
     GIB,
     VOLUME_TYPES,
     canonical_count,
-    canonical_gib_size,
     canonical_kms_key,
     canonical_snapshot,
     canonical_zone,
@@ -48,7 +47,7 @@ from orlop.backends.block.cloud.ebs.limits import (
 )
 from orlop.backends.block.cloud.waiting import wait_until
 from orlop.core.model import BackendError, InvalidOption
-from orlop.core.options import Option, OptionSet, canonical_bool, one_of
+from orlop.core.options import Option, OptionSet, canonical_bool, canonical_gib_size, one_of
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orlop.core.model import InvalidOption, OrlopError, validate_name
-from orlop.core.options import parse_size
 
 GIB = 1024**3
 DEFAULT_TYPE = "pd-balanced"
@@ -74,14 +73,6 @@ _KMS_KEY = re.compile(
     r"projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+"
     r"(?:/cryptoKeyVersions/[0-9]+)?\Z"
 )
-
-
-def canonical_gib_size(value: str) -> str:
-    """A size rounded up to whole GiB (Compute Engine sizes disks in GiB), as bytes."""
-    try:
-        return str(math.ceil(parse_size(value) / GIB) * GIB)
-    except OverflowError:  # hundreds of digits: no disk is that big
-        raise ValueError(f"{value[:20]}… is not a size: far above 64 TiB") from None
 
 
 def canonical_count(value: str) -> str:

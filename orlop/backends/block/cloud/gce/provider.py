@@ -41,7 +41,6 @@ from orlop.backends.block.cloud.gce.limits import (
     DISK_TYPES,
     GIB,
     canonical_count,
-    canonical_gib_size,
     canonical_kms_key,
     canonical_snapshot,
     canonical_zone,
@@ -52,7 +51,7 @@ from orlop.backends.block.cloud.gce.resources import disk_from, last, split_id
 from orlop.backends.block.cloud.gce.settings import GceSettings
 from orlop.backends.block.cloud.gce.snapshots import GceSnapshots
 from orlop.core.model import InvalidOption, NotFound
-from orlop.core.options import Option, OptionSet, one_of
+from orlop.core.options import Option, OptionSet, canonical_gib_size, one_of
 
 
 def _warm_up() -> None:
