@@ -205,8 +205,9 @@ class Attacher:
         return device
 
     def detach(self, volume: VolumeRef) -> None:
-        if volume.record.get("disk_id") or volume.record.get("volume_id"):
-            self.detach_disk(self.disks.disk_id(volume))
+        disk_id = self.disks.recorded_id(volume)
+        if disk_id:
+            self.detach_disk(disk_id)
         self.disks.files.drop_attachment(volume.name)
 
     def detach_disk(self, disk_id: str, known: Disk | None = None) -> None:
@@ -254,9 +255,6 @@ class Attacher:
 
     def device_path(self, volume: VolumeRef) -> str | None:
         known = self.disks.files.attachment(volume.name)
-        if not known or known.get("disk_id") not in (
-            volume.record.get("disk_id"),
-            volume.record.get("volume_id"),
-        ):
+        if not known or known.get("disk_id") != self.disks.recorded_id(volume):
             return None
         return devices.find_device(known.get("paths") or [known.get("path", "")])

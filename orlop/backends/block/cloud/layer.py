@@ -112,9 +112,15 @@ class CloudDisks:
             )
         return disk
 
+    @staticmethod
+    def recorded_id(volume: VolumeRef) -> str | None:
+        """The disk ID in the volume's record, if it has one ("volume_id": EBS records
+        written before the cloud-disk layer)."""
+        found = volume.record.get("disk_id") or volume.record.get("volume_id")
+        return str(found) if found else None
+
     def disk_id(self, volume: VolumeRef) -> str:
-        # "volume_id": EBS records written before the cloud-disk layer.
-        disk_id: str | None = volume.record.get("disk_id") or volume.record.get("volume_id")
+        disk_id = self.recorded_id(volume)
         if not disk_id:
             raise BackendError(f"volume {volume.name} has no {self.word} ID in its record")
         return disk_id
@@ -188,11 +194,7 @@ class CloudDisks:
         return volumes
 
     def remove(self, volume: VolumeRef) -> None:
-        disk_id = (
-            volume.record.get("disk_id")
-            or volume.record.get("volume_id")
-            or self._interrupted_create(volume.name)
-        )
+        disk_id = self.recorded_id(volume) or self._interrupted_create(volume.name)
         disk = self.get(disk_id) if disk_id else None
         if disk is not None:
             me = self.identity().instance
