@@ -37,11 +37,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orlop.backends.base import BackendContext
-from orlop.backends.block.cloud.api import LABEL_MANAGED, LABEL_NAMESPACE, DiskSpec
-from orlop.backends.block.cloud.devices import find_device
-from orlop.backends.block.loopfile import LoopFileBackend
+from orlop.backends.cloud.api import LABEL_MANAGED, LABEL_NAMESPACE, DiskSpec
+from orlop.backends.cloud.devices import find_device
+from orlop.backends.loopfile.provider import LoopFileBackend
 from orlop.host.run import run
-from tests.support.cloud.conformance import backend_for
+from tests.contracts.cloud import backend_for
 from tests.support.cloud.testbed import CloudHost, CloudTestbed
 from tests.support.harness import Harness
 from tests.support.names import unique
@@ -52,12 +52,12 @@ STEPS = ("create", "first mount (format)", "unmount", "mount again", "unmount ag
 # kind → "module:function"; the function takes (contextlib.ExitStack, work dir) and returns
 # a CloudTestbed whose servers the stack stops. A provider's tests module owns its opener.
 TESTBEDS = {
-    "ebs": "tests.support.ec2:open_ebs_testbed",
-    "digitalocean": "tests.support.cloud.do_testbed:open_do_testbed",
-    "powerflex": "tests.support.cloud.powerflex_testbed:open_powerflex_testbed",
-    "gce": "tests.support.cloud.gce_testbed:open_gce_testbed",
-    "vsphere": "tests.support.cloud.vsphere:open_vsphere_testbed",
-    "cinder": "tests.support.cloud.cinder_testbed:open_cinder_testbed",
+    "ebs": "tests.servers.ec2.server:open_ebs_testbed",
+    "digitalocean": "tests.servers.digitalocean.testbed:open_do_testbed",
+    "powerflex": "tests.servers.powerflex.testbed:open_powerflex_testbed",
+    "gce": "tests.servers.gce.testbed:open_gce_testbed",
+    "vsphere": "tests.servers.vsphere.vcsim:open_vsphere_testbed",
+    "cinder": "tests.servers.cinder.testbed:open_cinder_testbed",
 }
 
 

@@ -33,11 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.servers.s3.server import ACCESS_KEY, SECRET_KEY, S3Server, plain_env
+from tests.servers.sshd.server import Sshd
 from tests.support.daemon import OrlopDaemon, wait_for_socket
 from tests.support.names import unique
 from tests.support.plugin_client import PluginClient
-from tests.support.s3server import ACCESS_KEY, SECRET_KEY, S3Server, plain_env
-from tests.support.sshd import Sshd
 
 SMALL_FILES = 1000
 # The rclone S3 peer mounts as Orlop's S3 driver does (cache mode "writes", upload at close):

@@ -34,12 +34,12 @@ from bench import loadgen  # noqa: E402
 from bench.loadgen import Connection, Result, post  # noqa: E402
 from bench.peers import call, environment  # noqa: E402
 from orlop.managed.kinds import plugin_kind, plugin_kinds  # noqa: E402
+from tests.servers.registry.server import Registry  # noqa: E402
 from tests.support.block import cleanup, has_cap_sys_resource  # noqa: E402
 from tests.support.daemon import OrlopDaemon  # noqa: E402
 from tests.support.dockerd import Dockerd  # noqa: E402
 from tests.support.managed_plugin import CACHE, plugin_id, plugin_socket  # noqa: E402
 from tests.support.names import unique  # noqa: E402
-from tests.support.registry import Registry  # noqa: E402
 
 SIZE_TARGET_MB = 150
 ENABLE_TARGET_S = 1.0

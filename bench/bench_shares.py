@@ -3,7 +3,7 @@
 
 Run as root from the repository root:  .venv/bin/python bench/bench_shares.py [--mb 200]
 
-One samba serves 127.0.0.1:445 (the tests' `tests/support/samba.py`); the storage APIs are
+One samba serves 127.0.0.1:445 (the tests' `tests/servers/samba/server.py`); the storage APIs are
 the tests' fakes (Azure Files with SharedKey checks, OneFS over TLS), so Create makes a
 real share on that samba. Both plugins are driven over their Docker plugin sockets
 (Create → Mount → I/O on the mountpoint → Unmount), as in `bench_network.py`: write =
@@ -45,10 +45,10 @@ from bench.bench_network import (
 from bench.peers import environment
 from orlop.backends.share.azurefile.api import AzureFiles
 from orlop.backends.share.naming import share_name
-from tests.support.azure_files import AzureFilesServer
+from tests.servers.azurefile.server import AzureFilesServer
+from tests.servers.powerscale.server import PowerScaleServer
+from tests.servers.samba.server import Samba
 from tests.support.daemon import OrlopDaemon
-from tests.support.powerscale import PowerScaleServer
-from tests.support.samba import Samba
 
 RCLONE_SHARE = "rclonebench"
 

@@ -9,16 +9,16 @@ from orlop.core.model import ConfigError
 
 # kind → "module:Class"; imported on use so a host without a backend's tools still starts.
 BACKENDS: dict[str, str] = {
-    "directory": "orlop.backends.directory:DirectoryBackend",
-    "loopfile": "orlop.backends.block.loopfile:LoopFileBackend",
-    "ebs": "orlop.backends.block.cloud.ebs:EbsBackend",
-    "digitalocean": "orlop.backends.block.cloud.digitalocean:DigitalOceanBackend",
-    "powerflex": "orlop.backends.block.cloud.powerflex:PowerFlexBackend",
-    "gce": "orlop.backends.block.cloud.gce:GceBackend",
-    "vsphere": "orlop.backends.block.cloud.vsphere:VsphereBackend",
-    "cinder": "orlop.backends.block.cloud.cinder:CinderBackend",
-    "sshfs": "orlop.backends.network.sshfs:SshfsBackend",
-    "s3": "orlop.backends.network.s3:S3Backend",
+    "directory": "orlop.backends.directory.backend:DirectoryBackend",
+    "loopfile": "orlop.backends.loopfile.provider:LoopFileBackend",
+    "ebs": "orlop.backends.cloud.ebs.backend:EbsBackend",
+    "digitalocean": "orlop.backends.cloud.digitalocean.backend:DigitalOceanBackend",
+    "powerflex": "orlop.backends.cloud.powerflex.backend:PowerFlexBackend",
+    "gce": "orlop.backends.cloud.gce.backend:GceBackend",
+    "vsphere": "orlop.backends.cloud.vsphere.backend:VsphereBackend",
+    "cinder": "orlop.backends.cloud.cinder.backend:CinderBackend",
+    "sshfs": "orlop.backends.fuse.sshfs:SshfsBackend",
+    "s3": "orlop.backends.fuse.s3:S3Backend",
     "azurefile": "orlop.backends.share.azurefile.backend:AzureFileBackend",
     "powerscale": "orlop.backends.share.powerscale.backend:PowerScaleBackend",
 }

@@ -15,8 +15,8 @@ import pytest
 
 from orlop.host import fuse
 from orlop.host.mounts import mounts_under
-from tests.support.s3server import S3Server
-from tests.support.sshd import Sshd
+from tests.servers.s3.server import S3Server
+from tests.servers.sshd.server import Sshd
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.azure_files import AzureFilesServer
-from tests.support.powerscale import PowerScaleServer
-from tests.support.samba import Samba
+from tests.servers.azurefile.server import AzureFilesServer
+from tests.servers.powerscale.server import PowerScaleServer
+from tests.servers.samba.server import Samba
 
 
 class AzureAccount:

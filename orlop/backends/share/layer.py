@@ -31,7 +31,7 @@ import threading
 from typing import Any, ClassVar, Literal
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
-from orlop.backends.network.fuse import FuseBackend, fuse_device_check, write_secret
+from orlop.backends.fuse.layer import FuseBackend, fuse_device_check, write_secret
 from orlop.backends.settings import BackendSettings
 from orlop.backends.share import clients
 from orlop.backends.share.clients import NfsTarget, Presentation, SmbTarget

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from orlop.backends.block.volume import BlockSettings
+from orlop.backends.block.backend import BlockSettings
 from orlop.backends.settings import BackendSettings
 from orlop.backends.snapshots.schedule import canonical_schedule
 

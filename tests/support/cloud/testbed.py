@@ -1,7 +1,7 @@
 """What a cloud's test server offers the cloud-disk conformance suite.
 
 Each provider's tests implement `CloudTestbed` over its test server (a faithful fake, moto,
-the real Cinder, vcsim) and hand it to the suite (`tests/support/cloud/conformance.py`) by
+the real Cinder, vcsim) and hand it to the suite (`tests/contracts/cloud.py`) by
 subclassing `CloudDiskConformance` and overriding its `testbed` fixture. A testbed makes
 *hosts*: instance identities on the same server, each with its own state directory and
 by-id directory where the shared `DevicePresenter` shows the disks attached to it.

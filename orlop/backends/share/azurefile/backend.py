@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from orlop.backends.base import VolumeRef
-from orlop.backends.network.fuse import parse_timeout, read_secret
+from orlop.backends.fuse.layer import parse_timeout, read_secret
 from orlop.backends.settings import secret_value
 from orlop.core.model import ConfigError
 

@@ -1,0 +1,126 @@
+"""CloudBackend: cloud disks with a filesystem — the shared block layer over `CloudDisks`,
+plus snapshots (where the cloud has them) and discovery of volumes other hosts made.
+
+A cloud's backend is one line of configuration:
+
+    class GceBackend(CloudBackend):
+        cloud_provider = GceProvider
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from orlop.backends.base import BackendContext, VolumeRef
+from orlop.backends.block import filesystem
+from orlop.backends.block.backend import BlockBackend
+from orlop.backends.block.provider import DeviceProvider
+from orlop.backends.cloud.api import (
+    LABEL_MANAGED,
+    LABEL_NAMESPACE,
+    LABEL_SNAPSHOT,
+    LABEL_VOLUME,
+    CloudProvider,
+    CloudSnapshots,
+    Snapshot,
+)
+from orlop.backends.cloud.layer import LAYER_OPTIONS, CloudDisks
+from orlop.core.model import Conflict, InvalidOption, validate_name
+from orlop.core.options import OptionSet
+from orlop.host.run import run
+
+
+class CloudBackend(BlockBackend):
+    cloud_provider: ClassVar[type[CloudProvider]]
+    provider: CloudDisks  # type: ignore[assignment]  # a DeviceProvider, and more
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        cloud = cls.__dict__.get("cloud_provider")
+        if cloud is not None:
+            snapshots = all(
+                hasattr(cloud, method) for method in ("create_snapshot", "find_snapshots")
+            )
+            disks: type[DeviceProvider] = type(
+                f"{cloud.__name__}Disks",
+                (CloudDisks,),
+                {
+                    "cloud_class": cloud,
+                    "kind": cloud.kind,
+                    "options": OptionSet([*cloud.options.options.values(), *LAYER_OPTIONS]),
+                    "settings_model": cloud.settings_model,
+                    "capabilities": dataclasses.replace(
+                        CloudDisks.capabilities, snapshot=snapshots
+                    ),
+                },
+            )
+            cls.provider_class = disks
+        super().__init_subclass__(**kwargs)
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+
+    # Snapshottable: the cloud's snapshots of the volume's disk ------------------------------
+    def _snapshots(self) -> CloudSnapshots:
+        cloud = self.provider.cloud
+        if not isinstance(cloud, CloudSnapshots):
+            raise InvalidOption(f"driver kind {self.kind} cannot take snapshots")
+        return cloud
+
+    def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
+        """Snapshot the volume; if it is mounted here, frozen for that instant (fsfreeze), so the
+        snapshot holds a clean filesystem and not just a crash-consistent one."""
+        cloud = self._snapshots()
+        validate_name(name, "snapshot name")
+        namespace = self.provider.settings.namespace
+        if self.provider.api(
+            "find snapshots", cloud.find_snapshots, namespace, None, name, repeatable=True
+        ):
+            raise Conflict(f"a snapshot named {name} already exists: pick another name")
+        disk = self.provider.must_get(volume)
+        labels = {
+            LABEL_MANAGED: "orlop",
+            LABEL_NAMESPACE: namespace,
+            LABEL_VOLUME: volume.name,
+            LABEL_SNAPSHOT: name,
+        }
+        target = self.mountpoint(volume)
+        if filesystem.mounted_fs(target) is None:
+            made: Snapshot = self.provider.api(
+                "snapshot", cloud.create_snapshot, disk, name, labels
+            )
+            return made.as_dict()
+        # A cloud fixes a snapshot's content when its create call returns: thaw right after.
+        run(["fsfreeze", "--freeze", target], timeout=60)
+        try:
+            made = self.provider.api("snapshot", cloud.create_snapshot, disk, name, labels)
+        finally:
+            run(["fsfreeze", "--unfreeze", target], timeout=60)
+        return made.as_dict()
+
+    def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
+        cloud = self._snapshots()
+        namespace = self.provider.settings.namespace
+        found: list[Snapshot] = self.provider.api(
+            "find snapshots", cloud.find_snapshots, namespace, volume, None, repeatable=True
+        )
+        return sorted((s.as_dict() for s in found), key=lambda s: (s["created_at"], s["name"]))
+
+    def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
+        cloud = self._snapshots()
+        found = self.provider.resolve_snapshot(snapshot, ours_only=True)
+        if found.labels.get(LABEL_NAMESPACE) != self.provider.settings.namespace:
+            raise Conflict(
+                f"snapshot {found.id} was not made by Orlop (namespace "
+                f"{self.provider.settings.namespace}): delete it with the cloud's own tools"
+            )
+        self.provider.api("delete snapshot", cloud.delete_snapshot, found)
+        return found.as_dict()
+
+    # Discoverable: the cloud is the source of truth for which volumes exist -----------------
+    @property
+    def discover_interval(self) -> float:
+        return self.provider.settings.discover_interval
+
+    def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        return self.provider.list_volumes()

@@ -1,0 +1,1 @@
+"""DigitalOcean Block Storage volumes on the cloud-disk layer (driver kind `digitalocean`)."""

@@ -1,0 +1,1 @@
+"""AWS EBS volumes on the cloud-disk layer (driver kind `ebs`)."""

@@ -1,0 +1,1 @@
+"""Google Persistent Disk on the cloud-disk layer (driver kind `gce`)."""

@@ -1,0 +1,1 @@
+"""Dell PowerFlex (ScaleIO) volumes on the cloud-disk layer (driver kind `powerflex`)."""

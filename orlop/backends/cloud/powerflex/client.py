@@ -1,0 +1,163 @@
+"""PowerFlex gateway calls through `PyPowerFlex`, each failure a CloudError.
+
+PyPowerFlex logs in and out around every request (API 3.x: `GET /api/login` with the
+password, Basic auth with the token after; 4.x: `POST /rest/auth/login`, a bearer token) and
+keeps the token on the client: two calls at once would log each other out, so calls are
+serialised here. Its failures are plain exceptions whose message carries the gateway's answer
+(`{"message": …, "httpStatusCode": 500, "errorCode": …}`), or the `requests` error as the
+cause; `Gateway.call` turns both into the layer's error kinds.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import field_validator
+
+from orlop.backends.cloud.api import CloudError, CloudSettings, ErrorKind
+
+T = TypeVar("T")
+
+# PowerFlex error codes (from its REST API reference) worth a kind of their own.
+_NOT_FOUND_CODES = {79, 80, 81, 94, 101, 102, 103, 127, 210}  # could not find …
+_NOT_FOUND_TEXT = re.compile(r"could not find|not found|does not exist", re.IGNORECASE)
+_IN_USE_TEXT = re.compile(r"already mapped|is mapped|mapped to", re.IGNORECASE)
+
+
+class PowerFlexSettings(CloudSettings):
+    gateway: str  # https://gateway[:port]
+    username: str
+    password_file: str
+    ca_file: str | None = None  # the CA that signed the gateway's certificate
+    verify: bool = True
+    system_id: str | None = None  # default: the only system the gateway manages
+    protection_domain: str | None = None  # name; default: the only one
+    storage_pool: str | None = None  # name; default: the only one in the protection domain
+    sdc_guid: str | None = None  # default: `drv_cfg --query_guid`
+    drv_cfg: str = "/opt/emc/scaleio/sdc/bin/drv_cfg"
+    api_timeout: float = 30.0
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, value: str) -> str:
+        url = urlsplit(value if "://" in value else f"https://{value}")
+        if url.scheme != "https" or not url.hostname:
+            raise ValueError(
+                f"{value!r}: the PowerFlex gateway is reached over https (https://host[:port])"
+            )
+        try:
+            url.port  # noqa: B018 - a bad port raises here
+        except ValueError:
+            raise ValueError(f"{value!r} has a bad port") from None
+        return value
+
+    def address(self) -> tuple[str, int]:
+        url = urlsplit(self.gateway if "://" in self.gateway else f"https://{self.gateway}")
+        return str(url.hostname), url.port or 443
+
+
+def read_password(settings: PowerFlexSettings) -> str:
+    path = Path(settings.password_file)
+    try:
+        password = path.read_text(encoding="utf-8").rstrip("\n")
+    except OSError as error:
+        raise CloudError(
+            f"cannot read the PowerFlex password_file {path}: {error.strerror}",
+            ErrorKind.CREDENTIALS,
+        ) from None
+    if not password:
+        raise CloudError(f"the PowerFlex password_file {path} is empty", ErrorKind.CREDENTIALS)
+    return password
+
+
+class Gateway:
+    """One initialised PyPowerFlex client; `call` runs one operation on it."""
+
+    def __init__(self, settings: PowerFlexSettings) -> None:
+        self.settings = settings
+        self._client: Any = None
+        self._lock = threading.RLock()
+
+    def call(self, what: str, operation: Callable[[Any], T]) -> T:
+        with self._lock:
+            try:
+                if self._client is None:
+                    self._client = self._connect()
+                return operation(self._client)
+            except CloudError:
+                raise
+            except Exception as error:
+                raise self.error(what, error) from None
+
+    def _connect(self) -> Any:
+        from PyPowerFlex import PowerFlexClient  # type: ignore[import-untyped]  # on use: hosts without PowerFlex need none
+
+        host, port = self.settings.address()
+        verify = self.settings.verify
+        client = PowerFlexClient(
+            gateway_address=host,
+            gateway_port=port,
+            username=self.settings.username,
+            password=read_password(self.settings),
+            verify_certificate=verify,
+            certificate_path=self.settings.ca_file if verify else None,
+            timeout=self.settings.api_timeout,
+        )
+        client.initialize()
+        return client
+
+    def error(self, what: str, error: Exception) -> CloudError:
+        import requests
+
+        cause = error if isinstance(error, requests.RequestException) else error.__cause__
+        gateway = self.settings.gateway
+        if isinstance(cause, requests.exceptions.SSLError):
+            return CloudError(
+                f"{what}: the PowerFlex gateway {gateway} failed TLS verification: give the CA "
+                "that signed its certificate in ca_file (or verify: false, not advised)",
+                ErrorKind.CREDENTIALS,
+            )
+        if isinstance(cause, requests.exceptions.Timeout):
+            return CloudError(
+                f"{what}: no answer from the PowerFlex gateway {gateway} within "
+                f"{self.settings.api_timeout:g}s",
+                ErrorKind.UNREACHABLE,
+            )
+        if isinstance(cause, requests.exceptions.ConnectionError):
+            return CloudError(
+                f"{what}: the PowerFlex gateway {gateway} did not answer", ErrorKind.UNREACHABLE
+            )
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        text = str(error)
+        if status in (401, 403) or "Unauthorized" in text or "PowerFlex token" in text:
+            return CloudError(
+                f"{what}: the PowerFlex gateway {gateway} refused user "
+                f"{self.settings.username}: check username and password_file",
+                ErrorKind.CREDENTIALS,
+            )
+        code = _error_code(text)
+        if code in _NOT_FOUND_CODES or _NOT_FOUND_TEXT.search(text):
+            kind = ErrorKind.NOT_FOUND
+        elif _IN_USE_TEXT.search(text):
+            kind = ErrorKind.IN_USE
+        elif "httpStatusCode': 5" in text and code is None:
+            kind = ErrorKind.RETRYABLE
+        else:
+            kind = ErrorKind.FAILED
+        return CloudError(f"{what}: {_message(text)}", kind, str(code or ""))
+
+
+def _error_code(text: str) -> int | None:
+    match = re.search(r"'errorCode': (\d+)", text)
+    return int(match.group(1)) if match else None
+
+
+def _message(text: str) -> str:
+    """The gateway's own message when the exception text carries its answer."""
+    match = re.search(r"'message': '([^']*)'", text) or re.search(r'"message": "([^"]*)"', text)
+    return match.group(1) if match else text[:300]

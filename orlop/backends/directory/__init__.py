@@ -1,0 +1,1 @@
+"""Plain directories on this host (driver kind `directory`, the embedded default)."""

@@ -1,0 +1,1 @@
+"""Block volumes on a loop device over a sparse image file (driver kind `loopfile`)."""
