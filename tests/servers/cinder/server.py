@@ -2,7 +2,7 @@
 
 Started by `tests/servers/cinder/venv.py` with the python of Cinder's own virtualenv:
 
-    <cinder venv>/bin/python -P cinder_server.py <state dir> <port> [<nova> <token> <keystone>]
+    <cinder venv>/bin/python -P server.py <state dir> <port> [<nova> <token> <keystone>]
 
 Everything stays inside `<state dir>`: cinder.conf, the SQLite database, locks, the log.
 Messaging is oslo.messaging's in-process `fake:/` transport (no RabbitMQ), authentication

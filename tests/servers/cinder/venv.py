@@ -6,7 +6,7 @@ built once per machine (`scripts/setup --test` builds it, so does the first test
 
     python -m tests.servers.cinder.venv    # build the cached virtualenv, print its path
 
-`CinderServer` runs `cinder_server.py` (API + scheduler + volume service in one process)
+`CinderServer` runs `server.py` (API + scheduler + volume service in one process)
 with that virtualenv's python on a free port of 127.0.0.1, a private state directory and
 SQLite, and stops it. Authentication is noauth: a token `admin:<project>` is trusted.
 """
@@ -92,7 +92,7 @@ class CinderServer:
     def start(self, timeout: float = 180) -> CinderServer:
         python = cinder_venv() / "bin" / "python"
         # -P: not this folder first on sys.path, where our cinder.py would shadow Cinder
-        args = [str(python), "-P", str(HERE / "cinder_server.py"), str(self.state), str(self.port)]
+        args = [str(python), "-P", str(HERE / "server.py"), str(self.state), str(self.port)]
         if self.nova_url and self.keystone_url:
             args += [self.nova_url, self.token, self.keystone_url]
         with open(self.state / "stderr.log", "ab") as log:
