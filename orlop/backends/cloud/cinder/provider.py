@@ -183,28 +183,36 @@ class CinderProvider:
         return [disk for disk in self._volumes(wanted) if disk.state != "deleting"]
 
     def delete_disk(self, disk: Disk) -> None:
+        # `orlop snapshot rm` returns when Cinder accepted the delete; Cinder counts the
+        # snapshot until it is gone, and for a moment after it left the listing. A refusal
+        # with no live snapshot left is that moment: try again until the timeout.
+        wait_until(
+            lambda: self._delete_once(disk) or None,
+            self.settings.create_timeout,
+            f"the deleted snapshots of Cinder volume {disk.id} to go",
+            self.settings.poll_max,
+        )
+
+    def _delete_once(self, disk: Disk) -> bool:
+        """Ask Cinder to delete the volume: True when it is deleted or going, False to retry."""
         try:
             self.conn.block_storage.delete_volume(disk.id, ignore_missing=True)
+            return True
         except Exception as error:
-            if getattr(error, "status_code", None) == 400 and self.get_disk(disk.id) is None:
-                return  # being deleted already (Cinder refuses a second delete)
-            if getattr(error, "status_code", None) == 400 and self._snapshots_going(disk.id):
-                # `orlop snapshot rm` returns when Cinder accepted the delete; until the
-                # snapshot is gone Cinder counts it. Wait for that, then delete.
-                wait_until(
-                    lambda: not self._has_snapshots(disk.id) or None,
-                    self.settings.create_timeout,
-                    f"the deleted snapshots of Cinder volume {disk.id} to go",
-                    self.settings.poll_max,
-                )
-                self.delete_disk(disk)
-                return
-            if getattr(error, "status_code", None) == 400 and self._has_snapshots(disk.id):
+            if getattr(error, "status_code", None) != 400:
+                raise_cloud_error(f"deleting Cinder volume {disk.id}", error)
+            current = self.get_disk(disk.id)
+            if current is None:
+                return True  # being deleted already (Cinder refuses a second delete)
+            states = self._snapshot_states(disk.id)
+            if any(state not in ("deleting", "deleted") for state in states):
                 raise CloudError(
                     f"Cinder refuses to delete volume {disk.id}: it has snapshots; remove "
                     "them first (orlop snapshot rm), or keep the volume (keep_on_remove=true)",
                     ErrorKind.INVALID,
                 ) from None
+            if states or (current.facts.get("status") == "available" and not current.attachments):
+                return False  # snapshots going, or just gone: Cinder still counted them
             raise_cloud_error(f"deleting Cinder volume {disk.id}", error)
 
     def set_labels(self, disk: Disk, labels: Mapping[str, str | None]) -> None:
@@ -402,15 +410,9 @@ class CinderProvider:
                 if a.instance and a.status not in ("detached", "deleted")
             ]
 
-    def _snapshots_going(self, volume_id: str) -> bool:
-        """Whether every snapshot the volume still has is being deleted (and there is one)."""
+    def _snapshot_states(self, volume_id: str) -> list[str]:
         with translated(f"listing snapshots of Cinder volume {volume_id}"):
-            states = [s.status for s in self.conn.block_storage.snapshots(volume_id=volume_id)]
-        return bool(states) and all(state in ("deleting", "deleted") for state in states)
-
-    def _has_snapshots(self, volume_id: str) -> bool:
-        with translated(f"listing snapshots of Cinder volume {volume_id}"):
-            return any(True for _ in self.conn.block_storage.snapshots(volume_id=volume_id))
+            return [s.status for s in self.conn.block_storage.snapshots(volume_id=volume_id)]
 
     def _server_exists(self, instance: str) -> bool:
         with translated(f"looking up instance {instance} in Nova"):
