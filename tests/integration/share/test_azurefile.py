@@ -198,7 +198,7 @@ def test_append_through_smbnetfs(harness: Harness, azure: AzureAccount) -> None:
 
 # bad input -----------------------------------------------------------------------------------
 def test_quota_over_the_limits(harness: Harness, azure: AzureAccount, tmp_path: Path) -> None:
-    with pytest.raises(InvalidOption, match="over Azure's limit"):
+    with pytest.raises(InvalidOption, match="outside the sizes an Azure file share can have"):
         harness.create("huge", size="200T")
     # An account without large file shares allows 5 TiB: Azure's own refusal is reported.
     azure.server.max_quota_gib = 5120

@@ -176,7 +176,7 @@ def test_options_refused(harness: Harness) -> None:
         harness.create("x", protocol="smb", nfs_version="3")
     with pytest.raises(InvalidOption, match="protocol"):
         harness.create("x", protocol="afp")
-    with pytest.raises(InvalidOption, match="too small"):
+    with pytest.raises(InvalidOption, match="1M or more"):
         harness.create("x", size="10K")
     assert harness.names() == []
 

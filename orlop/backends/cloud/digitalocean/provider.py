@@ -43,7 +43,7 @@ from orlop.backends.cloud.digitalocean import tags
 from orlop.backends.cloud.digitalocean.client import Api, DigitalOceanSettings, metadata
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import BackendError, InvalidOption
-from orlop.core.options import Option, OptionSet, parse_size
+from orlop.core.options import Option, OptionSet, bounded_size
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,8 @@ _IN_PROGRESS = "in-progress"
 
 def canonical_size(value: str) -> str:
     """A size rounded up to whole GiB, as bytes, within DigitalOcean's 1 to 16,384 GiB."""
-    try:
-        gib = math.ceil(parse_size(value) / GIB)
-    except OverflowError:  # hundreds of digits: no float holds them
-        gib = MAX_GIB + 1
-    if not MIN_GIB <= gib <= MAX_GIB:
-        raise ValueError(f"{value!r} is outside DigitalOcean's volume sizes: 1G to 16384G (16 TiB)")
-    return str(gib * GIB)
+    size = bounded_size(value, MIN_GIB * GIB, MAX_GIB * GIB, "a DigitalOcean volume")
+    return str(-(-size // GIB) * GIB)
 
 
 def canonical_snapshot(value: str) -> str:

@@ -38,7 +38,7 @@ from orlop.backends.share.clients import SmbTarget
 from orlop.backends.share.layer import ShareBackend, ShareSettings, presentation_options
 from orlop.backends.share.naming import canonical_share, share_name
 from orlop.core.model import Conflict, InvalidOption, Usage
-from orlop.core.options import Option, OptionSet, canonical_bool, one_of, parse_size
+from orlop.core.options import Option, OptionSet, bounded_size, canonical_bool, one_of
 
 MAX_QUOTA_GIB = 102400  # 100 TiB: a large file share, Azure's limit
 TIERS = ("TransactionOptimized", "Hot", "Cool", "Premium")
@@ -56,13 +56,8 @@ class AzureFileSettings(ShareSettings):
 
 def canonical_quota(value: str) -> str:
     """A size rounded up to whole GiB (Azure quotas are GiB), 1 GiB to 100 TiB, in bytes."""
-    gib = math.ceil(parse_size(value) / GIB)
-    if gib > MAX_QUOTA_GIB:
-        raise ValueError(
-            f"{value!r} is over Azure's limit for a file share: at most {MAX_QUOTA_GIB} GiB "
-            "(100 TiB)"
-        )
-    return str(max(gib, 1) * GIB)
+    size = bounded_size(value, GIB, MAX_QUOTA_GIB * GIB, "an Azure file share")
+    return str(math.ceil(size / GIB) * GIB)
 
 
 class AzureFileBackend(ShareBackend):

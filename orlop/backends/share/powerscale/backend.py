@@ -38,7 +38,14 @@ from orlop.backends.share.layer import (
 )
 from orlop.backends.share.naming import share_name
 from orlop.core.model import ConfigError, Conflict, InvalidOption, NotFound, Usage
-from orlop.core.options import Option, OptionSet, canonical_bool, canonical_size, one_of
+from orlop.core.options import (
+    MAX_SIZE,
+    Option,
+    OptionSet,
+    bounded_size,
+    canonical_bool,
+    one_of,
+)
 
 try:
     from orlop.backends.share.powerscale.api import OneFs
@@ -74,10 +81,7 @@ def canonical_clients(value: str) -> str:
 
 
 def canonical_hard(value: str) -> str:
-    size = int(canonical_size(value))
-    if size < 1024**2:
-        raise ValueError(f"{value!r} is too small for a quota: at least 1M")
-    return str(size)
+    return str(bounded_size(value, 1024**2, MAX_SIZE, "a PowerScale directory quota"))
 
 
 class PowerScaleBackend(ShareBackend):
