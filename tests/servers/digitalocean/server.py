@@ -8,11 +8,15 @@ refused (400), a missing required one too. Its quirks, kept:
 * errors are `{"id": "unprocessable_entity", "message": …, "request_id": …}` with the status;
 * every answer carries `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset`;
   `throttle(n)` makes the next n API requests answer 429 `too_many_requests`;
-* attach, detach and resize are actions that stay `in-progress` for `action_delay` seconds.
-  The droplet is in the volume's `droplet_ids` from the moment DigitalOcean accepts the
-  attach until a detach completes (so another droplet sees who holds it), and a volume
+* attach, detach and resize are actions that stay `in-progress` for `action_delay` seconds
+  (a number, or a `(low, high)` range each action draws from). DigitalOcean does not say
+  when `droplet_ids` changes; this fake is as unkind as that allows: the droplet enters the
+  volume's `droplet_ids` only when the attach action completes and leaves it only when the
+  detach action completes, in the same instant as the action's status changes. A volume
   attached (or being attached) to one droplet is refused to another with 422. The device
   appears on the droplet when the attach completes, and goes when the detach completes;
+* `latency` seconds pass on every API request, half before the fake reads or changes its
+  state and half after (a real API answers in tens of milliseconds, not in one);
 * each droplet has its own metadata service under `/droplet/<id>` (`metadata_url` of that
   droplet): `/droplet/<id>/metadata/v1/id` and `/region`.
 
@@ -26,6 +30,7 @@ import contextlib
 import datetime
 import itertools
 import json
+import random
 import re
 import socket
 import threading
@@ -129,7 +134,8 @@ class DoServer:
     def __init__(self, token: str, presenter: DevicePresenter | None = None) -> None:
         self.token = token
         self.presenter = presenter
-        self.action_delay = 0.2
+        self.action_delay: float | tuple[float, float] = 0.2
+        self.latency = 0.0  # seconds per API request
         self.volumes: dict[str, Volume] = {}
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.actions: dict[int, Action] = {}
@@ -238,6 +244,7 @@ class DoServer:
                 self._metadata(request, url.path)
                 return
             body_in = json.loads(raw) if raw else None
+            time.sleep(self.latency / 2)
             with self.lock:
                 self.requests.append((method, url.path, body_in))
                 self._check_auth(request)
@@ -253,6 +260,7 @@ class DoServer:
         except json.JSONDecodeError:
             status, body = 400, {"id": "bad_request", "message": "malformed JSON body"}
         data = json.dumps(body).encode() if body is not None else b""
+        time.sleep(self.latency / 2)
         request.send_response(status)
         if data:
             request.send_header("Content-Type", "application/json; charset=utf-8")
@@ -424,7 +432,7 @@ class DoServer:
         if any(a.volume_id == volume_id and a.status == "in-progress" for a in self._actions()):
             raise ApiError(422, "unprocessable_entity", "Droplet already has a pending event.")
         action = Action(next(self._ids), f"{kind}_volume", volume_id, volume.region)
-        action.due = time.monotonic() + self.action_delay
+        action.due = time.monotonic() + self._action_delay()
         if kind == "resize":
             size = body["size_gigabytes"]
             if not isinstance(size, int) or size <= volume.size or size > 16384:
@@ -451,12 +459,15 @@ class DoServer:
                         "unprocessable_entity",
                         "attaching volume to droplet: volume is attached to another droplet",
                     )
-                volume.reserved_for = droplet_id
-                volume.droplet_ids = [droplet_id]
+                volume.reserved_for = droplet_id  # droplet_ids changes when it completes
             elif droplet_id not in volume.droplet_ids:
                 raise ApiError(422, "unprocessable_entity", "Attachment not found")
         self.actions[action.id] = action
         return 202, {"action": action.body()}
+
+    def _action_delay(self) -> float:
+        delay = self.action_delay
+        return random.uniform(*delay) if isinstance(delay, tuple) else delay
 
     def _actions(self) -> list[Action]:
         return list(self.actions.values())
@@ -499,6 +510,7 @@ class DoServer:
                 self.presenter.device_for(volume.id, volume.size * GIB)
         elif action.type == "attach_volume" and action.droplet_id is not None:
             volume.reserved_for = None
+            volume.droplet_ids = [action.droplet_id]
             self._droplet_volumes(action.droplet_id).append(volume.id)
             by_id = self.by_id.get(action.droplet_id)
             if self.presenter is not None and by_id is not None:

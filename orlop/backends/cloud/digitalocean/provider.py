@@ -8,7 +8,9 @@ guard. Attach, detach and resize are volume *actions* that stay in-progress for 
 `droplet_ids` does not say whether an attach or detach is done. So that the layer sees an
 attach or detach it started as `attaching` / `detaching` until DigitalOcean completes it,
 the provider remembers the actions it started (in memory) and asks for their status while
-they are in progress.
+they are in progress — the action first, the volume after it, so that one consistent
+reading decides: an action that completes between the two reads is seen completed together
+with the volume as it is after it (DigitalOcean's own tools wait on the action's status).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from orlop.backends.cloud.api import (
 )
 from orlop.backends.cloud.digitalocean import tags
 from orlop.backends.cloud.digitalocean.client import Api, DigitalOceanSettings, metadata
-from orlop.core.model import InvalidOption
+from orlop.backends.cloud.waiting import wait_until
+from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import Option, OptionSet, parse_size
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ NAME_MAX = 64
 PAGE = 200
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _IN_PROGRESS = "in-progress"
+_HOLDER_WAIT = 15.0  # seconds: how long a refused attach waits to learn the holder
 
 
 def canonical_size(value: str) -> str:
@@ -179,15 +183,21 @@ class DigitalOceanProvider:
         return self._disk(volumes[0]) if volumes else None
 
     def get_disk(self, disk_id: str) -> Disk | None:
+        # The action first, the volume after it: a volume read before an action that then
+        # completes would show the state from before it (the attachment "vanishes").
+        in_flight = self._actions_in_flight([disk_id])
         try:
             found = self.api.call("get volume", lambda c: c.volumes.get, disk_id)
         except CloudError as error:
             if error.kind is ErrorKind.NOT_FOUND:
                 return None
             raise
-        return self._with_actions(self._disk(found["volume"]))
+        return _with_action(self._disk(found["volume"]), in_flight.get(disk_id))
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
+        with self._lock:
+            pending = list(self._pending)
+        in_flight = self._actions_in_flight(pending)  # before the listing, as in get_disk
         disks = []
         for found in self._list("list volumes", lambda c: c.volumes.list, "volumes"):
             disk = self._disk(found)
@@ -195,7 +205,7 @@ class DigitalOceanProvider:
                 continue
             if volume is not None and disk.volume != volume:
                 continue
-            disks.append(self._with_actions(disk))
+            disks.append(_with_action(disk, in_flight.get(disk.id)))
         return disks
 
     def _list(self, what: str, operation: Any, key: str, **query: Any) -> list[dict[str, Any]]:
@@ -254,8 +264,7 @@ class DigitalOceanProvider:
         except CloudError as error:
             if error.kind is not ErrorKind.INVALID:
                 raise
-            now = self.get_disk(disk.id)
-            holders = [a.instance for a in now.attachments] if now else []
+            holders = self._holders_after_refusal(disk.id)
             if identity.instance in holders:
                 return  # attached here already
             raise CloudError(
@@ -265,6 +274,26 @@ class DigitalOceanProvider:
                 holders[0] if holders else None,
             ) from None
         self._remember(disk.id, action, identity.instance)
+
+    def _holders_after_refusal(self, disk_id: str) -> list[str]:
+        """Who holds a volume DigitalOcean refused to attach here. An attach in progress
+        elsewhere shows in `droplet_ids` only when it completes: wait for it (briefly), so
+        that the refusal names the droplet that won."""
+
+        def holders() -> list[str] | None:
+            now = self.get_disk(disk_id)
+            found = [a.instance for a in now.attachments] if now else []
+            return found or None
+
+        try:
+            return wait_until(
+                holders,
+                min(self.settings.attach_timeout, _HOLDER_WAIT),
+                f"the droplet that holds {disk_id}",
+                self.settings.poll_max,
+            )
+        except BackendError:
+            return []
 
     def detach_disk(self, disk: Disk, instance: str, force: bool = False) -> None:
         # DigitalOcean has no forced detach: a detach is a detach.
@@ -292,41 +321,33 @@ class DigitalOceanProvider:
             with self._lock:
                 self._pending[disk_id] = {**action, "droplet": droplet}
 
-    def _with_actions(self, disk: Disk) -> Disk:
-        """The disk with the attach or detach this provider started and DO has not finished."""
-        with self._lock:
-            pending = self._pending.get(disk.id)
-        if pending is None:
-            return disk
-        try:
-            answer = self.api.call(
-                "volume action", lambda c: c.volume_actions.get, disk.id, pending["id"]
-            )
-            status = answer["action"].get("status")
-        except CloudError as error:
-            if error.kind is not ErrorKind.NOT_FOUND:
-                raise
-            status = "gone"
-        if status != _IN_PROGRESS:
+    def _actions_in_flight(self, disk_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The attaches and detaches this provider started on `disk_ids` that DigitalOcean
+        still reports in progress (one action read each); finished ones are forgotten."""
+        in_flight: dict[str, dict[str, Any]] = {}
+        for disk_id in disk_ids:
             with self._lock:
-                if self._pending.get(disk.id) is pending:
-                    del self._pending[disk.id]
+                pending = self._pending.get(disk_id)
+            if pending is None:
+                continue
+            try:
+                answer = self.api.call(
+                    "volume action", lambda c: c.volume_actions.get, disk_id, pending["id"]
+                )
+                status = answer["action"].get("status")
+            except CloudError as error:
+                if error.kind is not ErrorKind.NOT_FOUND:
+                    raise
+                status = "gone"
+            if status == _IN_PROGRESS:
+                in_flight[disk_id] = pending
+                continue
+            with self._lock:
+                if self._pending.get(disk_id) is pending:
+                    del self._pending[disk_id]
             if status == "errored":
-                log.warning("DigitalOcean action %s on %s errored", pending["id"], disk.id)
-            return disk
-        droplet = pending["droplet"]
-        kind = str(pending.get("type", ""))
-        state: Literal["attaching", "detaching"] = (
-            "attaching" if kind.startswith("attach") else "detaching"
-        )
-        if disk.attached_to(droplet) is None:
-            if state == "attaching":
-                disk.attachments.append(Attachment(droplet, state))
-            return disk
-        disk.attachments = [
-            Attachment(a.instance, state) if a.instance == droplet else a for a in disk.attachments
-        ]
-        return disk
+                log.warning("DigitalOcean action %s on %s errored", pending["id"], disk_id)
+        return in_flight
 
     def device_paths(self, disk: Disk, attachment: Attachment) -> list[str]:
         return [f"{self.settings.by_id_dir.rstrip('/')}/scsi-0DO_Volume_{disk.name}"]
@@ -437,6 +458,22 @@ class DigitalOceanProvider:
 
 def _user_tags(options: Mapping[str, str]) -> list[str]:
     return [t for t in options.get("tags", "").split(",") if t]
+
+
+def _with_action(disk: Disk, pending: Mapping[str, Any] | None) -> Disk:
+    """The disk as read after `pending` (an attach or detach still in progress): that
+    droplet's attachment is `attaching` / `detaching` whatever `droplet_ids` says yet."""
+    if pending is None:
+        return disk
+    droplet = str(pending["droplet"])
+    state: Literal["attaching", "detaching"] = (
+        "attaching" if str(pending.get("type", "")).startswith("attach") else "detaching"
+    )
+    others = [a for a in disk.attachments if a.instance != droplet]
+    if state == "attaching" or disk.attached_to(droplet) is not None:
+        others.append(Attachment(droplet, state))
+    disk.attachments = others
+    return disk
 
 
 def _droplets(disk: Disk) -> list[str]:
