@@ -123,6 +123,8 @@ class Gateway:
             timeout=self.settings.api_timeout,
         )
         self._session = session  # before initialize: its requests log in through it
+        if self._closer is not None:
+            self._closer()  # a connect that failed before: end what it began
         self._closer = weakref.finalize(self, session.close)  # at exit, if not closed
         client.initialize()
         self._client = client

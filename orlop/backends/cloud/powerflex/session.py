@@ -31,7 +31,7 @@ class KeptSession:
         self._auth = auth  # a PyPowerFlex Request sharing the client's token
         self._lock = threading.RLock()
         self.version: str | None = None
-        self.logins = 0  # real logins, so a caller can tell a fresh token from a kept one
+        self.logins = 0  # logins tried, so a caller can tell a fresh token from a kept one
         self._since = self._used = 0.0
 
     def login(self) -> str:
@@ -74,6 +74,7 @@ class KeptSession:
         return now - self._since > most_age or now - self._used > most_idle
 
     def _renew(self) -> None:
+        self.logins += 1  # counted before it is tried: a refused login is not retried
         if self._auth.token.get() and self.version is not None:
             with contextlib.suppress(Exception):  # an old token: end it if it still lives
                 self._end(self.version)
@@ -82,7 +83,6 @@ class KeptSession:
             # The 3.x login answers the version question on every gateway; a 4.x gateway
             # then wants its own login, and the 3.x session is ended first.
             self._auth._login()
-            self.logins += 1
             self.version = self._ask_version()
             if _is_v3(self.version):
                 return
@@ -91,7 +91,6 @@ class KeptSession:
             self._auth._login()
         else:
             self._auth._appliance_login()
-        self.logins += 1
 
     def _end(self, version: str) -> None:
         if _is_v3(version):
