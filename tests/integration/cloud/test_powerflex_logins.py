@@ -1,10 +1,12 @@
 """PowerFlex logins: one authenticated client per driver. A volume's whole life (create,
 attach, detach, remove) and discovery passes take one login per token lifetime, a token the
 gateway ends is replaced by one new login, and close logs out. (PyPowerFlex alone logs in
-once or twice for every request and never leaves a session ended.)"""
+once or twice for every request and never leaves a session ended.) And the order the
+gateway answers in: a mapping at once, its device on the SDC later."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -69,3 +71,27 @@ def test_a_token_the_gateway_ended_is_replaced_by_one_new_login(
     assert backend.list_volumes() == []
     assert logins(pf_gateway) == first + 1
     assert len(pf_gateway.tokens) == 1
+
+
+def test_attach_waits_for_the_device_the_sdc_shows_after_the_mapping(
+    pf_gateway: PowerFlexGateway, pf_tls: Tls, pf_password: Path, tmp_path: Path
+) -> None:
+    """Mapping is synchronous, the device is not: with the device 300 ms behind the mapping
+    and 30 ms a request, attach answers only with a device that is there, and each
+    attach/detach cycle still takes one login in all."""
+    pf_gateway.device_delay, pf_gateway.latency = 0.3, 0.03
+    backend = backend_for(_testbed(pf_gateway, pf_tls, pf_password, tmp_path / "t").host())
+    disks = backend.provider
+    ref = VolumeRef("late-device", disks.options.validate({"size": "8G"}))
+    ref.record = disks.create(ref)
+    try:
+        for _ in range(3):
+            device = disks.attach_device(ref)
+            assert os.path.exists(device) and os.path.realpath(device).startswith("/dev/")
+            disks.detach_device(ref)
+            assert pf_gateway.volumes[ref.record["disk_id"]]["mappedSdcInfo"] in (None, [])
+    finally:
+        pf_gateway.device_delay = pf_gateway.latency = 0.0
+        disks.detach_device(ref)
+        disks.remove(ref)
+    assert logins(pf_gateway) == 1

@@ -12,6 +12,10 @@ request bodies, the gateway's error body `{"message": …, "httpStatusCode": 500
   `/api/login` + `/api/version` pair stays, as on a real 4.x gateway: clients ask the version
   first.)
 
+Mapping is synchronous on the gateway (`mappedSdcInfo` changes in the request), but the
+device appears on the SDC's host `device_delay` seconds later, as the SDC driver learns of
+it; every request takes `latency` seconds, half before the state is read, half after.
+
 A token lasts `token_lifetime` seconds (None: for ever) and is refused with 401 after it,
 as a gateway ends a session; `logins` counts the logins of each kind, `logouts` the
 logouts, and `tokens` holds the sessions still open (what a client left behind).
@@ -104,6 +108,8 @@ class PowerFlexGateway:
         self.token_lifetime: float | None = None
         self.logins = {"api": 0, "rest": 0}
         self.logouts = 0
+        self.device_delay = 0.0  # seconds from a mapping to its device on the SDC
+        self.latency = 0.0  # seconds per request
         self.lock = threading.RLock()
         self._vtrees = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -181,6 +187,7 @@ class PowerFlexGateway:
         raw = request.rfile.read(length) if length else b""
         try:
             body = json.loads(raw) if raw else {}
+            time.sleep(self.latency / 2)
             with self.lock:
                 status, answer = self._route(request, method, path, body)
         except GatewayError as error:
@@ -190,6 +197,7 @@ class PowerFlexGateway:
             status = 400
             answer = {"message": f"Bad request: {error}", "httpStatusCode": 400, "errorCode": 0}
         data = b"" if answer is None else json.dumps(answer).encode()
+        time.sleep(self.latency / 2)
         request.send_response(status)
         request.send_header("Content-Type", "application/json;charset=UTF-8")
         request.send_header("Content-Length", str(len(data)))
@@ -396,7 +404,14 @@ class PowerFlexGateway:
                     "limitBwInMbps": 0,
                 },
             ]
-            self._present(volume)
+            if self.device_delay > 0:
+                later = threading.Timer(
+                    self.device_delay, self._present_if_mapped, (volume["id"], sdc["id"])
+                )
+                later.daemon = True
+                later.start()
+            else:
+                self._present(volume)
             return {}
         if action == "removeMappedSdc":
             sdc_id = body.get("sdcId")
@@ -429,6 +444,12 @@ class PowerFlexGateway:
                 self.presenter.forget(ident)
             return {}
         raise GatewayError(f"Unknown action {action}", 0, 400)
+
+    def _present_if_mapped(self, volume_id: str, sdc_id: str) -> None:
+        with self.lock:
+            volume = self.volumes.get(volume_id)
+            if volume and any(m["sdcId"] == sdc_id for m in volume["mappedSdcInfo"] or []):
+                self._present(volume)
 
     def _present(self, volume: dict[str, Any]) -> None:
         if self.presenter is None:
