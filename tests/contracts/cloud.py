@@ -124,7 +124,7 @@ class CloudDiskConformance(BackendConformance):
     def test_attach_detach_resize_through_the_layer(self, testbed: CloudTestbed) -> None:
         first, second = testbed.host(), testbed.host()
         disks = backend_for(first).provider
-        volume = _make(disks, NAME, testbed.create_options)
+        volume = make_volume(disks, NAME, testbed.create_options)
         try:
             device = disks.attach_device(volume)
             assert os.path.realpath(device).startswith("/dev/")
@@ -254,7 +254,7 @@ class CloudDiskConformance(BackendConformance):
         return list(found[0]["attached_to"]) if found else None
 
 
-def _make(disks: CloudDisks, name: str, options: dict[str, str]) -> VolumeRef:
+def make_volume(disks: CloudDisks, name: str, options: dict[str, str]) -> VolumeRef:
     canonical = disks.options.validate(options)
     disks.validate(name, canonical)
     ref = VolumeRef(name, canonical)

@@ -9,14 +9,14 @@ refused (400), a missing required one too. Its quirks, kept:
 * every answer carries `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset`;
   `throttle(n)` makes the next n API requests answer 429 `too_many_requests`;
 * attach, detach and resize are actions that stay `in-progress` for `action_delay` seconds
-  (a number, or a `(low, high)` range each action draws from). DigitalOcean does not say
-  when `droplet_ids` changes; this fake is as unkind as that allows: the droplet enters the
-  volume's `droplet_ids` only when the attach action completes and leaves it only when the
-  detach action completes, in the same instant as the action's status changes. A volume
-  attached (or being attached) to one droplet is refused to another with 422. The device
-  appears on the droplet when the attach completes, and goes when the detach completes;
-* `latency` seconds pass on every API request, half before the fake reads or changes its
-  state and half after (a real API answers in tens of milliseconds, not in one);
+  (a number, or a `(low, high)` range drawn from for each action). The droplet enters the
+  volume's `droplet_ids` only when the attach action completes and leaves it when the
+  detach completes (DigitalOcean documents no earlier moment; its own tools wait on the
+  action), and a volume attached, or being attached, to one droplet is refused to another
+  with 422. The device appears on the droplet when the attach completes, and goes when the
+  detach completes;
+* every API request takes `latency` seconds more (a real API answers in tens of ms: the
+  windows between two reads open as they would there);
 * each droplet has its own metadata service under `/droplet/<id>` (`metadata_url` of that
   droplet): `/droplet/<id>/metadata/v1/id` and `/region`.
 
@@ -135,7 +135,7 @@ class DoServer:
         self.token = token
         self.presenter = presenter
         self.action_delay: float | tuple[float, float] = 0.2
-        self.latency = 0.0  # seconds per API request
+        self.latency = 0.0
         self.volumes: dict[str, Volume] = {}
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.actions: dict[int, Action] = {}
@@ -238,13 +238,14 @@ class DoServer:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length) if length else b""
+        if self.latency and not url.path.startswith("/droplet/"):
+            time.sleep(self.latency)
         status, body = 200, None
         try:
             if url.path.startswith("/droplet/"):
                 self._metadata(request, url.path)
                 return
             body_in = json.loads(raw) if raw else None
-            time.sleep(self.latency / 2)
             with self.lock:
                 self.requests.append((method, url.path, body_in))
                 self._check_auth(request)
@@ -260,7 +261,6 @@ class DoServer:
         except json.JSONDecodeError:
             status, body = 400, {"id": "bad_request", "message": "malformed JSON body"}
         data = json.dumps(body).encode() if body is not None else b""
-        time.sleep(self.latency / 2)
         request.send_response(status)
         if data:
             request.send_header("Content-Type", "application/json; charset=utf-8")
@@ -432,7 +432,10 @@ class DoServer:
         if any(a.volume_id == volume_id and a.status == "in-progress" for a in self._actions()):
             raise ApiError(422, "unprocessable_entity", "Droplet already has a pending event.")
         action = Action(next(self._ids), f"{kind}_volume", volume_id, volume.region)
-        action.due = time.monotonic() + self._action_delay()
+        delay = self.action_delay
+        action.due = time.monotonic() + (
+            random.uniform(*delay) if isinstance(delay, tuple) else delay
+        )
         if kind == "resize":
             size = body["size_gigabytes"]
             if not isinstance(size, int) or size <= volume.size or size > 16384:
@@ -459,15 +462,11 @@ class DoServer:
                         "unprocessable_entity",
                         "attaching volume to droplet: volume is attached to another droplet",
                     )
-                volume.reserved_for = droplet_id  # droplet_ids changes when it completes
+                volume.reserved_for = droplet_id
             elif droplet_id not in volume.droplet_ids:
                 raise ApiError(422, "unprocessable_entity", "Attachment not found")
         self.actions[action.id] = action
         return 202, {"action": action.body()}
-
-    def _action_delay(self) -> float:
-        delay = self.action_delay
-        return random.uniform(*delay) if isinstance(delay, tuple) else delay
 
     def _actions(self) -> list[Action]:
         return list(self.actions.values())

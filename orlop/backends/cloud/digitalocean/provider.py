@@ -5,12 +5,13 @@ is lower case, digits and hyphens, starting with a letter, unique per region); O
 are tags (`tags.py`), so another droplet lists and adopts the volume by its Docker name. DO
 refuses to attach a volume that is attached to another droplet (422): the layer needs no race
 guard. Attach, detach and resize are volume *actions* that stay in-progress for a while, and
-`droplet_ids` does not say whether an attach or detach is done. So that the layer sees an
+`droplet_ids` does not say whether an attach or detach is done (DigitalOcean documents no
+moment at which it changes; its own tools wait on the action). So that the layer sees an
 attach or detach it started as `attaching` / `detaching` until DigitalOcean completes it,
 the provider remembers the actions it started (in memory) and asks for their status while
-they are in progress — the action first, the volume after it, so that one consistent
-reading decides: an action that completes between the two reads is seen completed together
-with the volume as it is after it (DigitalOcean's own tools wait on the action's status).
+they are in progress, always *before* it reads the volume: a reading is one action status
+and the volume as it was after that status, so an action that completes between the two
+requests shows as still in progress once more, never as a volume that lost its droplet.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ NAME_MAX = 64
 PAGE = 200
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _IN_PROGRESS = "in-progress"
-_HOLDER_WAIT = 15.0  # seconds: how long a refused attach waits to learn the holder
 
 
 def canonical_size(value: str) -> str:
@@ -183,21 +183,19 @@ class DigitalOceanProvider:
         return self._disk(volumes[0]) if volumes else None
 
     def get_disk(self, disk_id: str) -> Disk | None:
-        # The action first, the volume after it: a volume read before an action that then
-        # completes would show the state from before it (the attachment "vanishes").
-        in_flight = self._actions_in_flight([disk_id])
+        in_progress = self._in_progress(disk_id)  # first: see the module's docstring
         try:
             found = self.api.call("get volume", lambda c: c.volumes.get, disk_id)
         except CloudError as error:
             if error.kind is ErrorKind.NOT_FOUND:
                 return None
             raise
-        return _with_action(self._disk(found["volume"]), in_flight.get(disk_id))
+        return _with_action(self._disk(found["volume"]), in_progress)
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
         with self._lock:
-            pending = list(self._pending)
-        in_flight = self._actions_in_flight(pending)  # before the listing, as in get_disk
+            started = list(self._pending)
+        in_progress = {disk_id: self._in_progress(disk_id) for disk_id in started}
         disks = []
         for found in self._list("list volumes", lambda c: c.volumes.list, "volumes"):
             disk = self._disk(found)
@@ -205,7 +203,7 @@ class DigitalOceanProvider:
                 continue
             if volume is not None and disk.volume != volume:
                 continue
-            disks.append(_with_action(disk, in_flight.get(disk.id)))
+            disks.append(_with_action(disk, in_progress.get(disk.id)))
         return disks
 
     def _list(self, what: str, operation: Any, key: str, **query: Any) -> list[dict[str, Any]]:
@@ -264,9 +262,9 @@ class DigitalOceanProvider:
         except CloudError as error:
             if error.kind is not ErrorKind.INVALID:
                 raise
-            holders = self._holders_after_refusal(disk.id)
+            holders = self._holders_once_known(disk.id)
             if identity.instance in holders:
-                return  # attached here already
+                return  # attached here already (an attach this host started before a restart)
             raise CloudError(
                 f"DigitalOcean refused to attach {disk.id} to droplet {identity.instance}: {error}",
                 ErrorKind.IN_USE,  # DO's 422 to an attach: attached or busy elsewhere
@@ -275,21 +273,21 @@ class DigitalOceanProvider:
             ) from None
         self._remember(disk.id, action, identity.instance)
 
-    def _holders_after_refusal(self, disk_id: str) -> list[str]:
-        """Who holds a volume DigitalOcean refused to attach here. An attach in progress
-        elsewhere shows in `droplet_ids` only when it completes: wait for it (briefly), so
-        that the refusal names the droplet that won."""
+    def _holders_once_known(self, disk_id: str) -> list[str]:
+        """The droplets holding a volume DO refused to attach. Refused with no droplet in
+        `droplet_ids` means an attach under way (another droplet's, or this one's from before
+        a restart): a droplet enters `droplet_ids` when its attach completes, so wait for that,
+        within attach_timeout; [] if none showed."""
 
         def holders() -> list[str] | None:
             now = self.get_disk(disk_id)
-            found = [a.instance for a in now.attachments] if now else []
-            return found or None
+            return _droplets(now) or None if now is not None else []
 
         try:
             return wait_until(
                 holders,
-                min(self.settings.attach_timeout, _HOLDER_WAIT),
-                f"the droplet that holds {disk_id}",
+                self.settings.attach_timeout,
+                f"the holder of {disk_id}",
                 self.settings.poll_max,
             )
         except BackendError:
@@ -321,33 +319,32 @@ class DigitalOceanProvider:
             with self._lock:
                 self._pending[disk_id] = {**action, "droplet": droplet}
 
-    def _actions_in_flight(self, disk_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The attaches and detaches this provider started on `disk_ids` that DigitalOcean
-        still reports in progress (one action read each); finished ones are forgotten."""
-        in_flight: dict[str, dict[str, Any]] = {}
-        for disk_id in disk_ids:
-            with self._lock:
-                pending = self._pending.get(disk_id)
-            if pending is None:
-                continue
-            try:
-                answer = self.api.call(
-                    "volume action", lambda c: c.volume_actions.get, disk_id, pending["id"]
-                )
-                status = answer["action"].get("status")
-            except CloudError as error:
-                if error.kind is not ErrorKind.NOT_FOUND:
-                    raise
-                status = "gone"
-            if status == _IN_PROGRESS:
-                in_flight[disk_id] = pending
-                continue
-            with self._lock:
-                if self._pending.get(disk_id) is pending:
-                    del self._pending[disk_id]
-            if status == "errored":
-                log.warning("DigitalOcean action %s on %s errored", pending["id"], disk_id)
-        return in_flight
+    def _in_progress(self, disk_id: str) -> dict[str, Any] | None:
+        """The attach or detach this provider started on the disk, if DigitalOcean still has
+        it in progress (asked now); one that ended is forgotten."""
+        with self._lock:
+            pending = self._pending.get(disk_id)
+        if pending is None:
+            return None
+        try:
+            answer = self.api.call(
+                "volume action", lambda c: c.volume_actions.get, disk_id, pending["id"]
+            )
+            status = answer["action"].get("status")
+        except CloudError as error:
+            if error.kind is not ErrorKind.NOT_FOUND:
+                raise
+            status = "gone"
+        if status == _IN_PROGRESS:
+            return pending
+        with self._lock:
+            if self._pending.get(disk_id) is pending:
+                del self._pending[disk_id]
+        if status == "errored":
+            log.warning(
+                "DigitalOcean action %s (%s) on %s errored", pending["id"], pending["type"], disk_id
+            )
+        return None
 
     def device_paths(self, disk: Disk, attachment: Attachment) -> list[str]:
         return [f"{self.settings.by_id_dir.rstrip('/')}/scsi-0DO_Volume_{disk.name}"]
@@ -461,18 +458,21 @@ def _user_tags(options: Mapping[str, str]) -> list[str]:
 
 
 def _with_action(disk: Disk, pending: Mapping[str, Any] | None) -> Disk:
-    """The disk as read after `pending` (an attach or detach still in progress): that
-    droplet's attachment is `attaching` / `detaching` whatever `droplet_ids` says yet."""
+    """The disk as read after `pending` (an action still in progress) was seen in progress:
+    its droplet `attaching` or `detaching` whatever `droplet_ids` said."""
     if pending is None:
         return disk
     droplet = str(pending["droplet"])
     state: Literal["attaching", "detaching"] = (
         "attaching" if str(pending.get("type", "")).startswith("attach") else "detaching"
     )
-    others = [a for a in disk.attachments if a.instance != droplet]
-    if state == "attaching" or disk.attached_to(droplet) is not None:
-        others.append(Attachment(droplet, state))
-    disk.attachments = others
+    if disk.attached_to(droplet) is None:
+        if state == "attaching":
+            disk.attachments.append(Attachment(droplet, state))
+        return disk
+    disk.attachments = [
+        Attachment(a.instance, state) if a.instance == droplet else a for a in disk.attachments
+    ]
     return disk
 
 
