@@ -7,6 +7,7 @@ gateway answers in: a mapping at once, its device on the SDC later."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from orlop.backends.cloud.powerflex.provider import PowerFlexProvider
 from tests.contracts.cloud import backend_for
 from tests.servers.powerflex.server import PowerFlexGateway, Tls
 from tests.servers.powerflex.testbed import PowerFlexTestbed
+from tests.support.daemon import OrlopDaemon
+from tests.support.names import unique
 
 pytest_plugins = ["tests.servers.powerflex.fixtures"]
 
@@ -95,3 +98,26 @@ def test_attach_waits_for_the_device_the_sdc_shows_after_the_mapping(
         disks.detach_device(ref)
         disks.remove(ref)
     assert logins(pf_gateway) == 1
+
+
+def test_a_daemon_logs_in_once_across_discovery_passes_and_out_when_it_stops(
+    pf_gateway: PowerFlexGateway, pf_tls: Tls, pf_password: Path, tmp_path: Path
+) -> None:
+    host = _testbed(pf_gateway, pf_tls, pf_password, tmp_path / "t").host()
+    config = host.driver_config()
+    config["settings"] = {**config["settings"], "discover_interval": 0.2}
+    driver = unique("pf-logins")
+    daemon = OrlopDaemon({driver: config})
+    try:
+        client = daemon.start().client(driver)
+        client.ok("Create", Name="kept", Opts={"size": "8G"})
+        client.ok("Mount", Name="kept", ID="c1")
+        client.ok("Unmount", Name="kept", ID="c1")
+        time.sleep(1.0)  # a few discovery passes
+        assert [v["Name"] for v in client.ok("List")["Volumes"]] == ["kept"]
+        client.ok("Remove", Name="kept")
+        assert daemon.kill(signal.SIGTERM) == 0
+    finally:
+        daemon.destroy()
+    assert logins(pf_gateway) == 1, pf_gateway.logins
+    assert pf_gateway.tokens == {}  # logged out at shutdown: no session left open
