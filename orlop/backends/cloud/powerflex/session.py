@@ -86,7 +86,8 @@ class KeptSession:
             self.version = self._ask_version()
             if _is_v3(self.version):
                 return
-            self._auth._logout()
+            with contextlib.suppress(Exception):  # best effort: it expires by itself
+                self._auth._logout()
         if _is_v3(self.version):
             self._auth._login()
         else:
