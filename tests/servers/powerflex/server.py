@@ -211,6 +211,11 @@ class PowerFlexGateway:
         user, _, secret = base64.b64decode(header[6:]).decode().partition(":")
         return user, secret
 
+    def expire_tokens(self) -> None:
+        """End every session now, as the gateway does when a token's lifetime is over."""
+        with self.lock:
+            self.tokens = dict.fromkeys(self.tokens, 0.0)
+
     def _issue(self, token: str) -> None:
         lifetime = self.token_lifetime
         self.tokens[token] = time.monotonic() + lifetime if lifetime else float("inf")
