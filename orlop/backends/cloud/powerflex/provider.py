@@ -84,6 +84,10 @@ class PowerFlexProvider:
         self._system: str | None = None
         self._pool: tuple[str, str] | None = None  # (id, name)
 
+    def close(self) -> None:
+        """Log out of the gateway (at shutdown; the login is otherwise kept)."""
+        self.gateway.close()
+
     # identity ------------------------------------------------------------------------------
     def identity(self) -> Identity:
         system = self.system_id()
