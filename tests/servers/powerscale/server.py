@@ -74,6 +74,7 @@ class PowerScaleServer:
         self.next_id = 1
         self.lock = threading.RLock()
         self.logins = 0
+        self.latency = 0.0  # seconds each request waits before it is served (a slow cluster)
         self.server: ThreadingHTTPServer | None = None
 
     @property
@@ -155,6 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
+        if self.cluster.latency:
+            time.sleep(self.cluster.latency)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         split = urlsplit(self.path)
@@ -307,6 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "include_snapshots": bool(body["include_snapshots"]),
                 "enforced": bool(body.get("enforced", True)),
                 "container": bool(body.get("container", False)),
+                "description": str(body.get("description") or ""),
                 "thresholds": {"hard": hard},
             }
             return 201, {"id": quota_id}
@@ -322,10 +326,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise OneFsError(404, "AEC_NOT_FOUND", f"Quota {ident} not found")
         if method == "GET":
             return 200, {"quotas": [self._quota_view(quota)]}
-        if method == "PUT":
-            hard = self._hard(body)
-            _run(["mount", "-o", f"remount,size={hard}", cluster.local(quota["path"])])
-            quota["thresholds"] = {"hard": hard}
+        if method == "PUT":  # a partial update: only the fields given change
+            if "thresholds" in body:
+                hard = self._hard(body)
+                _run(["mount", "-o", f"remount,size={hard}", cluster.local(quota["path"])])
+                quota["thresholds"] = {"hard": hard}
+            if "description" in body:
+                quota["description"] = str(body["description"] or "")
             return 204, None
         if method == "DELETE":
             # Real OneFS keeps the data; this fake's tmpfs goes, so Orlop only deletes a

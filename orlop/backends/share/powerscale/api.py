@@ -91,20 +91,16 @@ class OneFs:
         )
         for quota in found.quotas or []:
             if quota.path == path:
-                return {
-                    "id": quota.id,
-                    "hard": quota.thresholds.hard,
-                    "used": quota.usage.fslogical,
-                }
+                return _quota(quota)
         return None
 
-    def quota_paths(self) -> dict[str, str]:
-        """Every directory quota's path → its ID (for discovery)."""
+    def list_quotas(self) -> list[dict[str, Any]]:
+        """Every directory quota: id, path, hard threshold, usage, description (discovery)."""
         found = self._call(
             "listing quotas",
             lambda: self.quotas.list_quota_quotas(type="directory", _request_timeout=self.timeout),
         )
-        return {str(quota.path): str(quota.id) for quota in found.quotas or []}
+        return [_quota(quota) for quota in found.quotas or []]
 
     def export_paths(self) -> dict[str, int]:
         """Every NFS export's paths → its ID (for discovery)."""
@@ -122,9 +118,10 @@ class OneFs:
         )
         return {str(share.name): str(share.path) for share in found.shares or []}
 
-    def create_quota(self, path: str, hard: int) -> str:
+    def create_quota(self, path: str, hard: int, description: str = "") -> str:
         params = isi.QuotaQuotaCreateParams(
             path=path,
+            description=description,
             type="directory",
             include_snapshots=False,
             enforced=True,
@@ -141,6 +138,13 @@ class OneFs:
         update = isi.QuotaQuota(thresholds=isi.QuotaQuotaThresholds(hard=hard))
         self._call(
             "raising the quota",
+            lambda: self.quotas.update_quota_quota(update, quota_id, _request_timeout=self.timeout),
+        )
+
+    def describe_quota(self, quota_id: str, description: str) -> None:
+        update = isi.QuotaQuota(description=description)
+        self._call(
+            "marking the quota",
             lambda: self.quotas.update_quota_quota(update, quota_id, _request_timeout=self.timeout),
         )
 
@@ -285,6 +289,16 @@ def _message(error: Any) -> str:
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])
     return str(error.reason)
+
+
+def _quota(quota: Any) -> dict[str, Any]:
+    return {
+        "id": str(quota.id),
+        "path": str(quota.path),
+        "hard": quota.thresholds.hard,
+        "used": quota.usage.fslogical,
+        "description": quota.description or "",
+    }
 
 
 def _snapshot(item: Any) -> dict[str, Any]:

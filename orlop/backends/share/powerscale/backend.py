@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -37,7 +36,9 @@ from orlop.backends.share.layer import (
     presentation_options,
 )
 from orlop.backends.share.naming import share_name
-from orlop.core.model import ConfigError, Conflict, InvalidOption, NotFound, Usage
+from orlop.backends.share.powerscale.making import VolumeMaker
+from orlop.backends.share.powerscale.marks import Mark
+from orlop.core.model import ConfigError, InvalidOption, NotFound, Usage
 from orlop.core.options import Option, OptionSet, canonical_bool, canonical_size, one_of
 
 try:
@@ -91,7 +92,12 @@ class PowerScaleBackend(ShareBackend):
             Option("nfs_version", one_of("3", "4", "4.0", "4.1", "4.2"), "NFS version (4.1)"),
             Option("clients", canonical_clients, "NFS clients allowed, comma-separated (all)"),
             Option("root_squash", canonical_bool, "NFS: map root to nobody (true)"),
-            Option("keep_on_remove", canonical_bool, "Remove keeps directory and export (false)"),
+            Option(
+                "keep_on_remove",
+                canonical_bool,
+                "Remove keeps directory, quota and export (false)",
+                identity=False,  # how this host removes it, not what it is
+            ),
             Option("timeout", parse_timeout, "seconds to reach the cluster and mount (20)"),
             *presentation_options(),
         ]
@@ -137,59 +143,29 @@ class PowerScaleBackend(ShareBackend):
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         options = volume.options
-        api = self.api(volume)
-        path = self.path_of(volume.name)
-        protocol = options.get("protocol", "nfs")
-        undo: list[Callable[[], None]] = []
-        record: dict[str, Any] = {"path": path, "protocol": protocol}
-        try:
-            if not api.directory_exists(path):
-                api.make_directory(path)
-                undo.append(lambda: api.delete_directory(path))
-            quota = api.find_quota(path)
-            if quota is None:
-                quota_id = api.create_quota(path, int(options.get("size", DEFAULT_SIZE)))
-                undo.append(lambda: api.delete_quota(quota_id))
-            else:
-                quota_id = str(quota["id"])
-            record["quota_id"] = quota_id
-            if protocol == "nfs":
-                export = api.find_export(path)
-                if export is None:
-                    clients = options.get("clients", "").split(",") if "clients" in options else []
-                    export = api.create_export(
-                        path,
-                        [c for c in clients if c],
-                        options.get("readonly") == "true",
-                        options.get("root_squash", "true") == "true",
-                    )
-                    undo.append(lambda: api.delete_export(int(export)))
-                record["export_id"] = export
-            else:
-                name = share_name(volume.name)
-                existing = api.smb_share_path(name)
-                if existing is None:
-                    api.create_smb_share(name, path)
-                    undo.append(lambda: api.delete_smb_share(name))
-                elif existing != path:
-                    raise Conflict(
-                        f"SMB share {name} exists on the cluster for {existing}, not {path}"
-                    )
-                record["smb_share"] = name
-            self.prove(VolumeRef(volume.name, options, record))
-        except BaseException:
-            for step in reversed(undo):
-                with contextlib.suppress(Exception):
-                    step()
-            raise
-        return record
+        maker = VolumeMaker(
+            self.api(volume),
+            volume.name,
+            self.path_of(volume.name),
+            options,
+            int(options.get("size", DEFAULT_SIZE)),
+            lambda record: self.prove(VolumeRef(volume.name, options, record)),
+            self.timeout(volume),
+        )
+        return maker.make()
 
     def remove(self, volume: VolumeRef) -> None:
         self.remove_local(volume)
         record = volume.record
-        if not record or volume.options.get("keep_on_remove") == "true":
+        if not record:
             return
         api = self.api(volume)
+        if keeps(volume):
+            if record.get("quota_id"):  # no host's discovery takes it in again
+                kept = Mark(volume.name, "kept", keep=True).text()
+                with contextlib.suppress(NotFound):
+                    api.describe_quota(str(record["quota_id"]), kept)
+            return
         if record.get("export_id") is not None:
             api.delete_export(int(record["export_id"]))
         if record.get("smb_share"):
@@ -230,30 +206,37 @@ class PowerScaleBackend(ShareBackend):
         return self.ps.discover_interval
 
     def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
-        """Directories of base_path with a quota and an export (or share) of this driver's
-        protocol: the volumes, whichever host made them."""
+        """Directories of base_path with a quota and an export or share, whichever host made
+        them, as they are (size, protocol, keep_on_remove); not those being created or kept."""
         defaults = self.options.validate({}, self.context.defaults)
-        protocol = defaults.get("protocol", "nfs")
+        preferred = defaults.get("protocol", "nfs")
         api = self.api()
         prefix = self.ps.base_path + "/"
-        exports = api.export_paths() if protocol == "nfs" else {}
-        shares = api.smb_share_paths() if protocol == "smb" else {}
+        exports, shares = api.export_paths(), api.smb_share_paths()
         found = []
-        for path, quota_id in sorted(api.quota_paths().items()):
+        for quota in sorted(api.list_quotas(), key=lambda q: str(q["path"])):
+            path = str(quota["path"])
             name = path[len(prefix) :] if path.startswith(prefix) else ""
-            if not name or "/" in name:
+            mark = Mark.parse(str(quota["description"]))
+            if not name or "/" in name or (mark is not None and mark.state != "ready"):
                 continue
-            record: dict[str, Any] = {"path": path, "protocol": protocol, "quota_id": quota_id}
+            record: dict[str, Any] = {"path": path, "quota_id": quota["id"]}
+            reachable = {"nfs": path in exports, "smb": shares.get(share_name(name)) == path}
+            protocol = preferred if reachable[preferred] else ("smb", "nfs")[reachable["nfs"]]
+            if not reachable[protocol]:
+                continue
+            record["protocol"] = protocol
             if protocol == "nfs":
-                if path not in exports:
-                    continue
                 record["export_id"] = exports[path]
             else:
-                share = share_name(name)
-                if shares.get(share) != path:
-                    continue
-                record["smb_share"] = share
-            found.append((name, dict(defaults), record))
+                record["smb_share"] = share_name(name)
+            options = {**defaults, "size": str(quota["hard"]), "protocol": protocol}
+            if protocol == "smb":
+                for key in ("nfs_version", "clients", "root_squash"):
+                    options.pop(key, None)
+            if mark is not None and mark.keep:
+                options["keep_on_remove"] = "true"
+            found.append((name, options, record))
         return found
 
     # snapshots ----------------------------------------------------------------------------
@@ -304,6 +287,12 @@ class PowerScaleBackend(ShareBackend):
             password=self._password,
             version="3.0",
         )
+
+
+def keeps(volume: VolumeRef) -> bool:
+    """Does Remove keep the volume's data? keep_on_remove says; unset, as it was made."""
+    asked = volume.options.get("keep_on_remove")
+    return asked == "true" or (asked != "false" and bool(volume.record.get("keep")))
 
 
 def _rfc3339(epoch: int) -> str:

@@ -1,0 +1,99 @@
+"""PowerScale across hosts: two hosts creating one volume at once, a kept volume that stays
+kept, and a volume another host made adopted with its real size and options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orlop.backends.base import BackendContext
+from orlop.backends.share.powerscale.backend import PowerScaleBackend
+from orlop.core.model import BackendError, Volume
+from tests.support import network_fixtures, share_fixtures
+from tests.support.harness import Harness
+from tests.support.names import unique
+from tests.support.race import race
+from tests.support.share_fixtures import PowerScaleCluster
+
+samba = share_fixtures.samba
+powerscale = share_fixtures.powerscale
+unmount_all = network_fixtures.unmount_all
+MIB = 1024**2
+OPTIONS = {"size": "32M", "protocol": "smb", "timeout": "60"}
+
+
+class Hosts:
+    """Harnesses over one cluster, each with its own state directory and store."""
+
+    def __init__(self, tmp_path: Path, cluster: PowerScaleCluster) -> None:
+        self.tmp_path, self.cluster = tmp_path, cluster
+        self.base = f"/ifs/{unique('hosts')}"
+        self.made: list[Harness] = []
+
+    def host(self, name: str) -> Harness:
+        settings = self.cluster.settings(base_path=self.base)
+        context = BackendContext("isi", str(self.tmp_path / name / "driver"), settings=settings)
+        harness = Harness(PowerScaleBackend(context), "isi", str(self.tmp_path / name / "db"))
+        self.made.append(harness)
+        return harness
+
+    def close(self) -> None:
+        for harness in self.made:
+            for volume in harness.service.list("isi"):
+                for mount_id in list(volume.mount_ids):
+                    harness.unmount(volume.name, mount_id)
+            harness.close()
+        unmount_all(str(self.tmp_path))
+
+
+@pytest.fixture
+def hosts(tmp_path: Path, powerscale: PowerScaleCluster) -> Iterator[Hosts]:
+    made = Hosts(tmp_path, powerscale)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def test_two_hosts_creating_one_volume_at_once_both_get_it(
+    hosts: Hosts, powerscale: PowerScaleCluster
+) -> None:
+    a, b = hosts.host("a"), hosts.host("b")
+    cluster = powerscale.server
+    cluster.latency = 0.03  # both hosts look, then both make: the window a real cluster has
+    try:
+        results = race(lambda: a.create("swarm", **OPTIONS), lambda: b.create("swarm", **OPTIONS))
+    finally:
+        cluster.latency = 0.0
+    assert all(isinstance(r, Volume) for r in results), results
+    first, second = results
+    assert first.record["quota_id"] == second.record["quota_id"]
+    quota = cluster.quotas[first.record["quota_id"]]
+    assert "state=ready" in quota["description"]
+    assert Path(cluster.local(f"{hosts.base}/swarm")).is_dir()
+    Path(a.mount("swarm", "m1"), "from-a").write_text("a")
+    assert Path(b.mount("swarm", "m1"), "from-a").read_text() == "a"
+    a.unmount("swarm", "m1")
+    b.unmount("swarm", "m1")
+    a.remove("swarm")
+    b.remove("swarm")
+    assert first.record["quota_id"] not in cluster.quotas
+
+
+def test_a_create_still_under_way_elsewhere_is_waited_for_then_refused_and_left_alone(
+    hosts: Hosts, powerscale: PowerScaleCluster
+) -> None:
+    a, b = hosts.host("a"), hosts.host("b")
+    made = a.create("slow", **OPTIONS)
+    quota = powerscale.server.quotas[made.record["quota_id"]]
+    ready = quota["description"]
+    quota["description"] = "orlop volume=slow state=creating keep=false token=f00d"  # host c died
+    with pytest.raises(BackendError, match=r"being created by another host.*after 2s"):
+        b.create("slow", **{**OPTIONS, "timeout": "2"})
+    assert b.names() == []
+    assert made.record["quota_id"] in powerscale.server.quotas  # nothing of it undone
+    assert Path(powerscale.server.local(f"{hosts.base}/slow")).is_dir()
+    quota["description"] = ready
+    assert b.create("slow", **OPTIONS).record["quota_id"] == made.record["quota_id"]
