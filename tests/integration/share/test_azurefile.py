@@ -17,16 +17,17 @@ from typing import Any
 
 import pytest
 
-from orlop.backends.base import BackendContext
+from orlop.backends.base import Backend, BackendContext
 from orlop.backends.share import clients, naming
 from orlop.backends.share.azurefile.api import GIB, AzureFiles
 from orlop.backends.share.azurefile.backend import AzureFileBackend
 from orlop.backends.share.naming import share_name
-from orlop.core.model import BackendError, ConfigError, Conflict, InvalidOption, NotFound
+from orlop.core.model import BackendError, ConfigError, Conflict, InvalidOption, NotFound, Volume
 from orlop.host import fuse
 from orlop.host.fuse import MountState
 from orlop.host.mounts import mounts_under
 from tests.contracts.backend import BackendConformance
+from tests.contracts.keep import KeepOnRemoveConformance
 from tests.servers.azurefile.server import AzureFilesServer
 from tests.servers.samba.server import Samba
 from tests.support import network_fixtures, share_fixtures
@@ -360,3 +361,32 @@ def test_smb_server_restart_while_mounted(
     share = azure.server.shares[share_name(name)]
     assert (share.path / "after").read_text() == "written after the restart"
     harness.remove(name)
+
+
+class TestAzureFileKeepOnRemove(KeepOnRemoveConformance):
+    keep_options = {"size": "1G", "keep_on_remove": "true", "timeout": "60"}
+
+    @pytest.fixture
+    def new_host(self, tmp_path: Path, azure: AzureAccount) -> Iterator[Any]:
+        count = iter(range(100))
+
+        def host() -> AzureFileBackend:
+            state = tmp_path / f"host{next(count)}" / "driver"
+            return AzureFileBackend(BackendContext("azure", str(state), {}, azure.settings()))
+
+        try:
+            yield host
+        finally:
+            unmount_all(str(tmp_path))
+
+    def still_stored(self, backend: Backend, volume: Volume) -> bool:
+        assert isinstance(backend, AzureFileBackend)
+        try:
+            backend.api().properties(volume.record["share"])
+        except NotFound:
+            return False
+        return True
+
+    def delete_kept(self, backend: Backend, volume: Volume) -> None:
+        assert isinstance(backend, AzureFileBackend)
+        backend.api().delete_share(volume.record["share"])

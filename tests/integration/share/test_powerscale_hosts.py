@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from orlop.backends.base import BackendContext
+from orlop.backends.base import Backend, BackendContext, VolumeRef
 from orlop.backends.share.powerscale.backend import PowerScaleBackend
 from orlop.core.model import BackendError, Volume
+from tests.contracts.keep import KeepOnRemoveConformance
 from tests.support import network_fixtures, share_fixtures
 from tests.support.harness import Harness
 from tests.support.names import unique
@@ -97,3 +99,32 @@ def test_a_create_still_under_way_elsewhere_is_waited_for_then_refused_and_left_
     assert Path(powerscale.server.local(f"{hosts.base}/slow")).is_dir()
     quota["description"] = ready
     assert b.create("slow", **OPTIONS).record["quota_id"] == made.record["quota_id"]
+
+
+class TestPowerScaleKeepOnRemove(KeepOnRemoveConformance):
+    keep_options = {**OPTIONS, "keep_on_remove": "true"}
+    driver_defaults = {"protocol": "smb"}
+
+    @pytest.fixture
+    def new_host(self, tmp_path: Path, powerscale: PowerScaleCluster) -> Iterator[Any]:
+        base, count = f"/ifs/{unique('keep')}", iter(range(100))
+
+        def host() -> PowerScaleBackend:
+            state = tmp_path / f"host{next(count)}" / "driver"
+            settings = powerscale.settings(base_path=base)
+            context = BackendContext("isi", str(state), self.driver_defaults, settings)
+            return PowerScaleBackend(context)
+
+        try:
+            yield host
+        finally:
+            unmount_all(str(tmp_path))
+
+    def still_stored(self, backend: Backend, volume: Volume) -> bool:
+        assert isinstance(backend, PowerScaleBackend)
+        quota = backend.api().find_quota(volume.record["path"])
+        return quota is not None and quota["id"] == volume.record["quota_id"]
+
+    def delete_kept(self, backend: Backend, volume: Volume) -> None:
+        assert isinstance(backend, PowerScaleBackend)
+        backend.remove(VolumeRef(volume.name, {"keep_on_remove": "false"}, volume.record))
