@@ -390,3 +390,25 @@ class TestAzureFileKeepOnRemove(KeepOnRemoveConformance):
     def delete_kept(self, backend: Backend, volume: Volume) -> None:
         assert isinstance(backend, AzureFileBackend)
         backend.api().delete_share(volume.record["share"])
+
+
+def test_a_share_another_host_made_is_adopted_with_its_real_quota_and_tier(
+    tmp_path: Path, azure: AzureAccount
+) -> None:
+    a, b = (make_harness(tmp_path, azure.settings(), host) for host in "ab")
+    name = unique("az-vol")
+    try:
+        a.create(name, size="5G", access_tier="Hot", delete_on_remove="true", timeout="60")
+        b.run(b.service.discover("azure"))
+        assert (b.get(name).options["size"], b.get(name).options["access_tier"]) == (
+            str(5 * GIB),
+            "Hot",
+        )
+        b.create(name, size="5G")  # the same size as host A used: accepted
+        with pytest.raises(Conflict, match="different options"):
+            b.create(name, size="6G")
+        a.remove(name)
+    finally:
+        a.close()
+        b.close()
+        unmount_all(str(tmp_path))

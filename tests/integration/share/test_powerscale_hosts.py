@@ -11,7 +11,7 @@ import pytest
 
 from orlop.backends.base import Backend, BackendContext, VolumeRef
 from orlop.backends.share.powerscale.backend import PowerScaleBackend
-from orlop.core.model import BackendError, Volume
+from orlop.core.model import BackendError, Conflict, Volume
 from tests.contracts.keep import KeepOnRemoveConformance
 from tests.support import network_fixtures, share_fixtures
 from tests.support.harness import Harness
@@ -128,3 +128,18 @@ class TestPowerScaleKeepOnRemove(KeepOnRemoveConformance):
     def delete_kept(self, backend: Backend, volume: Volume) -> None:
         assert isinstance(backend, PowerScaleBackend)
         backend.remove(VolumeRef(volume.name, {"keep_on_remove": "false"}, volume.record))
+
+
+def test_a_volume_another_host_made_is_adopted_with_its_real_size_and_protocol(
+    hosts: Hosts,
+) -> None:
+    a, b = hosts.host("a"), hosts.host("b")  # b's driver default protocol is nfs
+    a.create("sized", size="48M", protocol="smb", timeout="60")
+    adopted = b.run(b.service.discover("isi"))
+    assert [(v.name, v.options["size"], v.options["protocol"]) for v in adopted] == [
+        ("sized", str(48 * MIB), "smb")
+    ]
+    assert b.create("sized", size="48M", protocol="smb").record == a.get("sized").record
+    with pytest.raises(Conflict, match="different options"):
+        b.create("sized", size="64M")
+    a.remove("sized")
