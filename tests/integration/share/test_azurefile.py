@@ -412,3 +412,16 @@ def test_a_share_another_host_made_is_adopted_with_its_real_quota_and_tier(
         a.close()
         b.close()
         unmount_all(str(tmp_path))
+
+
+def test_keep_on_remove_false_deletes_the_share(harness: Harness, azure: AzureAccount) -> None:
+    name = unique("gone")
+    harness.create(name, size="1G", keep_on_remove="false", timeout="60")
+    assert share_name(name) in azure.server.shares
+    harness.remove(name)
+    assert share_name(name) not in azure.server.shares  # one option, one meaning
+    for contradiction in ({"delete_on_remove": "true", "keep_on_remove": "true"},
+                          {"delete_on_remove": "false", "keep_on_remove": "false"}):  # fmt: skip
+        with pytest.raises(InvalidOption, match="contradict"):
+            harness.create(name, size="1G", **contradiction)
+    assert harness.names() == []
