@@ -1,7 +1,7 @@
 """Dell PowerScale (OneFS) through the official `isilon-sdk` (module v9_5_0, OneFS 9.5+).
 
-The SDK logs in with a session (POST /session/1/session; cookies isisessid and isicsrf,
-then X-CSRF-Token and Origin on every call) and speaks https only. Every error becomes a
+One session per driver (session.py: POST /session/1/session; cookies isisessid and
+isicsrf, then X-CSRF-Token and Origin on every call), https only. Every error becomes a
 BackendError / NotFound / Conflict naming the path and OneFS's own message, never the
 password.
 """
@@ -9,6 +9,7 @@ password.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ import isilon_sdk.v9_5_0 as isi  # type: ignore[import-untyped]
 import urllib3
 from isilon_sdk.v9_5_0.rest import ApiException  # type: ignore[import-untyped]
 
+from orlop.backends.share.powerscale.session import SessionClient
 from orlop.core.model import BackendError, Conflict, NotFound
 
 T = TypeVar("T")
@@ -42,7 +44,8 @@ class OneFs:
         config.debug = False
         self.url = config.host
         self.timeout = timeout
-        client = isi.ApiClient(config)
+        client = SessionClient(config)
+        self.client = client
         # Few, quick retries: an unreachable cluster fails within the volume's timeout.
         client.rest_client.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
             total=1, connect=1, read=0, backoff_factor=0.2
@@ -54,6 +57,16 @@ class OneFs:
         self.quotas = isi.QuotaApi(client)
         self.protocols = isi.ProtocolsApi(client)
         self.snapshots = isi.SnapshotApi(client)
+
+    def with_timeout(self, timeout: float) -> OneFs:
+        """The same client and session, with another timeout for each request."""
+        other = copy.copy(self)
+        other.timeout = timeout
+        return other
+
+    def close(self) -> None:
+        """Log out: the session ends on the cluster."""
+        self.client.logout()
 
     # directories --------------------------------------------------------------------------
     def directory_exists(self, path: str) -> bool:
@@ -255,8 +268,18 @@ class OneFs:
 
     # errors ---------------------------------------------------------------------------------
     def _call(self, doing: str, call: Callable[[], T]) -> T:
+        logins = self.client.logins
+        self.client.login_timeout = self.timeout
         try:
-            return call()
+            try:
+                return call()
+            except ApiException as error:
+                if error.status != 401 or self.client.logins != logins:
+                    raise
+                # The session the cluster gave earlier was refused (it ended, or the cluster
+                # restarted): log in again, once.
+                self.client.forget()
+                return call()
         except ApiException as error:
             message = _message(error)
             if error.status == 404:

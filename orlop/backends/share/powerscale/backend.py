@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -119,17 +120,31 @@ class PowerScaleBackend(ShareBackend):
         if not re.fullmatch(r"/ifs(/[A-Za-z0-9._-]+)+", settings.base_path):
             raise ConfigError(f"base_path {settings.base_path!r} must be a path under /ifs")
         self.cluster_host = urlsplit(settings.url).hostname or ""
+        self._api: OneFs | None = None
+        self._api_lock = threading.Lock()
 
     def api(self, volume: VolumeRef | None = None) -> OneFs:
-        settings = self.ps
-        return OneFs(
-            settings.url,
-            settings.username,
-            self._password,
-            verify=settings.verify,
-            ca_file=settings.ca_file,
-            timeout=self.timeout(volume) if volume is not None else 20.0,
-        )
+        """The driver's one client (one session), with the volume's timeout."""
+        timeout = self.timeout(volume) if volume is not None else 20.0
+        with self._api_lock:
+            if self._api is None:
+                settings = self.ps
+                self._api = OneFs(
+                    settings.url,
+                    settings.username,
+                    self._password,
+                    verify=settings.verify,
+                    ca_file=settings.ca_file,
+                    timeout=20.0,
+                )
+            return self._api.with_timeout(timeout)
+
+    def close(self) -> None:
+        """At shutdown: log out of the cluster."""
+        with self._api_lock:
+            api, self._api = self._api, None
+        if api is not None:
+            api.close()
 
     def path_of(self, name: str) -> str:
         return f"{self.ps.base_path}/{name}"
