@@ -3,7 +3,8 @@
 `docker volume rm` of a volume with keep_on_remove=true keeps its data in the storage
 system, and the volume is no longer Orlop's: no host's discovery takes it in again, not
 the host that removed it, not one that never knew it (else the next `docker volume rm`
-or `docker volume prune` there deletes what the user asked to keep).
+or `docker volume prune` there deletes what the user asked to keep), and a host that
+knew it before does not delete it either.
 
 Subclass `KeepOnRemoveConformance`, set `keep_options` (a small volume with
 keep_on_remove=true) and `driver_defaults`, and provide the `new_host` fixture (a factory:
@@ -71,6 +72,20 @@ class KeepOnRemoveConformance:
             assert name not in discovered(a)  # not on the host that removed it
             assert name not in discovered(keep_hosts())  # nor on one that never knew it
             assert a.names() == [] and self.still_stored(a.backend, volume)
+        finally:
+            self.delete_kept(a.backend, volume)
+
+    def test_kept_volume_is_not_deleted_by_a_host_that_knew_it(
+        self, keep_hosts: Callable[[], Harness]
+    ) -> None:
+        a, b = keep_hosts(), keep_hosts()
+        name = unique("kept")
+        volume = a.create(name, **self.keep_options)
+        try:
+            b.create(name, **{**self.keep_options, "keep_on_remove": "false"})  # adopted
+            a.remove(name)  # kept: no longer a volume
+            b.remove(name)  # b forgets it; what a kept is not b's to delete
+            assert b.names() == [] and self.still_stored(a.backend, volume)
         finally:
             self.delete_kept(a.backend, volume)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orlop.backends.base import Backend, BackendContext, VolumeRef
+from orlop.backends.base import Backend, BackendContext
 from orlop.backends.share.powerscale.backend import PowerScaleBackend
 from orlop.core.model import BackendError, Conflict, Volume
 from tests.contracts.keep import KeepOnRemoveConformance
@@ -127,7 +127,10 @@ class TestPowerScaleKeepOnRemove(KeepOnRemoveConformance):
 
     def delete_kept(self, backend: Backend, volume: Volume) -> None:
         assert isinstance(backend, PowerScaleBackend)
-        backend.remove(VolumeRef(volume.name, {"keep_on_remove": "false"}, volume.record))
+        api, record = backend.api(), volume.record
+        api.delete_smb_share(record["smb_share"])
+        api.delete_quota(record["quota_id"])
+        api.delete_directory(record["path"])
 
 
 def test_a_volume_another_host_made_is_adopted_with_its_real_size_and_protocol(

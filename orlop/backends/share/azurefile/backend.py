@@ -18,6 +18,7 @@ name with the account key.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from typing import Any, ClassVar
@@ -43,6 +44,7 @@ from orlop.backends.share.naming import canonical_share, share_name
 from orlop.core.model import Conflict, InvalidOption, NotFound, Usage
 from orlop.core.options import Option, OptionSet, canonical_bool, one_of, parse_size
 
+log = logging.getLogger(__name__)
 MAX_QUOTA_GIB = 102400  # 100 TiB: a large file share, Azure's limit
 TIERS = ("TransactionOptimized", "Hot", "Cool", "Premium")
 
@@ -208,6 +210,11 @@ class AzureFileBackend(ShareBackend):
                 with contextlib.suppress(NotFound):
                     api.set_metadata(record["share"], {METADATA_KEPT: volume.name})
             return
+        if not record.get("directory") and _kept_elsewhere(api, record["share"]):
+            # Another host removed it and kept it: no longer a volume of this host's to
+            # delete (a Create of the name takes it back).
+            log.info("volume %s: kept by another host's Remove; not deleted", volume.name)
+            return
         if record.get("directory"):
             api.delete_tree(record["share"], record["directory"])
         else:
@@ -255,6 +262,14 @@ class AzureFileBackend(ShareBackend):
             version="3.1.1",
             encrypt=True,  # Azure refuses unencrypted SMB from outside its region
         )
+
+
+def _kept_elsewhere(api: AzureFiles, share: str) -> bool:
+    try:
+        metadata = api.properties(share)["metadata"]
+    except NotFound:
+        return False
+    return METADATA_KEPT in metadata and METADATA_VOLUME not in metadata
 
 
 def deletes(volume: VolumeRef) -> bool:

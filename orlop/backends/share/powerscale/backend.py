@@ -17,6 +17,7 @@ OneFS snapshots of the directory (`orlop snapshot create|ls|rm`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -50,6 +51,7 @@ except ModuleNotFoundError as missing:  # the SDK is an optional extra
         "pip install 'orlop[powerscale]' (scripts/setup installs it)"
     ) from None
 
+log = logging.getLogger(__name__)
 _CLIENT_RE = re.compile(r"[A-Za-z0-9.:/\-\[\]*]+\Z")
 DEFAULT_SIZE = 10 * 1024**3
 
@@ -180,6 +182,13 @@ class PowerScaleBackend(ShareBackend):
                 kept = Mark(volume.name, "kept", keep=True).text()
                 with contextlib.suppress(NotFound):
                     api.describe_quota(str(record["quota_id"]), kept)
+            return
+        quota = api.find_quota(record["path"])
+        mark = Mark.parse(str(quota["description"])) if quota else None
+        if mark is not None and mark.state == "kept":
+            # Another host removed it with keep_on_remove=true: the data is no longer a
+            # volume of this host's to delete (a Create of the name takes it back).
+            log.info("volume %s: kept by another host's Remove; not deleted", volume.name)
             return
         if record.get("export_id") is not None:
             api.delete_export(int(record["export_id"]))
