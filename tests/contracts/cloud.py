@@ -144,7 +144,7 @@ class CloudDiskConformance(BackendConformance, KeepOnRemoveConformance):
     def test_attach_detach_resize_through_the_layer(self, testbed: CloudTestbed) -> None:
         first, second = testbed.host(), testbed.host()
         disks = backend_for(first).provider
-        volume = _make(disks, NAME, testbed.create_options)
+        volume = make_volume(disks, NAME, testbed.create_options)
         try:
             device = disks.attach_device(volume)
             assert os.path.realpath(device).startswith("/dev/")
@@ -274,7 +274,7 @@ class CloudDiskConformance(BackendConformance, KeepOnRemoveConformance):
         return list(found[0]["attached_to"]) if found else None
 
 
-def _make(disks: CloudDisks, name: str, options: dict[str, str]) -> VolumeRef:
+def make_volume(disks: CloudDisks, name: str, options: dict[str, str]) -> VolumeRef:
     canonical = disks.options.validate(options)
     disks.validate(name, canonical)
     ref = VolumeRef(name, canonical)
