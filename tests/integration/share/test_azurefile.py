@@ -27,6 +27,7 @@ from orlop.host import fuse
 from orlop.host.fuse import MountState
 from orlop.host.mounts import mounts_under
 from tests.contracts.backend import BackendConformance
+from tests.contracts.hosts import SharedVolumeConformance
 from tests.contracts.keep import KeepOnRemoveConformance
 from tests.servers.azurefile.server import AzureFilesServer
 from tests.servers.samba.server import Samba
@@ -363,8 +364,10 @@ def test_smb_server_restart_while_mounted(
     harness.remove(name)
 
 
-class TestAzureFileKeepOnRemove(KeepOnRemoveConformance):
+class TestAzureFileHosts(KeepOnRemoveConformance, SharedVolumeConformance):
     keep_options = {"size": "1G", "keep_on_remove": "true", "timeout": "60"}
+    create_options = {"size": "1G", "delete_on_remove": "true", "timeout": "60"}
+    bigger = {**create_options, "size": "2G"}
 
     @pytest.fixture
     def new_host(self, tmp_path: Path, azure: AzureAccount) -> Iterator[Any]:

@@ -1,8 +1,10 @@
-"""PowerScale across hosts: two hosts creating one volume at once, a kept volume that stays
-kept, and a volume another host made adopted with its real size and options."""
+"""PowerScale across hosts: two hosts creating one volume at once, a create still under way
+elsewhere, a kept volume that stays kept, a volume another host made adopted with its real
+size and options (the shared-volume and keep_on_remove conformance suites)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,11 @@ import pytest
 from orlop.backends.base import Backend, BackendContext
 from orlop.backends.share.powerscale.backend import PowerScaleBackend
 from orlop.core.model import BackendError, Conflict, Volume
+from tests.contracts.hosts import SharedVolumeConformance
 from tests.contracts.keep import KeepOnRemoveConformance
 from tests.support import network_fixtures, share_fixtures
 from tests.support.harness import Harness
 from tests.support.names import unique
-from tests.support.race import race
 from tests.support.share_fixtures import PowerScaleCluster
 
 samba = share_fixtures.samba
@@ -59,31 +61,6 @@ def hosts(tmp_path: Path, powerscale: PowerScaleCluster) -> Iterator[Hosts]:
         made.close()
 
 
-def test_two_hosts_creating_one_volume_at_once_both_get_it(
-    hosts: Hosts, powerscale: PowerScaleCluster
-) -> None:
-    a, b = hosts.host("a"), hosts.host("b")
-    cluster = powerscale.server
-    cluster.latency = 0.03  # both hosts look, then both make: the window a real cluster has
-    try:
-        results = race(lambda: a.create("swarm", **OPTIONS), lambda: b.create("swarm", **OPTIONS))
-    finally:
-        cluster.latency = 0.0
-    assert all(isinstance(r, Volume) for r in results), results
-    first, second = results
-    assert first.record["quota_id"] == second.record["quota_id"]
-    quota = cluster.quotas[first.record["quota_id"]]
-    assert "state=ready" in quota["description"]
-    assert Path(cluster.local(f"{hosts.base}/swarm")).is_dir()
-    Path(a.mount("swarm", "m1"), "from-a").write_text("a")
-    assert Path(b.mount("swarm", "m1"), "from-a").read_text() == "a"
-    a.unmount("swarm", "m1")
-    b.unmount("swarm", "m1")
-    a.remove("swarm")
-    b.remove("swarm")
-    assert first.record["quota_id"] not in cluster.quotas
-
-
 def test_a_create_still_under_way_elsewhere_is_waited_for_then_refused_and_left_alone(
     hosts: Hosts, powerscale: PowerScaleCluster
 ) -> None:
@@ -101,13 +78,25 @@ def test_a_create_still_under_way_elsewhere_is_waited_for_then_refused_and_left_
     assert b.create("slow", **OPTIONS).record["quota_id"] == made.record["quota_id"]
 
 
-class TestPowerScaleKeepOnRemove(KeepOnRemoveConformance):
+class TestPowerScaleHosts(KeepOnRemoveConformance, SharedVolumeConformance):
     keep_options = {**OPTIONS, "keep_on_remove": "true"}
+    create_options = OPTIONS
+    bigger = {**OPTIONS, "size": "48M"}
     driver_defaults = {"protocol": "smb"}
+
+    @contextlib.contextmanager
+    def slow_storage(self) -> Iterator[None]:
+        # Both hosts look, then both make: the window a real cluster has.
+        self.cluster.latency = 0.03
+        try:
+            yield
+        finally:
+            self.cluster.latency = 0.0
 
     @pytest.fixture
     def new_host(self, tmp_path: Path, powerscale: PowerScaleCluster) -> Iterator[Any]:
         base, count = f"/ifs/{unique('keep')}", iter(range(100))
+        self.cluster = powerscale.server
 
         def host() -> PowerScaleBackend:
             state = tmp_path / f"host{next(count)}" / "driver"

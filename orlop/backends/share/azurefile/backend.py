@@ -39,7 +39,12 @@ except ModuleNotFoundError as missing:  # the SDK is an optional extra
         "pip install 'orlop[azurefile]' (scripts/setup installs it)"
     ) from None
 from orlop.backends.share.clients import SmbTarget
-from orlop.backends.share.layer import ShareBackend, ShareSettings, presentation_options
+from orlop.backends.share.layer import (
+    ShareBackend,
+    ShareSettings,
+    host_option,
+    presentation_options,
+)
 from orlop.backends.share.naming import canonical_share, share_name
 from orlop.core.model import Conflict, InvalidOption, NotFound, Usage
 from orlop.core.options import Option, OptionSet, canonical_bool, one_of, parse_size
@@ -78,21 +83,10 @@ class AzureFileBackend(ShareBackend):
             Option("size", canonical_quota, "the share's quota, whole GiB (default 100G)"),
             Option("share", canonical_share, "an existing share: volumes are directories in it"),
             Option("access_tier", one_of(*TIERS), "TransactionOptimized, Hot, Cool, Premium"),
-            # How this host removes the volume, not what it is (identity=False). One meaning:
-            # keep_on_remove=false is delete_on_remove=true.
-            Option(
-                "delete_on_remove",
-                canonical_bool,
-                "delete the share at Remove (false)",
-                identity=False,
-            ),
-            Option(
-                "keep_on_remove",
-                canonical_bool,
-                "keep the share at Remove (true)",
-                identity=False,
-            ),
-            Option("timeout", parse_timeout, "seconds to reach Azure and mount (default 20)"),
+            # One meaning: keep_on_remove=false is delete_on_remove=true.
+            host_option("delete_on_remove", canonical_bool, "delete the share at Remove (false)"),
+            host_option("keep_on_remove", canonical_bool, "keep the share at Remove (true)"),
+            host_option("timeout", parse_timeout, "seconds to reach Azure and mount (default 20)"),
             *presentation_options(),
         ]
     )

@@ -34,6 +34,7 @@ from orlop.backends.share.layer import (
     ShareBackend,
     ShareSettings,
     Target,
+    host_option,
     nfs_client_check,
     presentation_options,
 )
@@ -95,13 +96,10 @@ class PowerScaleBackend(ShareBackend):
             Option("nfs_version", one_of("3", "4", "4.0", "4.1", "4.2"), "NFS version (4.1)"),
             Option("clients", canonical_clients, "NFS clients allowed, comma-separated (all)"),
             Option("root_squash", canonical_bool, "NFS: map root to nobody (true)"),
-            Option(
-                "keep_on_remove",
-                canonical_bool,
-                "Remove keeps directory, quota and export (false)",
-                identity=False,  # how this host removes it, not what it is
+            host_option(
+                "keep_on_remove", canonical_bool, "Remove keeps directory, quota and export (false)"
             ),
-            Option("timeout", parse_timeout, "seconds to reach the cluster and mount (20)"),
+            host_option("timeout", parse_timeout, "seconds to reach the cluster and mount (20)"),
             *presentation_options(),
         ]
     )
