@@ -5,6 +5,7 @@ size and options (the shared-volume and keep_on_remove conformance suites)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ import pytest
 
 from orlop.backends.base import Backend, BackendContext
 from orlop.backends.share.powerscale.backend import PowerScaleBackend
+from orlop.core.failpoints import FAILPOINT_EXIT_STATUS
 from orlop.core.model import BackendError, Conflict, Volume
 from tests.contracts.hosts import SharedVolumeConformance
 from tests.contracts.keep import KeepOnRemoveConformance
 from tests.support import network_fixtures, share_fixtures
+from tests.support.daemon import OrlopDaemon
 from tests.support.harness import Harness
 from tests.support.names import unique
 from tests.support.share_fixtures import PowerScaleCluster
@@ -135,3 +138,33 @@ def test_a_volume_another_host_made_is_adopted_with_its_real_size_and_protocol(
     with pytest.raises(Conflict, match="different options"):
         b.create("sized", size="64M")
     a.remove("sized")
+
+
+def test_a_create_the_daemon_died_in_is_undone_at_the_next_start(
+    powerscale: PowerScaleCluster,
+) -> None:
+    driver, base = unique("isi"), f"/ifs/{unique('crash')}"
+    settings = powerscale.settings(base_path=base, discover_interval=0.5)
+    daemon = OrlopDaemon(
+        {driver: {"backend": "powerscale", "options": OPTIONS, "settings": settings}}
+    )
+    cluster = powerscale.server
+    try:
+        daemon.start(extra_env={"ORLOP_FAILPOINTS": "powerscale.after_claim"})
+        with contextlib.suppress(Exception):  # the daemon dies with the request open
+            daemon.client(driver).call("Create", Name="torn", Opts={})
+        assert daemon.wait() == FAILPOINT_EXIT_STATUS
+        claimed = [q for q in cluster.quotas.values() if q["path"] == f"{base}/torn"]
+        assert [("state=creating" in q["description"]) for q in claimed] == [True]
+        daemon.start()  # recovery undoes the create: quota and directory go
+        deadline = time.monotonic() + 30
+        while any(q["path"] == f"{base}/torn" for q in cluster.quotas.values()):
+            assert time.monotonic() < deadline, "the interrupted create was never undone"
+            time.sleep(0.1)
+        assert not Path(cluster.local(f"{base}/torn")).exists()
+        client = daemon.client(driver)
+        assert "torn" not in {v["Name"] for v in client.ok("List")["Volumes"]}
+        client.ok("Create", Name="torn", Opts={})  # the name is free again
+        client.ok("Remove", Name="torn")
+    finally:
+        daemon.destroy()

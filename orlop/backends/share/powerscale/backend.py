@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from orlop.backends.base import Capabilities, Check, VolumeRef
-from orlop.backends.fuse.layer import parse_timeout, read_secret
+from orlop.backends.fuse.layer import parse_timeout, read_secret, write_secret
 from orlop.backends.settings import secret_value
 from orlop.backends.share.clients import NfsTarget, SmbTarget
 from orlop.backends.share.layer import (
@@ -121,6 +123,8 @@ class PowerScaleBackend(ShareBackend):
             raise ConfigError(f"base_path {settings.base_path!r} must be a path under /ifs")
         self.cluster_host = urlsplit(settings.url).hostname or ""
         self._api: OneFs | None = None
+        self.creating_dir = context.path("creating")  # create tokens, while a create runs
+        os.makedirs(self.creating_dir, mode=0o700, exist_ok=True)
         self._api_lock = threading.Lock()
 
     def api(self, volume: VolumeRef | None = None) -> OneFs:
@@ -157,8 +161,16 @@ class PowerScaleBackend(ShareBackend):
             raise InvalidOption(f"{', '.join(nfs_only)}: NFS options, but protocol is smb")
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
+        token_file = self._token_file(volume.name)
+        try:
+            return self._maker(volume, lambda text: write_secret(token_file, text)).make()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(token_file)
+
+    def _maker(self, volume: VolumeRef, keep_token: Callable[[str], Any]) -> VolumeMaker:
         options = volume.options
-        maker = VolumeMaker(
+        return VolumeMaker(
             self.api(volume),
             volume.name,
             self.path_of(volume.name),
@@ -166,13 +178,26 @@ class PowerScaleBackend(ShareBackend):
             int(options.get("size", DEFAULT_SIZE)),
             lambda record: self.prove(VolumeRef(volume.name, options, record)),
             self.timeout(volume),
+            keep_token,
         )
-        return maker.make()
+
+    def _token_file(self, name: str) -> str:
+        return os.path.join(self.creating_dir, name)
+
+    def _undo_interrupted_create(self, volume: VolumeRef) -> None:
+        try:
+            with open(self._token_file(volume.name)) as file:
+                kept = file.read().strip()
+        except FileNotFoundError:
+            return
+        self._maker(volume, lambda text: None).undo_interrupted(kept)
+        os.unlink(self._token_file(volume.name))
 
     def remove(self, volume: VolumeRef) -> None:
         self.remove_local(volume)
         record = volume.record
-        if not record:
+        if not record:  # a create that failed, or was interrupted by the daemon's death
+            self._undo_interrupted_create(volume)
             return
         api = self.api(volume)
         if keeps(volume):

@@ -6,7 +6,8 @@ share), proves the mount and marks the quota ready; a host that gets 409 for the
 adopts the volume: it waits until the quota is marked ready and takes it as it is. A
 rollback undoes only what this host made: its own quota (recognised by this create's
 token, even when the answer to the create was lost), and the directory only if this host
-made it and no quota claims it.
+made it and no quota claims it. The token is also kept on this host's disk while the
+create runs: a daemon that died mid-create undoes it at the next start (undo_interrupted).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from orlop.backends.share.naming import share_name
 from orlop.backends.share.powerscale.api import OneFs
 from orlop.backends.share.powerscale.marks import Mark
+from orlop.core.failpoints import failpoint
 from orlop.core.model import BackendError, Conflict
 
 POLL_SECONDS = 0.2
@@ -38,9 +40,11 @@ class VolumeMaker:
         size: int,
         prove: Callable[[Record], None],
         timeout: float,
+        keep_token: Callable[[str], None] = lambda text: None,
     ) -> None:
         self.api, self.name, self.path, self.options = api, name, path, options
         self.size, self.prove, self.timeout = size, prove, timeout
+        self.keep_token = keep_token  # kept on this host's disk until the create ends
         self.protocol = options.get("protocol", "nfs")
         self.keep = options.get("keep_on_remove") == "true"
 
@@ -53,8 +57,11 @@ class VolumeMaker:
                 made_directory = True
             token = uuid.uuid4().hex
             claim = Mark(self.name, "creating", self.keep, token)
+            # Before the claim: a crash from here on leaves what undo_interrupted() needs.
+            self.keep_token(f"{token} {'made' if made_directory else 'found'}")
             try:
                 quota_id = self.api.create_quota(self.path, self.size, claim.text())
+                failpoint("powerscale.after_claim")
             except Conflict:
                 quota = self._quota_of(token)
                 if quota is None:
@@ -94,6 +101,23 @@ class VolumeMaker:
                 self.api.delete_quota(str(quota["id"]))
             if made_directory and self.api.find_quota(self.path) is None:
                 self.api.delete_directory(self.path)
+
+    def undo_interrupted(self, kept: str) -> None:
+        """Undo a create this host began and never ended (the daemon died): only if the
+        quota still carries its token (`kept` is what keep_token was given)."""
+        token, _, directory = kept.partition(" ")
+        quota = self._quota_of(token)
+        if quota is None:
+            return  # the claim was never made, or another host's create won
+        api, share = self.api, share_name(self.name)
+        if api.smb_share_path(share) == self.path:
+            api.delete_smb_share(share)
+        export = api.find_export(self.path)
+        if export is not None:
+            api.delete_export(export)
+        api.delete_quota(str(quota["id"]))
+        if directory == "made":
+            api.delete_directory(self.path)
 
     def _quota_of(self, token: str) -> dict[str, Any] | None:
         quota = self.api.find_quota(self.path)
