@@ -3,6 +3,8 @@ passes, a new login only when the cluster ends the session, a logout at shutdown
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from orlop.backends.base import BackendContext
 from orlop.backends.share.powerscale.backend import PowerScaleBackend
 from tests.support import network_fixtures, share_fixtures
+from tests.support.daemon import OrlopDaemon
 from tests.support.harness import Harness
 from tests.support.names import unique
 from tests.support.share_fixtures import PowerScaleCluster
@@ -66,3 +69,25 @@ def test_a_session_the_cluster_ended_is_opened_again_once(
     harness.run(harness.service.discover("isi"))
     assert cluster.logins - logins == 1
     harness.remove("again")
+
+
+def test_a_daemon_logs_in_once_and_out_at_stop(powerscale: PowerScaleCluster) -> None:
+    cluster, driver = powerscale.server, unique("isi")
+    settings = powerscale.settings(base_path=f"/ifs/{unique('serve')}", discover_interval=0.2)
+    daemon = OrlopDaemon(
+        {driver: {"backend": "powerscale", "options": OPTIONS, "settings": settings}}
+    )
+    logins, logouts = cluster.logins, cluster.logouts
+    try:
+        daemon.start()
+        client = daemon.client(driver)
+        client.ok("Create", Name="served", Opts={})
+        client.ok("Mount", Name="served", ID="m1")
+        client.ok("Unmount", Name="served", ID="m1")
+        client.ok("Remove", Name="served")
+        time.sleep(1.5)  # several discovery passes
+        daemon.kill(signal.SIGTERM)
+        assert cluster.logins - logins == 1
+        assert cluster.logouts - logouts == 1
+    finally:
+        daemon.destroy()
