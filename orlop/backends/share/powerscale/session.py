@@ -90,10 +90,14 @@ class SessionClient(isi.ApiClient):  # type: ignore[misc]  # the SDK is untyped
         session = json.loads(answer.data or "{}")
         self._cookie = f"isisessid={cookies.get('isisessid', '')}"
         self._csrf = cookies.get("isicsrf")
-        self._ends_at = now + float(session.get("timeout_absolute", 14400)) - MARGIN_SECONDS
-        self._inactive = float(session.get("timeout_inactive", 900)) - MARGIN_SECONDS
+        self._ends_at = now + _less_margin(float(session.get("timeout_absolute", 14400)))
+        self._inactive = _less_margin(float(session.get("timeout_inactive", 900)))
         self.logins += 1
         log.debug("PowerScale %s: logged in (session %d)", config.host, self.logins)
+
+
+def _less_margin(seconds: float) -> float:
+    return seconds - min(MARGIN_SECONDS, seconds / 10)
 
 
 def _cookies(headers: list[str]) -> dict[str, str]:
