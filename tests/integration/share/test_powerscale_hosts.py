@@ -140,6 +140,28 @@ def test_a_volume_another_host_made_is_adopted_with_its_real_size_and_protocol(
     a.remove("sized")
 
 
+def test_a_kept_volume_created_again_by_name_keeps_its_keep_setting(
+    hosts: Hosts, powerscale: PowerScaleCluster
+) -> None:
+    a, c = hosts.host("a"), hosts.host("c")
+    made = a.create("precious", **OPTIONS, keep_on_remove="true")
+    Path(a.mount("precious", "m1"), "data").write_text("keep me")
+    a.unmount("precious", "m1")
+    a.remove("precious")
+    quota = powerscale.server.quotas[made.record["quota_id"]]
+    assert "state=kept" in quota["description"]
+    again = c.create("precious", **OPTIONS)  # on purpose, by name, without keep_on_remove
+    assert "state=ready keep=true" in quota["description"]
+    assert Path(c.mount("precious", "m1"), "data").read_text() == "keep me"
+    c.unmount("precious", "m1")
+    c.remove("precious")  # still kept: the keep setting came with it
+    assert "state=kept" in quota["description"]
+    assert again.record["quota_id"] in powerscale.server.quotas
+    c.create("precious", **OPTIONS, keep_on_remove="false")  # deleting it takes asking
+    c.remove("precious")
+    assert again.record["quota_id"] not in powerscale.server.quotas
+
+
 def test_a_create_the_daemon_died_in_is_undone_at_the_next_start(
     powerscale: PowerScaleCluster,
 ) -> None:
