@@ -58,6 +58,8 @@ class VolumeRef:
     name: str
     options: dict[str, str]
     record: dict[str, Any] = field(default_factory=dict)
+    # Recovery re-attaching after a restart: take nothing from another host (no preempt).
+    repair: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +231,13 @@ class Discoverable(Protocol):
 
     def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
         """Every volume the storage holds for this driver: (name, options, record)."""
+
+
+@runtime_checkable
+class Exclusive(Protocol):
+    """A Discoverable backend whose volumes one host holds at a time (cloud disks)."""
+
+    def release_if_lost(self, volume: VolumeRef) -> str | None:
+        """If the storage shows the volume held by another host (as of the last listing,
+        confirmed by a fresh read), drop what this host still has mounted of it and return
+        who holds it; None while this host holds it."""

@@ -6,9 +6,9 @@ import logging
 import time
 from typing import TypeGuard
 
-from orlop.backends.base import Backend, Discoverable
-from orlop.core.model import OrlopError, State, Volume, validate_name
-from orlop.core.registry import VolumeRegistry, ref
+from orlop.backends.base import Backend, Discoverable, Exclusive
+from orlop.core.model import OrlopError, State, Volume, VolumeLost, validate_name
+from orlop.core.registry import VolumeRegistry, forget_lost_mounts, ref
 from orlop.core.store import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,28 @@ class Discovery:
                 log.info("discovered volume %s (driver %s)", name, driver_name)
         if adopted:
             registry.changed(driver_name)
+        if isinstance(backend, Exclusive):
+            await self._release_lost(driver_name, backend)
         return adopted
+
+    async def _release_lost(self, driver_name: str, backend: Exclusive) -> None:
+        """Volumes mounted here whose storage the listing shows held by another host (taken
+        with preempt=true while this host still had it): drop their mounts here, so Status
+        never shows two hosts holding one disk for longer than one discovery interval."""
+        registry = self.registry
+        for volume in list(registry.volumes[driver_name].values()):
+            if not volume.mount_ids:
+                continue
+            async with registry.lock(driver_name, volume.name):
+                if not volume.mount_ids:
+                    continue
+                holder = await registry.call(backend.release_if_lost, ref(volume))
+                if holder is not None:
+                    lost = VolumeLost(
+                        f"volume {volume.name} was taken over by {holder} while mounted "
+                        "here; its mount here was dropped"
+                    )
+                    forget_lost_mounts(registry, volume, lost)
 
 
 def _can_discover(backend: Backend) -> TypeGuard[Discoverable]:
