@@ -369,9 +369,18 @@ class TestAzureFileHosts(KeepOnRemoveConformance, SharedVolumeConformance):
     create_options = {"size": "1G", "delete_on_remove": "true", "timeout": "60"}
     bigger = {**create_options, "size": "2G"}
 
+    @contextlib.contextmanager
+    def slow_storage(self) -> Iterator[None]:
+        self.account.server.latency = 0.03  # both hosts ask before either has made it
+        try:
+            yield
+        finally:
+            self.account.server.latency = 0.0
+
     @pytest.fixture
     def new_host(self, tmp_path: Path, azure: AzureAccount) -> Iterator[Any]:
         count = iter(range(100))
+        self.account = azure
 
         def host() -> AzureFileBackend:
             state = tmp_path / f"host{next(count)}" / "driver"
