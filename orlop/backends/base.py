@@ -216,6 +216,14 @@ class Backupable(Protocol):
 
 
 @runtime_checkable
+class Closable(Protocol):
+    """A backend holding something open (a session with its storage) until shutdown."""
+
+    def close(self) -> None:
+        """End it (log out); called once when the daemon stops. Never raises."""
+
+
+@runtime_checkable
 class Discoverable(Protocol):
     """A global backend whose storage knows the volumes (by name) better than this host."""
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from orlop.backends.base import Backend, Quick, VolumeRef
+from orlop.backends.base import Backend, Closable, Quick, VolumeRef
 from orlop.core.model import (
     BackendError,
     NotFound,
@@ -89,6 +89,12 @@ class VolumeRegistry:
         for task in self.background:
             task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        for name, driver in self.drivers.items():
+            if isinstance(driver.backend, Closable):
+                try:
+                    driver.backend.close()  # e.g. log out of the storage system
+                except Exception:
+                    log.exception("driver %s: closing its backend", name)
 
     # reads: memory only -----------------------------------------------------------------
     def driver(self, name: str) -> Driver:

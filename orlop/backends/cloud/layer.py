@@ -213,7 +213,9 @@ class CloudDisks:
                     f"{self.identity().what} {others[0].instance}: unmount it there first"
                 )
             self.attacher.detach_disk(disk.id, disk)
-            if volume.options.get("keep_on_remove") == "true":
+            if disk.volume is None:  # another host's Remove kept it: not this host's to delete
+                log.info("%s %s was kept (keep_on_remove); not deleted", self.word, disk.id)
+            elif volume.options.get("keep_on_remove") == "true":
                 labels: dict[str, str | None] = dict.fromkeys(ORLOP_LABELS)
                 self.api("drop labels", self.cloud.set_labels, disk, labels, repeatable=True)
                 log.info("kept %s %s, dropped Orlop's labels", self.word, disk.id)
