@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import TypeGuard
@@ -19,6 +21,26 @@ class Discovery:
         self.registry = registry
         # When each volume was last removed here, so discovery does not bring it back.
         self._removed_at: dict[tuple[str, str], float] = {}
+        self._first_pass: dict[str, asyncio.Event] = {}  # driver → set once a pass ended
+
+    def settled(self, driver_name: str) -> bool:
+        """Whether List and Get can answer for the driver: it has nothing to discover, or
+        its first discovery pass since start has ended (done or failed)."""
+        event = self._first_pass.get(driver_name)
+        if event is None:
+            if driver_name not in self.intervals():
+                return True
+            event = self._first_pass[driver_name] = asyncio.Event()
+        return event.is_set()
+
+    async def first_pass(self, driver_name: str, timeout: float) -> None:
+        """Wait for the driver's first discovery pass, at most `timeout` seconds: right after
+        start, a List must not miss volumes other hosts made (an unreachable storage must not
+        hold it longer either)."""
+        if self.settled(driver_name):
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_pass[driver_name].wait(), timeout)
 
     def intervals(self) -> dict[str, float]:
         """Seconds between discovery rounds, for each driver that can discover volumes."""
@@ -34,6 +56,14 @@ class Discovery:
 
     async def discover(self, driver_name: str) -> list[Volume]:
         """Take in the volumes a Discoverable backend knows and this host's store does not."""
+        try:
+            return await self._discover(driver_name)
+        finally:
+            self.settled(driver_name)  # makes the event if need be
+            if driver_name in self._first_pass:
+                self._first_pass[driver_name].set()
+
+    async def _discover(self, driver_name: str) -> list[Volume]:
         registry = self.registry
         driver = registry.driver(driver_name)
         backend = driver.backend
