@@ -185,7 +185,7 @@ class Restorable(Protocol):
 
 @runtime_checkable
 class Scheduled(Protocol):
-    """Snapshots the daemon takes on a schedule (see orlop/backends/snapshots/schedule.py)."""
+    """Snapshots the daemon takes on a schedule (see orlop/core/schedule.py)."""
 
     def snapshot_schedule(self, volume: VolumeRef) -> str | None:
         """The volume's schedule (`hourly:24,daily:7`), its own or the driver's, or None."""

@@ -92,6 +92,23 @@ class VolumeService:
         backend = self.drivers[volume.driver].backend
         return backend.describe(ref(volume)) if isinstance(backend, Describable) else {}
 
+    def status(self, volume: Volume) -> dict[str, Any]:
+        """What every frontend shows as the volume's status (`docker volume inspect`'s
+        Status, `orlop volume inspect`); secrets redacted, no I/O."""
+        status: dict[str, Any] = {
+            "backend": volume.backend,
+            "state": volume.state.value,
+            "options": self.redacted_options(volume),
+            "mounts": volume.mounts,
+            "usage": volume.usage.as_dict() if volume.usage else None,
+        }
+        facts = self.backend_facts(volume)
+        if facts:
+            status["backend_status"] = facts
+        if volume.fault:
+            status["fault"] = volume.fault
+        return status
+
     # writes -----------------------------------------------------------------------------
     async def create(
         self, driver_name: str, name: str, options: dict[str, str], task: str | None = None

@@ -184,22 +184,5 @@ class DockerPlugin:
             "Name": volume.name,
             "Mountpoint": volume.mountpoint,
             "CreatedAt": volume.created_at,
-            "Status": status_of(self.service, volume),
+            "Status": self.service.status(volume),
         }
-
-
-def status_of(service: VolumeService, volume: Volume) -> dict[str, Any]:
-    """What `docker volume inspect` shows under Status; secrets redacted."""
-    status: dict[str, Any] = {
-        "backend": volume.backend,
-        "state": volume.state.value,
-        "options": service.redacted_options(volume),
-        "mounts": volume.mounts,
-        "usage": volume.usage.as_dict() if volume.usage else None,
-    }
-    facts = service.backend_facts(volume)
-    if facts:
-        status["backend_status"] = facts
-    if volume.fault:
-        status["fault"] = volume.fault
-    return status
