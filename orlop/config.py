@@ -5,6 +5,8 @@
     admin_socket: /run/orlop/admin.sock
     log_level: info
     usage_interval: 300                # seconds between refreshes of usage for Status
+    metrics: 127.0.0.1:9450            # Prometheus /metrics and /healthz (default: off);
+                                       # HOST:PORT or a unix socket path
     drivers:
       orlop:                           # the driver name Docker sees
         backend: directory
@@ -12,9 +14,9 @@
         settings: {}                   # backend-level settings (not per volume)
 
 Environment: ORLOP_CONFIG (the file), ORLOP_STATE_DIR, ORLOP_PLUGIN_DIR,
-ORLOP_ADMIN_SOCKET, ORLOP_LOG_LEVEL override the file's values. Inside a Docker managed
-plugin, ORLOP_PLUGIN_KIND selects that kind's configuration from the plugin's environment
-(`orlop.managed.env`) in place of a file.
+ORLOP_ADMIN_SOCKET, ORLOP_LOG_LEVEL, ORLOP_METRICS override the file's values. Inside a
+Docker managed plugin, ORLOP_PLUGIN_KIND selects that kind's configuration from the plugin's
+environment (`orlop.managed.env`) in place of a file.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orlop.core.model import ConfigError, InvalidName, validate_name
+from orlop.ops.listener import parse_address
 
 DEFAULT_CONFIG_PATH = "/etc/orlop/orlop.yaml"
 PLUGIN_KIND_VARIABLE = "ORLOP_PLUGIN_KIND"  # set in a managed plugin's config.json
@@ -48,6 +51,7 @@ _ENV = {
     "ORLOP_PLUGIN_DIR": "plugin_dir",
     "ORLOP_ADMIN_SOCKET": "admin_socket",
     "ORLOP_LOG_LEVEL": "log_level",
+    "ORLOP_METRICS": "metrics",
 }
 
 
@@ -79,6 +83,7 @@ class Config(BaseModel):
     admin_socket: str = "/run/orlop/admin.sock"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     usage_interval: float = Field(default=300.0, ge=1.0)  # seconds between usage refreshes
+    metrics: str | None = None  # HOST:PORT or a unix socket path; None: no metrics listener
     drivers: dict[str, DriverConfig] = Field(min_length=1)
     source: str = "embedded default"
 
@@ -91,6 +96,13 @@ class Config(BaseModel):
             except InvalidName as error:
                 raise ValueError(str(error)) from None
         return drivers
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_address(cls, address: str | None) -> str | None:
+        if address is not None:
+            parse_address(address)  # its ValueError says what is allowed
+        return address
 
     @field_validator("state_dir", "plugin_dir", "admin_socket")
     @classmethod

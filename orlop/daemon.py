@@ -24,6 +24,9 @@ from orlop.core.store import Store
 from orlop.frontends.admin.api import AdminApi
 from orlop.frontends.docker.plugin import DockerPlugin
 from orlop.frontends.http import HttpServer
+from orlop.ops.counters import background_done
+from orlop.ops.listener import MetricsListener
+from orlop.ops.metrics import MetricsExporter
 
 log = logging.getLogger("orlop")
 
@@ -71,6 +74,8 @@ class Daemon:
         self.store = Store(config.database)
         self.service = VolumeService(self.store, build_drivers(config))
         self.servers: list[HttpServer] = []
+        self.metrics: MetricsListener | None = None
+        self.recovery: asyncio.Future[None] | None = None
         self._stop = asyncio.Event()
 
     def describe_driver(self, name: str) -> dict[str, Any]:
@@ -96,10 +101,32 @@ class Daemon:
             await server.start(self.config.socket_path(name), mode=0o600)
             self.servers.append(server)
             log.info("driver %s listening on %s", name, server.path)
+        if self.config.metrics:
+            exporter = MetricsExporter(self.service)
+            self.metrics = MetricsListener(self.config.metrics, exporter.render, self.health)
+            await self.metrics.start()
         log.info("orlop ready (%s, state in %s)", self.config.source, self.config.state_dir)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """For /healthz: healthy while every driver socket serves; recovery's progress."""
+        recovery = self.recovery
+        if recovery is None or not recovery.done():
+            state = "running"
+        else:
+            state = "failed" if recovery.cancelled() or recovery.exception() else "done"
+        serving = [server.path for server in self.servers]
+        drivers = {name: self.config.socket_path(name) in serving for name in self.service.drivers}
+        healthy = all(drivers.values())
+        return healthy, {
+            "status": "ok" if healthy else "down",
+            "recovery": state,
+            "drivers": drivers,
+        }
 
     async def stop(self) -> None:
         """Close and remove sockets; mounts that containers still use stay mounted."""
+        if self.metrics is not None:
+            await self.metrics.close()
         for server in self.servers:
             await server.close()
         self.servers.clear()
@@ -117,7 +144,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         try:
             await self.start()
-            recovery = asyncio.ensure_future(self.service.recover())
+            recovery = self.recovery = asyncio.ensure_future(self.service.recover())
             recovery.add_done_callback(_log_failure)
             measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
@@ -156,12 +183,18 @@ class Daemon:
                         await self.service.discover(name)
                     except Exception as error:
                         log.warning("discovering volumes of driver %s: %s", name, error)
+                        background_done("discovery", error)
+                    else:
+                        background_done("discovery")
             await asyncio.sleep(max(0.2, min(due.values()) - loop.time()))
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("crash recovery failed: %s", task.exception())
+        background_done("recovery", task.exception())
+    elif not task.cancelled():
+        background_done("recovery")
 
 
 def serve(config: Config, daemon: Daemon | None = None) -> None:

@@ -37,6 +37,7 @@ from orlop.core.schedules import SnapshotScheduler
 from orlop.core.snapshots import Snapshots
 from orlop.core.store import Store, now_rfc3339
 from orlop.core.usage import UsageMeter
+from orlop.ops.counters import observed
 
 __all__ = ["Driver", "VolumeService"]
 
@@ -70,9 +71,11 @@ class VolumeService:
     def driver(self, name: str) -> Driver:
         return self.registry.driver(name)
 
+    @observed("get")
     def get(self, driver: str, name: str) -> Volume:
         return self.registry.get(driver, name)
 
+    @observed("list")
     def list(self, driver: str) -> list[Volume]:
         self.driver(driver)
         return list(self.registry.volumes[driver].values())
@@ -81,8 +84,9 @@ class VolumeService:
         """Volumes called `name`, across every driver."""
         return [vols[name] for vols in self.registry.volumes.values() if name in vols]
 
+    @observed("path")
     def path(self, driver: str, name: str) -> str:
-        return self.get(driver, name).mountpoint
+        return self.registry.get(driver, name).mountpoint
 
     def redacted_options(self, volume: Volume) -> dict[str, str]:
         return self.drivers[volume.driver].backend.options.redact(volume.options)
@@ -110,6 +114,7 @@ class VolumeService:
         return status
 
     # writes -----------------------------------------------------------------------------
+    @observed("create")
     async def create(
         self, driver_name: str, name: str, options: dict[str, str], task: str | None = None
     ) -> Volume:
@@ -193,11 +198,12 @@ class VolumeService:
             return
         self.store.delete(volume.driver, volume.name)
 
+    @observed("remove")
     async def remove(self, driver_name: str, name: str) -> None:
         driver = self.driver(driver_name)
         registry = self.registry
         async with registry.lock(driver_name, name):
-            volume = self.get(driver_name, name)
+            volume = self.registry.get(driver_name, name)
             if volume.mount_ids:
                 raise Conflict(
                     f"volume {name} is in use by {volume.mounts} mount"
@@ -219,12 +225,13 @@ class VolumeService:
             self.discovery.removed(driver_name, name)
             log.info("removed volume %s (driver %s)", name, driver_name)
 
+    @observed("mount")
     async def mount(self, driver_name: str, name: str, mount_id: str) -> str:
         """Attach on the first mount ID; a known ID changes nothing. Returns the mountpoint."""
         driver = self.driver(driver_name)
         registry = self.registry
         async with registry.lock(driver_name, name):
-            volume = self.get(driver_name, name)
+            volume = self.registry.get(driver_name, name)
             if mount_id in volume.mount_ids:
                 return volume.mountpoint
             first = not volume.mount_ids
@@ -253,12 +260,13 @@ class VolumeService:
             registry.save(volume, add_mount=mount_id, durable=False)
             return path
 
+    @observed("unmount")
     async def unmount(self, driver_name: str, name: str, mount_id: str) -> None:
         """Forget `mount_id`; detach after the last one. An unknown ID changes nothing."""
         driver = self.driver(driver_name)
         registry = self.registry
         async with registry.lock(driver_name, name):
-            volume = self.get(driver_name, name)
+            volume = self.registry.get(driver_name, name)
             if mount_id not in volume.mount_ids:
                 return
             volume.mount_ids.discard(mount_id)
@@ -293,6 +301,7 @@ class VolumeService:
     async def _detach_or_raise(self, driver: Driver, volume: Volume) -> None:
         await self._settle_detached(driver, volume, raise_errors=True)
 
+    @observed("resize")
     async def resize(self, driver_name: str, name: str, size: int) -> Volume:
         """Grow a volume to `size` bytes, if its backend is Resizable."""
         driver = self.driver(driver_name)
@@ -304,7 +313,7 @@ class VolumeService:
                 f"drivers that can: {able or 'none'}"
             )
         async with self.registry.lock(driver_name, name):
-            volume = self.get(driver_name, name)
+            volume = self.registry.get(driver_name, name)
             try:
                 volume.record = await self.registry.call(backend.resize, ref(volume), size)
             except Exception as error:
@@ -323,6 +332,7 @@ class VolumeService:
     def snapshot_drivers(self) -> builtins.list[str]:
         return self.snapshots.drivers()
 
+    @observed("snapshot")
     async def create_snapshot(
         self, driver_name: str, name: str, snapshot_name: str | None = None
     ) -> dict[str, Any]:
@@ -333,6 +343,7 @@ class VolumeService:
     ) -> builtins.list[dict[str, Any]]:
         return await self.snapshots.list(driver_name, volume)
 
+    @observed("delete_snapshot")
     async def delete_snapshot(self, driver_name: str, snapshot: str) -> dict[str, Any]:
         return await self.snapshots.delete(driver_name, snapshot)
 

@@ -22,6 +22,7 @@ VOCABULARY = {
     "orlop.core.failpoints",
     "orlop.core.progress",
     "orlop.core.schedule",
+    "orlop.ops.counters",  # the metrics instruments every layer counts with
 }
 # The entry points wire everything together: they may import any layer.
 TOP = ("orlop.cli", "orlop.daemon", "orlop.config", "orlop.managed", "orlop.__main__")
@@ -76,6 +77,8 @@ def allowed(importer: str, imported: str) -> bool:
         return target in ("backends", "host")
     if layer == "core":
         return target in ("core", "host") or imported == "orlop.backends.base"
+    if layer == "ops":
+        return target in ("ops", "core")
     if layer == "frontends":
         own = ".".join(importer.split(".")[:3])
         return imported.startswith(own) or imported == "orlop.frontends.http" or target == "core"

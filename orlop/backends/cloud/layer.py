@@ -40,6 +40,7 @@ from orlop.backends.cloud.state import VolumeFiles
 from orlop.backends.cloud.waiting import call_with_retries, wait_until
 from orlop.core.model import BackendError, Conflict, InvalidOption
 from orlop.core.options import Option, OptionSet, canonical_bool
+from orlop.ops.counters import counted_provider_call
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class CloudDisks:
     # calls and identity ------------------------------------------------------------------
     def api(self, what: str, function: Any, *args: Any, repeatable: bool = False) -> Any:
         """One provider call with the layer's retry rules."""
-        return call_with_retries(self.settings, what, lambda: function(*args), repeatable)
+        call = counted_provider_call(self.kind, lambda: function(*args))
+        return call_with_retries(self.settings, what, call, repeatable)
 
     def identity(self) -> Identity:
         with self._identity_lock:
