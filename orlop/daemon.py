@@ -25,6 +25,7 @@ from orlop.frontends.admin.api import AdminApi
 from orlop.frontends.docker.plugin import DockerPlugin
 from orlop.frontends.http import HttpServer
 from orlop.ops.counters import background_done
+from orlop.ops.health import daemon_status
 from orlop.ops.listener import MetricsListener
 from orlop.ops.metrics import MetricsExporter
 
@@ -93,7 +94,8 @@ class Daemon:
         }
 
     async def start(self) -> None:
-        admin = HttpServer(AdminApi(self.service, self.describe_driver).routes(), root_only=True)
+        admin_api = AdminApi(self.service, self.describe_driver, self.status)
+        admin = HttpServer(admin_api.routes(), root_only=True)
         await admin.start(self.config.admin_socket, mode=0o600)
         self.servers.append(admin)
         for name in self.service.drivers:
@@ -107,21 +109,27 @@ class Daemon:
             await self.metrics.start()
         log.info("orlop ready (%s, state in %s)", self.config.source, self.config.state_dir)
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        """For /healthz: healthy while every driver socket serves; recovery's progress."""
+    def recovery_state(self) -> str:
         recovery = self.recovery
         if recovery is None or not recovery.done():
-            state = "running"
-        else:
-            state = "failed" if recovery.cancelled() or recovery.exception() else "done"
-        serving = [server.path for server in self.servers]
-        drivers = {name: self.config.socket_path(name) in serving for name in self.service.drivers}
+            return "running"
+        return "failed" if recovery.cancelled() or recovery.exception() else "done"
+
+    def serving(self) -> dict[str, bool]:
+        paths = {server.path for server in self.servers}
+        return {name: self.config.socket_path(name) in paths for name in self.service.drivers}
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """For /healthz: healthy while every driver socket serves; recovery's progress."""
+        drivers = self.serving()
         healthy = all(drivers.values())
-        return healthy, {
-            "status": "ok" if healthy else "down",
-            "recovery": state,
-            "drivers": drivers,
-        }
+        status = "ok" if healthy else "down"
+        return healthy, {"status": status, "recovery": self.recovery_state(), "drivers": drivers}
+
+    async def status(self) -> dict[str, Any]:
+        """For `orlop status`: see orlop.ops.health."""
+        metrics = self.metrics.bound if self.metrics is not None else None
+        return daemon_status(self.service, self.recovery_state(), self.serving(), metrics)
 
     async def stop(self) -> None:
         """Close and remove sockets; mounts that containers still use stay mounted."""

@@ -25,6 +25,8 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from orlop.core.model import BackendError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -79,29 +81,55 @@ def error_kind(error: BaseException) -> str:
     return type(error).__name__
 
 
+# What `orlop status` shows: per background work its last result; per driver the outcome of
+# its last backend call (a backend fault says the backend is not reachable or not well).
+BACKGROUND: dict[str, dict[str, Any]] = {}
+BACKENDS: dict[str, dict[str, Any]] = {}
+_USERS = frozenset({"invalid", "not found", "in use elsewhere"})  # cloud kinds of a user's error
+MEMORY_ONLY = frozenset({"get", "list", "path"})  # answered from memory: say nothing of it
+
+
 def background_done(work: str, error: BaseException | None = None) -> None:
+    now = time.time()
+    last = BACKGROUND.setdefault(work, {"last_success": None, "last_failure": None})
+    last["last_result"] = "ok" if error is None else f"failed: {error}"
     if error is None:
-        BACKGROUND_SUCCESS.labels(work).set(time.time())
+        BACKGROUND_SUCCESS.labels(work).set(now)
+        last["last_success"] = now
     else:
         BACKGROUND_FAILURES.labels(work).inc()
+        last["last_failure"] = now
+
+
+def _backend_outcome(driver: str, error: BaseException | None) -> None:
+    if error is None:
+        BACKENDS[driver] = {"reachable": True, "at": time.time(), "error": None}
+    elif isinstance(error, BackendError) and str(getattr(error, "kind", "")) not in _USERS:
+        # the backend's (or its host tools') fault; not a user error, nor a refused value
+        BACKENDS[driver] = {"reachable": False, "at": time.time(), "error": str(error)}
 
 
 class _Series:
     """The children of one (driver, operation), looked up once: labels() takes a lock."""
 
-    __slots__ = ("count", "driver", "latency", "operation")
+    __slots__ = ("backend", "count", "driver", "latency", "operation")
 
     def __init__(self, driver: str, operation: str) -> None:
         self.driver = driver
         self.operation = operation
         self.count = OPERATIONS.labels(driver, operation)
         self.latency = LATENCY.labels(driver, operation)
+        self.backend = operation not in MEMORY_ONLY and driver != UNKNOWN_DRIVER
 
     def done(self, started: float, error: BaseException | None) -> None:
         self.count.inc()
         self.latency.observe(time.perf_counter() - started)
-        if error is not None and not isinstance(error, asyncio.CancelledError):
+        if isinstance(error, asyncio.CancelledError):
+            return
+        if error is not None:
             ERRORS.labels(self.driver, self.operation, error_kind(error)).inc()
+        if self.backend:
+            _backend_outcome(self.driver, error)
 
 
 _SERIES: dict[tuple[str, str], _Series] = {}
