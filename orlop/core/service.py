@@ -30,12 +30,20 @@ from typing import Any
 from orlop.backends.base import Backend, Describable, Resizable
 from orlop.core.backups import Backups
 from orlop.core.discovery import Discovery
-from orlop.core.model import Conflict, InvalidOption, State, Volume, VolumeLost, validate_name
+from orlop.core.model import (
+    Conflict,
+    InvalidOption,
+    State,
+    Volume,
+    VolumeLost,
+    rfc3339,
+    validate_name,
+)
 from orlop.core.recovery import Recovery
 from orlop.core.registry import Driver, VolumeRegistry, forget_lost_mounts, ref, user_error
 from orlop.core.schedules import SnapshotScheduler
 from orlop.core.snapshots import Snapshots
-from orlop.core.store import Store, now_rfc3339
+from orlop.core.store import Store
 from orlop.core.usage import UsageMeter
 
 __all__ = ["Driver", "VolumeService"]
@@ -135,7 +143,7 @@ class VolumeService:
                 backend=backend.kind,
                 options=canonical,
                 record={},
-                created_at=now_rfc3339(),
+                created_at=rfc3339(),
                 state=State.CREATING,
             )
             # Intent first: recover() removes a half-made volume. Crash-safe, not fsynced

@@ -25,6 +25,7 @@ from orlop.backends.snapshots.options import CLONE_OPTIONS, check_clone_options
 from orlop.backends.snapshots.settings import LoopFileSettings
 from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import (
+    GIB,
     MAX_SIZE,
     Option,
     OptionSet,
@@ -34,7 +35,7 @@ from orlop.core.options import (
 )
 from orlop.host import loop
 
-DEFAULT_SIZE = 10 * 1024**3
+DEFAULT_SIZE = 10 * GIB
 
 
 def canonical_loop_size(value: str) -> str:
