@@ -29,7 +29,6 @@ TOP = ("orlop.cli", "orlop.daemon", "orlop.config", "orlop.managed", "orlop.__ma
 # a backend half that re-declares its host class's attributes. Shrink this, never grow it.
 KNOWN_TYPE_CHECKING_CYCLES = {
     frozenset({"orlop.backends.cloud.attach", "orlop.backends.cloud.layer"}),
-    frozenset({"orlop.backends.loopfile.provider", "orlop.backends.loopfile.snapshots"}),
 }
 
 
