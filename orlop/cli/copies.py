@@ -3,13 +3,12 @@ them in a repository off this host. Long operations show a progress bar on a ter
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Protocol
 
 import click
 
 from orlop.cli.client import AdminClient
-from orlop.cli.output import echo_json, fail, print_table
+from orlop.cli.output import echo_json, fail, print_table, remove_each
 from orlop.cli.progress import call_with_progress
 from orlop.core.model import OrlopError
 from orlop.core.options import format_size
@@ -117,18 +116,12 @@ def snapshot_rm(
 ) -> None:
     """Delete snapshots, by name or ID."""
     client = ctx.client()
-    removed, errors = [], []
-    for name in snapshots:
-        try:
-            removed.append(client.call("snapshots/remove", snapshot=name, driver=driver))
-            if not as_json:
-                click.echo(name)
-        except OrlopError as error:
-            click.echo(f"orlop: {error}", err=True)
-            errors.append({"snapshot": name, "error": str(error)})
-    if as_json:
-        echo_json({"removed": removed, "errors": errors})
-    sys.exit(1 if errors else 0)
+    remove_each(
+        snapshots,
+        lambda name: client.call("snapshots/remove", snapshot=name, driver=driver),
+        "snapshot",
+        as_json,
+    )
 
 
 @snapshot.command("restore")

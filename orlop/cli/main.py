@@ -10,7 +10,7 @@ import click
 import orlop
 from orlop.cli.client import AdminClient
 from orlop.cli.copies import backup, snapshot
-from orlop.cli.output import echo_json, fail, print_table
+from orlop.cli.output import echo_json, fail, print_table, remove_each
 from orlop.cli.progress import call_with_progress
 from orlop.config import Config, load_config
 from orlop.core.model import OrlopError
@@ -220,18 +220,9 @@ def volume_inspect(ctx: Context, names: tuple[str, ...], driver: str | None) -> 
 def volume_rm(ctx: Context, names: tuple[str, ...], driver: str | None, as_json: bool) -> None:
     """Remove volumes (refused while a container uses one)."""
     client = ctx.client()
-    removed, errors = [], []
-    for name in names:
-        try:
-            removed.append(client.call("volumes/remove", name=name, driver=driver))
-            if not as_json:
-                click.echo(name)
-        except OrlopError as error:
-            click.echo(f"orlop: {error}", err=True)
-            errors.append({"name": name, "error": str(error)})
-    if as_json:
-        echo_json({"removed": removed, "errors": errors})
-    sys.exit(1 if errors else 0)
+    remove_each(
+        names, lambda name: client.call("volumes/remove", name=name, driver=driver), "name", as_json
+    )
 
 
 @volume.command("resize")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -34,3 +34,23 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+def remove_each(
+    names: Sequence[str], remove: Callable[[str], Any], key: str, as_json: bool
+) -> NoReturn:
+    """Remove each of `names`, going on past failures: each removed name on stdout (or, with
+    --json, `{"removed": [...], "errors": [{key: name, "error": ...}]}`), each error on
+    stderr; exit 1 if any failed."""
+    removed, errors = [], []
+    for name in names:
+        try:
+            removed.append(remove(name))
+            if not as_json:
+                click.echo(name)
+        except OrlopError as error:
+            click.echo(f"orlop: {error}", err=True)
+            errors.append({key: name, "error": str(error)})
+    if as_json:
+        echo_json({"removed": removed, "errors": errors})
+    sys.exit(1 if errors else 0)

@@ -43,3 +43,16 @@ def test_without_json_the_error_goes_to_stderr_only(tmp_path: Path) -> None:
     code, out, err = run(tmp_path, "volume", "ls")
     assert code == 1 and out == ""
     assert err.startswith("orlop: the orlop daemon is not running")
+
+
+@pytest.mark.parametrize(
+    ("command", "key"), [(("volume", "rm"), "name"), (("snapshot", "rm"), "snapshot")]
+)
+def test_rm_goes_on_past_each_failure_and_reports_them_all(
+    tmp_path: Path, command: tuple[str, ...], key: str
+) -> None:
+    code, out, err = run(tmp_path, *command, "one", "two", "--json")
+    assert code == 1
+    answer = json.loads(out)
+    assert answer["removed"] == [] and [e[key] for e in answer["errors"]] == ["one", "two"]
+    assert err.count("orlop: the orlop daemon is not running") == 2
