@@ -24,7 +24,6 @@ from orlop.backends.cloud.api import (
     LABEL_VOLUME,
     CloudProvider,
     CloudSnapshots,
-    Snapshot,
 )
 from orlop.backends.cloud.layer import LAYER_OPTIONS, CloudDisks
 from orlop.core.model import Conflict, InvalidOption, VolumeLost, validate_name
@@ -129,9 +128,7 @@ class CloudBackend(BlockBackend):
         cloud = self._snapshots()
         validate_name(name, "snapshot name")
         namespace = self.provider.settings.namespace
-        if self.provider.api(
-            "find snapshots", cloud.find_snapshots, namespace, None, name, repeatable=True
-        ):
+        if self.provider.calls.find_snapshots(name=name):
             raise Conflict(f"a snapshot named {name} already exists: pick another name")
         disk = self.provider.must_get(volume)
         labels = {
@@ -142,9 +139,7 @@ class CloudBackend(BlockBackend):
         }
         target = self.mountpoint(volume)
         if filesystem.mounted_fs(target) is None:
-            made: Snapshot = self.provider.api(
-                "snapshot", cloud.create_snapshot, disk, name, labels
-            )
+            made = self.provider.api("snapshot", cloud.create_snapshot, disk, name, labels)
             return made.as_dict()
         # A cloud fixes a snapshot's content when its create call returns: thaw right after.
         run(["fsfreeze", "--freeze", target], timeout=60)
@@ -155,11 +150,8 @@ class CloudBackend(BlockBackend):
         return made.as_dict()
 
     def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
-        cloud = self._snapshots()
-        namespace = self.provider.settings.namespace
-        found: list[Snapshot] = self.provider.api(
-            "find snapshots", cloud.find_snapshots, namespace, volume, None, repeatable=True
-        )
+        self._snapshots()  # this kind's own message when it has none
+        found = self.provider.calls.find_snapshots(volume=volume)
         return sorted((s.as_dict() for s in found), key=lambda s: (s["created_at"], s["name"]))
 
     def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
