@@ -62,6 +62,10 @@ class CloudBackend(BlockBackend):
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
+        # Volumes whose leftover mount was dropped here (volume → holder then), until this
+        # host attaches them again: a later refused Mount still says the volume was lost,
+        # also when a discovery pass, not a Mount, found the loss.
+        self._lost: dict[str, str] = {}
 
     # Mounts only while this host holds the disk ---------------------------------------------
     def attach(self, volume: VolumeRef) -> str:
@@ -69,9 +73,9 @@ class CloudBackend(BlockBackend):
         mounted here already: a disk preempted by another host (or taken while this one was
         down) leaves its kernel mount behind, and writes into it are lost. Such a leftover
         mount is dropped; then the usual attach refuses, naming the holder (or preempts)."""
-        lost = self._drop_lost_mount(volume)
+        lost = self._drop_lost_mount(volume) or self._lost.get(volume.name)
         try:
-            return super().attach(volume)
+            path = super().attach(volume)
         except Conflict as error:
             if lost is None:
                 raise
@@ -79,6 +83,8 @@ class CloudBackend(BlockBackend):
                 f"volume {volume.name} was taken over by {lost} while mounted here; its "
                 f"mount here was dropped. {error}"
             ) from None
+        self._lost.pop(volume.name, None)
+        return path
 
     def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
         """Mounted here *and* held by this instance in the cloud (recovery asks this)."""
@@ -113,6 +119,7 @@ class CloudBackend(BlockBackend):
         )
         mounts.unmount(target, lazy_if_busy=True)
         self.provider.files.drop_attachment(volume.name)
+        self._lost[volume.name] = holder
         return holder
 
     # Snapshottable: the cloud's snapshots of the volume's disk ------------------------------
