@@ -28,7 +28,7 @@ from orlop.backends.cloud.api import (
 from orlop.backends.cloud.layer import LAYER_OPTIONS, CloudDisks
 from orlop.core.model import Conflict, InvalidOption, VolumeLost, validate_name
 from orlop.core.options import OptionSet
-from orlop.host import mounts
+from orlop.host.mounter import HostMounter, Mounter
 from orlop.host.run import run
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,14 @@ class CloudBackend(BlockBackend):
             cls.provider_class = disks
         super().__init_subclass__(**kwargs)
 
-    def __init__(self, context: BackendContext) -> None:
-        super().__init__(context)
+    def __init__(
+        self,
+        context: BackendContext,
+        provider: DeviceProvider | None = None,
+        mounter: Mounter | None = None,
+    ) -> None:
+        super().__init__(context, provider)
+        self.mounter: Mounter = mounter if mounter is not None else HostMounter()
         # Volumes whose leftover mount was dropped here (volume → holder then), until this
         # host attaches them again: a later refused Mount still says the volume was lost,
         # also when a discovery pass, not a Mount, found the loss.
@@ -105,7 +111,7 @@ class CloudBackend(BlockBackend):
         """Unmount a leftover mount of a disk the cloud shows elsewhere; who holds it, or
         None if nothing is mounted here or this instance still holds it."""
         target = self.mountpoint(volume)
-        if filesystem.mounted_fs(target) is None:
+        if self.mounter.mounted(target) is None:
             return None
         holder = self.provider.holder_elsewhere(volume)
         if holder is None:
@@ -117,7 +123,7 @@ class CloudBackend(BlockBackend):
             self.provider.word,
             holder,
         )
-        mounts.unmount(target, lazy_if_busy=True)
+        self.mounter.unmount(target, lazy_if_busy=True)
         self.provider.files.drop_attachment(volume.name)
         self._lost[volume.name] = holder
         return holder

@@ -68,10 +68,19 @@ class CloudDisks:
     settings_model: ClassVar[type[CloudSettings]]
     capabilities: Capabilities = Capabilities(scope="global", exclusive_attach=True)
 
-    def __init__(self, context: BackendContext, devices: BlockDevices | None = None) -> None:
+    def __init__(
+        self,
+        context: BackendContext,
+        devices: BlockDevices | None = None,
+        cloud: CloudProvider | None = None,
+    ) -> None:
+        """`devices` and `cloud`: the host's block devices and the provider, for tests to
+        hand in (by default the real ones, the provider made from the settings)."""
         self.context = context
         self.settings: CloudSettings = self.settings_model.parse(self.kind, context.settings)
-        self.cloud: CloudProvider = self.cloud_class(self.settings, context.path(self.kind))
+        self.cloud: CloudProvider = (
+            cloud if cloud is not None else self.cloud_class(self.settings, context.path(self.kind))
+        )
         self.files = VolumeFiles(context.path("cloud"))
         self.word = self.cloud_class.disk_word
         self.devices: BlockDevices = devices if devices is not None else HostBlockDevices()
