@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -38,9 +39,12 @@ PREFIX = "/dev/memory"
 
 
 class MemoryCloud:
-    def __init__(self, refuses_second_attach: bool = True, settle_reads: int = 1) -> None:
+    def __init__(
+        self, refuses_second_attach: bool = True, settle_reads: int = 1, latency: float = 0.0
+    ) -> None:
         self.refuses_second_attach = refuses_second_attach
         self.settle_reads = settle_reads
+        self.latency = latency  # seconds each call takes before it acts (lets races happen)
         self.disks: dict[str, Disk] = {}
         self.pending: dict[tuple[str, str], int] = {}  # (disk, instance) → reads to settle
         self.calls: list[tuple[str, str]] = []  # (instance, method), in order
@@ -68,11 +72,16 @@ class MemoryCloud:
 
     # what every call goes through -----------------------------------------------------------
     def enter(self, instance: str, method: str) -> None:
-        self.calls.append((instance, method))
-        if self._throttled:
-            self._throttled -= 1
-            raise CloudError("rate exceeded", ErrorKind.THROTTLED, "Throttling")
-        kind = self._failures.pop(method, None)
+        """Every call: its latency first (outside the lock, as a network round trip), then
+        an injected throttle or failure."""
+        if self.latency:
+            time.sleep(self.latency)
+        with self.lock:
+            self.calls.append((instance, method))
+            if self._throttled:
+                self._throttled -= 1
+                raise CloudError("rate exceeded", ErrorKind.THROTTLED, "Throttling")
+            kind = self._failures.pop(method, None)
         if kind is not None:
             raise CloudError(f"{method} failed ({kind})", kind, "Injected")
 
@@ -130,8 +139,8 @@ class MemoryProvider:
         pass
 
     def create_disk(self, spec: DiskSpec, identity: Identity) -> Disk:
+        self._enter("create_disk")
         with self.world.lock:
-            self._enter("create_disk")
             for disk in self.world.disks.values():
                 if disk.labels.get("create-token") == spec.token:
                     return copy_of(disk)  # the same create repeated
@@ -142,13 +151,13 @@ class MemoryProvider:
             return copy_of(disk)
 
     def get_disk(self, disk_id: str) -> Disk | None:
+        self._enter("get_disk")
         with self.world.lock:
-            self._enter("get_disk")
             return self.world.read(disk_id)
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
+        self._enter("find_disks")
         with self.world.lock:
-            self._enter("find_disks")
             found = []
             for disk_id, disk in list(self.world.disks.items()):
                 if disk.labels.get("namespace") == namespace and (
@@ -158,16 +167,16 @@ class MemoryProvider:
             return [disk for disk in found if disk is not None]
 
     def delete_disk(self, disk: Disk) -> None:
+        self._enter("delete_disk")
         with self.world.lock:
-            self._enter("delete_disk")
             now = self.world.disks.get(disk.id)
             if now is not None and now.attachments:
                 raise CloudError(f"{disk.id} is attached", ErrorKind.IN_USE, "InUse")
             self.world.disks.pop(disk.id, None)
 
     def set_labels(self, disk: Disk, labels: Mapping[str, str | None]) -> None:
+        self._enter("set_labels")
         with self.world.lock:
-            self._enter("set_labels")
             now = self._disk(disk.id)
             for key, value in labels.items():
                 if value is None:
@@ -179,8 +188,8 @@ class MemoryProvider:
         return None
 
     def attach_disk(self, disk: Disk, identity: Identity, device_name: str | None) -> None:
+        self._enter("attach_disk")
         with self.world.lock:
-            self._enter("attach_disk")
             now = self._disk(disk.id)
             if now.attached_to(identity.instance):
                 return
@@ -196,8 +205,8 @@ class MemoryProvider:
             self.world.pending[(disk.id, identity.instance)] = self.world.settle_reads
 
     def detach_disk(self, disk: Disk, instance: str, force: bool = False) -> None:
+        self._enter("detach_disk")
         with self.world.lock:
-            self._enter("detach_disk")
             now = self._disk(disk.id)
             if now.attached_to(instance) is None:
                 raise CloudError(f"{disk.id} is not attached to {instance}", ErrorKind.NOT_FOUND)
@@ -207,8 +216,8 @@ class MemoryProvider:
         return [f"{PREFIX}/{disk.id}"]
 
     def resize_disk(self, disk: Disk, size: int) -> None:
+        self._enter("resize_disk")
         with self.world.lock:
-            self._enter("resize_disk")
             self._disk(disk.id).size = size
 
     def options_of(self, disk: Disk) -> dict[str, str]:

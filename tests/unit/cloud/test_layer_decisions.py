@@ -96,7 +96,7 @@ def test_recovery_never_takes_a_disk_back_from_its_new_holder(
 
 @pytest.mark.parametrize("refuses", [True, False], ids=["cloud-refuses", "claim-guard"])
 def test_two_hosts_racing_to_attach_one_wins(tmp_path: Path, refuses: bool) -> None:
-    cloud = MemoryCloud(refuses_second_attach=refuses, settle_reads=2)
+    cloud = MemoryCloud(refuses_second_attach=refuses, settle_reads=2, latency=0.005)
     hosts = [make_host(cloud, f"i-{n}", tmp_path) for n in range(3)]
     record = volume_on(hosts[0]).record
     outcomes: dict[str, str] = {}
