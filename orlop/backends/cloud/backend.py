@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from typing import Any, ClassVar
 
-from orlop.backends.base import BackendContext, VolumeRef
+from orlop.backends.base import BackendContext, Closable, VolumeRef
 from orlop.backends.block import filesystem
 from orlop.backends.block.backend import BlockBackend
 from orlop.backends.block.provider import DeviceProvider
@@ -72,6 +72,12 @@ class CloudBackend(BlockBackend):
         # host attaches them again: a later refused Mount still says the volume was lost,
         # also when a discovery pass, not a Mount, found the loss.
         self._lost: dict[str, str] = {}
+
+    def close(self) -> None:
+        """At shutdown: end the provider's session with the cloud, if it keeps one."""
+        cloud = self.provider.cloud
+        if isinstance(cloud, Closable):
+            cloud.close()
 
     # Mounts only while this host holds the disk ---------------------------------------------
     def attach(self, volume: VolumeRef) -> str:
