@@ -6,6 +6,8 @@
         disk.attach()             # ... or let the disk make the loop device
         disk.fail_reads(True)     # every read now returns EIO (writes still succeed)
         disk.fail_reads(False)    # the disk reads again
+        disk.stall(True)          # every request now hangs (pause filter) ...
+        disk.stall(False)         # ... until this
 
 The failures are switched by a trigger file (`error-pread-file`), so they start and stop
 at once without restarting anything. Writes always succeed: the dangerous disk is the one
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -44,6 +47,7 @@ class FaultyDisk:
         self.image = os.path.join(workdir, "backing.img")
         self.socket = os.path.join(workdir, "nbd.sock")
         self.trigger = os.path.join(workdir, "fail-reads")
+        self.control = os.path.join(workdir, "pause.sock")
         self.mountpoint = os.path.join(workdir, "fuse")
         self.file = os.path.join(self.mountpoint, "disk")
         self._nbdkit: subprocess.Popen[bytes] | None = None
@@ -77,8 +81,10 @@ class FaultyDisk:
                 "--unix",
                 self.socket,
                 "--filter=error",
+                "--filter=pause",
                 "file",
                 self.image,
+                f"pause-control={self.control}",
                 "error-pread=EIO",
                 "error-pread-rate=100%",
                 f"error-pread-file={self.trigger}",
@@ -109,12 +115,24 @@ class FaultyDisk:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.trigger)
 
+    def stall(self, stalled: bool) -> None:
+        """Hold every request from now on (True) or let them through again (False)."""
+        command = b"p" if stalled else b"r"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+            control.settimeout(START_TIMEOUT)
+            control.connect(self.control)
+            control.sendall(command)
+            if control.recv(1) != command.upper():
+                raise RuntimeError(f"nbdkit's pause filter did not confirm {command!r}")
+
     def loop_devices(self) -> list[str]:
         """Loop devices over the export now (a test checks none is left)."""
         return loop.devices_for(self.file) if mount_at(self.mountpoint) is not None else []
 
     def close(self) -> None:
         self.fail_reads(False)
+        with contextlib.suppress(OSError, RuntimeError):
+            self.stall(False)
         with contextlib.suppress(Exception):
             for device in self.loop_devices():
                 loop.detach(device)
