@@ -137,3 +137,19 @@ def test_blank_device_reads_back_blank(tmp_path: Path) -> None:
         assert len(tail) >= MiB and tail.count(0) == len(tail)
     finally:
         loop.detach(device)
+
+
+def test_a_stalled_read_is_an_error_never_blank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filesystem, "READ_TIMEOUT", 0.5)
+    with FaultyDisk(str(tmp_path / "faulty"), 64 * MiB) as disk:
+        device = disk.attach()
+        disk.stall(True)
+        try:
+            with pytest.raises(BackendError, match=r"did not answer a read within 0\.5s.*refusing"):
+                filesystem.read_ends(device)
+        finally:
+            disk.stall(False)
+        assert filesystem.detect(device) is None  # it answers again: blank, as it is
+        loop.detach(device)
