@@ -147,3 +147,25 @@ def test_retried_create_joins_the_create_in_flight(
     harness.run(scenario())
     assert backend.calls["create"] == 1
     assert harness.names() == ["v"]
+
+
+def test_a_hung_measurement_is_not_asked_again_until_it_returns(
+    harness: Harness, backend: HangingBackend
+) -> None:
+    """Each refresh of a hung filesystem's usage would strand one more worker thread, until
+    none is left for any volume."""
+    harness.create("v")
+    gate = backend.gate["usage"] = threading.Event()
+    before = backend.calls["usage"]
+
+    async def scenario() -> None:
+        for _ in range(5):
+            await within(0.5, harness.service.refresh_usage("mem", "v", timeout=0.05))
+        assert backend.calls["usage"] == before + 1
+        del backend.gate["usage"]
+        gate.set()
+        await asyncio.sleep(0.05)
+        await harness.service.refresh_usage("mem", "v", timeout=1)
+        assert backend.calls["usage"] == before + 2
+
+    harness.run(scenario())
