@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from typing import Any, ClassVar
 
-from orlop.backends.base import BackendContext, VolumeRef
+from orlop.backends.base import BackendContext, Closable, VolumeRef
 from orlop.backends.block import filesystem
 from orlop.backends.block.backend import BlockBackend
 from orlop.backends.block.provider import DeviceProvider
@@ -63,6 +63,12 @@ class CloudBackend(BlockBackend):
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
+
+    def close(self) -> None:
+        """At shutdown: end the provider's session with the cloud, if it keeps one."""
+        cloud = self.provider.cloud
+        if isinstance(cloud, Closable):
+            cloud.close()
 
     # Mounts only while this host holds the disk ---------------------------------------------
     def attach(self, volume: VolumeRef) -> str:
