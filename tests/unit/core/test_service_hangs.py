@@ -5,6 +5,7 @@ timeout; a retried Mount or Create joins the operation in flight instead of star
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ import pytest
 
 from orlop.backends.base import BackendContext, VolumeRef
 from orlop.core.model import BackendError, State
+from orlop.frontends.docker import plugin as docker_plugin
+from orlop.frontends.docker.plugin import DockerPlugin
 from tests.support.harness import Harness
 from tests.support.memory_backend import MemoryBackend
 
@@ -169,3 +172,36 @@ def test_a_hung_measurement_is_not_asked_again_until_it_returns(
         assert backend.calls["usage"] == before + 2
 
     harness.run(scenario())
+
+
+def test_docker_mount_answers_a_clear_error_before_docker_gives_up(
+    harness: Harness, backend: HangingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(docker_plugin, "OPERATION_TIMEOUT", 0.2)
+    plugin = DockerPlugin(harness.service, "mem")
+    routes = plugin.routes()
+    harness.create("v")
+    backend.hung.add("v")
+    request = json.dumps({"Name": "v", "ID": "c1"}).encode()
+
+    async def call(endpoint: bytes, body: bytes) -> dict[str, Any]:
+        result = routes[endpoint](body)
+        status, answer = result if isinstance(result, tuple) else await result
+        assert status == 200
+        parsed: dict[str, Any] = json.loads(answer)
+        return parsed
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(call(b"/VolumeDriver.Mount", request))
+        await wait_for_call(backend, "attach", "v")
+        get = await within(FAST, call(b"/VolumeDriver.Get", json.dumps({"Name": "v"}).encode()))
+        assert get["Volume"]["Status"]["state"] == "attaching"
+        answer = await first
+        assert "mounting volume v did not finish within 0.2s" in answer["Err"]
+        retry = asyncio.ensure_future(call(b"/VolumeDriver.Mount", request))
+        await asyncio.sleep(0.05)
+        backend.release.set()
+        assert (await retry) == {"Mountpoint": "/memory/mem/v", "Err": ""}
+
+    harness.run(scenario())
+    assert backend.calls["attach"] == 1
