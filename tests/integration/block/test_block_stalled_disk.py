@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +22,10 @@ from orlop.core.model import BackendError, State
 from orlop.host import loop
 from orlop.host.run import run
 from tests.support.block import cleanup, leftovers
+from tests.support.daemon import OrlopDaemon
 from tests.support.faultydisk import FaultyDisk
 from tests.support.harness import Harness
+from tests.support.names import unique
 
 MiB = 1024 * 1024
 
@@ -99,3 +103,55 @@ def test_stalled_disk_holds_only_its_volume(harness: Harness, root: str, tmp_pat
         harness.unmount("v", "c1")
         assert disk.loop_devices() == []
     assert leftovers(root) == {"mounts": [], "loop_devices": []}
+
+
+def test_daemon_answers_over_its_socket_while_a_disk_stalls(tmp_path: Path) -> None:
+    """The same through a real daemon's plugin socket: Get of other volumes (and of the stalled
+    one), List and Path answer within 1 ms at p99 while the stalled volume's Mount hangs."""
+    driver = unique("chaosblk")
+    (tmp_path / "daemon").mkdir()
+    daemon = OrlopDaemon({driver: {"backend": "loopfile"}}, root=str(tmp_path / "daemon"))
+    with FaultyDisk(str(tmp_path / "faulty"), 64 * MiB) as disk:
+        run(["mkfs.ext4", "-q", disk.image])
+        daemon.start()
+        try:
+            client = daemon.client()
+            for name in ("v", "w"):
+                client.ok("Create", Name=name, Opts={"size": "64M"})
+            [image] = glob.glob(str(daemon.state_dir / "**" / "images" / "v.img"), recursive=True)
+            os.unlink(image)
+            os.symlink(disk.file, image)
+            loop.attach(disk.file)
+            disk.stall(True)
+            stalled: list[dict[str, object]] = []
+            mounting = threading.Thread(
+                target=lambda: stalled.append(
+                    daemon.client().call("Mount", Name="v", ID="c1")  # waits for the disk
+                )
+            )
+            mounting.start()
+            time.sleep(0.3)
+            samples = []
+            for _ in range(300):
+                for method, body in (
+                    ("Get", {"Name": "w"}),
+                    ("Get", {"Name": "v"}),
+                    ("Path", {"Name": "w"}),
+                    ("List", {}),
+                ):
+                    start = time.perf_counter()
+                    client.ok(method, **body)
+                    samples.append(time.perf_counter() - start)
+            assert client.ok("Get", Name="v")["Volume"]["Status"]["state"] == "attaching"
+            assert os.path.ismount(client.ok("Mount", Name="w", ID="c2")["Mountpoint"])
+            client.ok("Unmount", Name="w", ID="c2")
+            assert not stalled, "the Mount of the stalled volume answered while it stalled"
+            disk.stall(False)
+            mounting.join(30)
+            assert stalled and stalled[0]["Err"] == "", stalled
+            client.ok("Unmount", Name="v", ID="c1")
+            print(f"socket p99 (Get/Path/List) while a disk stalls: {p99(samples) * 1e3:.3f} ms")
+            assert p99(samples) < 0.001 * 5, "p99 above 5 ms (target 1 ms)"
+        finally:
+            disk.stall(False)
+            daemon.destroy()
