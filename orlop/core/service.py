@@ -123,16 +123,15 @@ class VolumeService:
         """Create a volume; the same name with the same (or no) options is a no-op.
 
         A clone or a restore (from_volume, from_snapshot, from_backup) reports its progress
-        under `task`. The same create again while one is in flight joins it; the caller waits
-        at most `timeout` seconds (see `InFlight`)."""
+        under `task`. The same create in flight is joined; the caller waits at most `timeout`
+        seconds (see `InFlight`)."""
         driver = self.driver(driver_name)
         validate_name(name)
         backend = driver.backend
         canonical = backend.options.validate(options, driver.defaults)
         backend.validate(name, canonical)
-        key = ("create", driver_name, name, tuple(sorted(options.items())))
         return await self.inflight.run(
-            key,
+            ("create", driver_name, name, tuple(sorted(options.items()))),
             lambda: self._create(driver, name, options, canonical, task),
             timeout,
             f"creating volume {name}",
@@ -290,8 +289,19 @@ class VolumeService:
             registry.save(volume, add_mount=mount_id, durable=False)
             return path
 
-    async def unmount(self, driver_name: str, name: str, mount_id: str) -> None:
-        """Forget `mount_id`; detach after the last one. An unknown ID changes nothing."""
+    async def unmount(
+        self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
+    ) -> None:
+        """Forget `mount_id`; detach after the last one. An unknown ID changes nothing.
+        Joined and timed like `mount`."""
+        await self.inflight.run(
+            ("unmount", driver_name, name, mount_id),
+            lambda: self._unmount(driver_name, name, mount_id),
+            timeout,
+            f"unmounting volume {name}",
+        )
+
+    async def _unmount(self, driver_name: str, name: str, mount_id: str) -> None:
         driver = self.driver(driver_name)
         registry = self.registry
         async with registry.lock(driver_name, name):

@@ -25,7 +25,7 @@ FAST = 0.1  # seconds: what "answers" means for the volumes and calls a hang mus
 
 
 class HangingBackend(MemoryBackend):
-    """Hangs `attach`/`create` of the volumes named in `hung` until `release` is set."""
+    """Hangs `attach`/`create`/`detach` of the volumes named in `hung` until `release` is set."""
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
@@ -46,6 +46,10 @@ class HangingBackend(MemoryBackend):
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         self._hang("create", volume)
         return super().create(volume)
+
+    def detach(self, volume: VolumeRef) -> None:
+        self._hang("detach", volume)
+        super().detach(volume)
 
 
 @pytest.fixture
@@ -205,3 +209,27 @@ def test_docker_mount_answers_a_clear_error_before_docker_gives_up(
 
     harness.run(scenario())
     assert backend.calls["attach"] == 1
+
+
+def test_hung_unmount_ends_at_its_timeout_and_a_retry_joins_it(
+    harness: Harness, backend: HangingBackend
+) -> None:
+    """A detach stuck on a stalled disk (umount in the kernel): Docker's Unmount gets a clear
+    error; its retry waits for the same detach, and the volume ends detached."""
+    harness.create("v")
+    harness.mount("v", "c1")
+    backend.hung.add("v")
+
+    async def scenario() -> None:
+        with pytest.raises(BackendError, match=r"unmounting volume v did not finish within"):
+            await harness.service.unmount("mem", "v", "c1", timeout=0.1)
+        assert await within(FAST, asyncio.sleep(0, harness.get("v").state)) == State.DETACHING
+        retry = asyncio.ensure_future(harness.service.unmount("mem", "v", "c1", timeout=5))
+        await asyncio.sleep(0.05)
+        assert not retry.done()
+        backend.release.set()
+        await retry
+
+    harness.run(scenario())
+    assert backend.calls["detach"] == 1
+    assert harness.get("v").state == State.READY and "v" not in backend.attached
