@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from orlop.core.model import BackendError
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 @dataclass
 class _Operation:
     future: asyncio.Future[Any]
+    what: str
     waiting: int = 0
 
 
@@ -48,7 +51,7 @@ class InFlight:
         """The result of the operation `key`: the one in flight, else `start()`'s."""
         operation = self._operations.get(key)
         if operation is None:
-            operation = _Operation(asyncio.ensure_future(start()))
+            operation = _Operation(asyncio.ensure_future(start()), what)
             self._operations[key] = operation
             operation.future.add_done_callback(lambda done: self._landed(key, done))
         operation.waiting += 1
@@ -71,7 +74,10 @@ class InFlight:
 
     def _landed(self, key: Hashable, done: asyncio.Future[Any]) -> None:
         operation = self._operations.get(key)
-        if operation is not None and operation.future is done:
+        if operation is None or operation.future is not done:
+            operation = None
+        else:
             del self._operations[key]
-        if not done.cancelled():
-            done.exception()  # retrieved: nobody may be waiting for it any more
+        error = None if done.cancelled() else done.exception()  # retrieved, waited for or not
+        if error is not None and operation is not None and not operation.waiting:
+            log.error("%s failed after its callers stopped waiting: %s", operation.what, error)
