@@ -28,6 +28,7 @@ from prometheus_client import (
 from orlop.core.model import BackendError
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN_DRIVER = "(unknown)"  # a driver name not in the config: user input, not a label
@@ -181,10 +182,10 @@ def observed(operation: str) -> Callable[[F], F]:
     return decorate
 
 
-def counted_provider_call(provider: str, function: Callable[[], Any]) -> Callable[[], Any]:
+def counted_provider_call(provider: str, function: Callable[[], T]) -> Callable[[], T]:
     """`function`, counting each call's outcome under `provider` (a backend kind)."""
 
-    def call() -> Any:
+    def call() -> T:
         try:
             result = function()
         except Exception as error:
