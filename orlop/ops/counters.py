@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 from prometheus_client import (
@@ -24,6 +24,8 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from orlop.core.model import BackendError
 
@@ -37,18 +39,6 @@ UNKNOWN_DRIVER = "(unknown)"  # a driver name not in the config: user input, not
 disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=False)
 
-OPERATIONS = Counter(
-    "orlop_operations_total",
-    "Volume operations handled, by driver and operation.",
-    ["driver", "operation"],
-    registry=REGISTRY,
-)
-ERRORS = Counter(
-    "orlop_operation_errors_total",
-    "Volume operations that failed, by driver, operation and kind of error.",
-    ["driver", "operation", "kind"],
-    registry=REGISTRY,
-)
 LATENCY = Histogram(
     "orlop_operation_duration_seconds",
     "Time to answer a volume operation, by driver and operation.",
@@ -111,42 +101,78 @@ def _backend_outcome(driver: str, error: BaseException | None) -> None:
 
 
 class _Series:
-    """The children of one (driver, operation), looked up once: labels() takes a lock."""
+    """One (driver, operation): its count and errors as plain ints (the hot path, a Get, is a
+    memory read: a library counter's lock would cost more than the read), its latency
+    histogram for operations that reach a backend; exported by `_OperationCollector`."""
 
-    __slots__ = ("backend", "count", "driver", "latency", "operation")
+    __slots__ = ("backend", "count", "driver", "errors", "latency", "operation")
 
     def __init__(self, driver: str, operation: str) -> None:
         self.driver = driver
         self.operation = operation
-        self.count = OPERATIONS.labels(driver, operation)
-        self.latency = LATENCY.labels(driver, operation)
+        self.count = 0
+        self.errors: dict[str, int] = {}
         self.backend = operation not in MEMORY_ONLY and driver != UNKNOWN_DRIVER
+        self.latency = LATENCY.labels(driver, operation) if self.backend else None
 
     def done(self, started: float, error: BaseException | None) -> None:
-        self.count.inc()
-        self.latency.observe(time.perf_counter() - started)
+        self.count += 1
+        if self.latency is not None:
+            self.latency.observe(time.perf_counter() - started)
         if isinstance(error, asyncio.CancelledError):
             return
         if error is not None:
-            ERRORS.labels(self.driver, self.operation, error_kind(error)).inc()
+            kind = error_kind(error)
+            self.errors[kind] = self.errors.get(kind, 0) + 1
         if self.backend:
             _backend_outcome(self.driver, error)
 
 
-_SERIES: dict[tuple[str, str], _Series] = {}
+# operation → driver → series
+_SERIES: dict[str, dict[str, _Series]] = {}
 
 
 def _series(service: Any, driver: str, operation: str) -> _Series:
-    if driver not in service.drivers:
-        driver = UNKNOWN_DRIVER
-    series = _SERIES.get((driver, operation))
+    by_driver = _SERIES.setdefault(operation, {})
+    series = by_driver.get(driver)
     if series is None:
-        series = _SERIES[driver, operation] = _Series(driver, operation)
+        label = driver if driver in service.drivers else UNKNOWN_DRIVER
+        series = by_driver.get(label) or _Series(label, operation)
+        by_driver[label] = series
+        if label == driver:
+            by_driver[driver] = series
     return series
 
 
+class _OperationCollector(Collector):
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        count = CounterMetricFamily(
+            "orlop_operations",
+            "Volume operations handled, by driver and operation.",
+            labels=["driver", "operation"],
+        )
+        errors = CounterMetricFamily(
+            "orlop_operation_errors",
+            "Volume operations that failed, by driver, operation and kind of error.",
+            labels=["driver", "operation", "kind"],
+        )
+        for operation, by_driver in list(_SERIES.items()):
+            for driver, series in list(by_driver.items()):
+                if driver != series.driver:
+                    continue
+                count.add_metric([driver, operation], series.count)
+                for kind, errors_of_kind in list(series.errors.items()):
+                    errors.add_metric([driver, operation, kind], errors_of_kind)
+        yield count
+        yield errors
+
+
+REGISTRY.register(_OperationCollector())
+
+
 def observed(operation: str) -> Callable[[F], F]:
-    """Count and time a VolumeService method whose first argument is the driver name."""
+    """Count (and, reaching a backend, time) a VolumeService method whose first argument
+    is the driver name."""
 
     def decorate(method: F) -> F:
         if asyncio.iscoroutinefunction(method):
@@ -165,16 +191,20 @@ def observed(operation: str) -> Callable[[F], F]:
 
             return cast(F, run_async)
 
+        by_driver = _SERIES.setdefault(operation, {})
+
         @functools.wraps(method)
         def run(self: Any, driver: str, *args: Any, **kwargs: Any) -> Any:
-            series = _series(self, driver, operation)
-            started = time.perf_counter()
+            # memory only: no clock, no lock; a failure takes the slow path
             try:
                 result = method(self, driver, *args, **kwargs)
             except BaseException as error:
-                series.done(started, error)
+                _series(self, driver, operation).done(0.0, error)
                 raise
-            series.done(started, None)
+            series = by_driver.get(driver)
+            if series is None:
+                series = _series(self, driver, operation)
+            series.count += 1
             return result
 
         return cast(F, run)

@@ -7,12 +7,9 @@ label; option values are not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import generate_latest
 
 from orlop.core.model import State
 from orlop.ops.counters import REGISTRY
@@ -23,48 +20,53 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class VolumeCollector(Collector):
-    """Per volume gauges from the service's memory: no I/O at scrape time."""
+_VOLUME_GAUGES = (
+    ("orlop_volume_size_bytes", "Volume capacity (the usage Status shows)."),
+    ("orlop_volume_used_bytes", "Bytes used."),
+    ("orlop_volume_free_bytes", "Bytes free."),
+    ("orlop_volume_mounts", "Docker mounts held."),
+    ("orlop_volume_attached", "1 if the volume is attached to this host."),
+    ("orlop_volume_faulted", "1 if the volume has a recorded fault."),
+)
 
-    def __init__(self, service: VolumeService) -> None:
-        self.service = service
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        labels = ["driver", "volume"]
-        count = GaugeMetricFamily("orlop_volumes", "Volumes known, by driver.", labels=["driver"])
-        size = GaugeMetricFamily("orlop_volume_size_bytes", "Volume capacity.", labels=labels)
-        used = GaugeMetricFamily("orlop_volume_used_bytes", "Bytes used.", labels=labels)
-        free = GaugeMetricFamily("orlop_volume_free_bytes", "Bytes free.", labels=labels)
-        mounts = GaugeMetricFamily("orlop_volume_mounts", "Docker mounts held.", labels=labels)
-        attached = GaugeMetricFamily(
-            "orlop_volume_attached", "1 if the volume is attached to this host.", labels=labels
-        )
-        faulted = GaugeMetricFamily(
-            "orlop_volume_faulted", "1 if the volume has a recorded fault.", labels=labels
-        )
-        for driver, volumes in self.service.registry.volumes.items():
-            count.add_metric([driver], len(volumes))
-            for volume in list(volumes.values()):
-                key = [driver, volume.name]
-                usage = volume.usage
-                if usage is not None:
-                    used.add_metric(key, usage.used)
-                    if usage.size is not None:
-                        size.add_metric(key, usage.size)
-                    if usage.free is not None:
-                        free.add_metric(key, usage.free)
-                mounts.add_metric(key, len(volume.mount_ids))
-                attached.add_metric(key, 1 if volume.state is State.ATTACHED else 0)
-                faulted.add_metric(key, 1 if volume.fault else 0)
-        yield from (count, size, used, free, mounts, attached, faulted)
+def volume_page(service: VolumeService) -> bytes:
+    """Per volume gauges from the service's memory (no I/O), in Prometheus' text format.
+
+    Written by hand, not through the library's collector: 10,000 volumes make 60,000
+    samples, and building a sample object for each costs most of a scrape's budget. Driver
+    and volume names are validated (ASCII letters, digits, `_.-`), so no label needs escaping.
+    """
+    rows: list[list[str]] = [[] for _ in _VOLUME_GAUGES]
+    size, used, free, mounts, attached, faulted = rows
+    counts = []
+    for driver, volumes in service.registry.volumes.items():
+        counts.append(f'orlop_volumes{{driver="{driver}"}} {len(volumes)}\n')
+        for volume in list(volumes.values()):
+            key = f'{{driver="{driver}",volume="{volume.name}"}} '
+            usage = volume.usage
+            if usage is not None:
+                used.append(f"{key}{usage.used}\n")
+                if usage.size is not None:
+                    size.append(f"{key}{usage.size}\n")
+                if usage.free is not None:
+                    free.append(f"{key}{usage.free}\n")
+            mounts.append(f"{key}{len(volume.mount_ids)}\n")
+            attached.append(f"{key}{1 if volume.state is State.ATTACHED else 0}\n")
+            faulted.append(f"{key}{1 if volume.fault else 0}\n")
+    parts = ["# HELP orlop_volumes Volumes known, by driver.\n# TYPE orlop_volumes gauge\n"]
+    parts += counts
+    for (name, help_text), samples in zip(_VOLUME_GAUGES, rows, strict=True):
+        parts.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+        parts.extend(name + sample for sample in samples)
+    return "".join(parts).encode()
 
 
 class MetricsExporter:
     """What the metrics listener serves for one daemon."""
 
     def __init__(self, service: VolumeService) -> None:
-        self.volumes = CollectorRegistry(auto_describe=False)
-        self.volumes.register(VolumeCollector(service))
+        self.service = service
 
     def render(self) -> bytes:
-        return generate_latest(REGISTRY) + generate_latest(self.volumes)
+        return generate_latest(REGISTRY) + volume_page(self.service)
