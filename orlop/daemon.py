@@ -17,7 +17,7 @@ from typing import Any
 
 from orlop.backends import backend_class, make_backend
 from orlop.backends.base import BackendContext
-from orlop.config import Config
+from orlop.config import Config, CsiConfig
 from orlop.core.model import ConfigError
 from orlop.core.service import Driver, VolumeService
 from orlop.core.store import Store
@@ -71,6 +71,7 @@ class Daemon:
         self.store = Store(config.database)
         self.service = VolumeService(self.store, build_drivers(config))
         self.servers: list[HttpServer] = []
+        self.csi_servers: list[Any] = []  # CsiServer: imported only when csi is configured
         self._stop = asyncio.Event()
 
     def describe_driver(self, name: str) -> dict[str, Any]:
@@ -96,13 +97,28 @@ class Daemon:
             await server.start(self.config.socket_path(name), mode=0o600)
             self.servers.append(server)
             log.info("driver %s listening on %s", name, server.path)
+        if self.config.csi is not None:
+            await self._start_csi(self.config.csi)
         log.info("orlop ready (%s, state in %s)", self.config.source, self.config.state_dir)
+
+    async def _start_csi(self, csi: CsiConfig) -> None:
+        from orlop.frontends.csi.frontend import csi_server, default_node_id
+
+        node_id = csi.node_id or default_node_id()
+        for name in self.service.drivers:
+            server = csi_server(self.service, name, node_id, self.config.state_dir)
+            await server.start(self.config.csi_socket_path(name))
+            self.csi_servers.append(server)
+            log.info("driver %s: CSI on unix://%s (node %s)", name, server.path, node_id)
 
     async def stop(self) -> None:
         """Close and remove sockets; mounts that containers still use stay mounted."""
         for server in self.servers:
             await server.close()
         self.servers.clear()
+        for csi_server in self.csi_servers:
+            await csi_server.close()
+        self.csi_servers.clear()
         # Let operations already under way finish and be recorded; what does not finish in
         # time is repaired by recovery at the next start.
         if not await self.service.drain(STOP_GRACE_SECONDS):

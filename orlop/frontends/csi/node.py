@@ -1,0 +1,195 @@
+"""CSI Node for one driver: stage = the core's mount (once per node) bound at the staging
+path; publish = a bind mount of the staging path into each target.
+
+The stage is a holder of the volume's mount in the core (`csi-stage:<staging path>`), beside
+Docker's mount IDs: the backend attaches on the first holder and detaches after the last, and
+a `docker volume rm` is refused while a CSI workload holds the volume. A node that does not
+know a global volume yet (the controller made it on another host) adopts it from the
+VolumeContext, which carries its options: a node never calls the controller."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+
+import grpc
+
+from orlop.core.model import NotFound, Volume
+from orlop.core.service import VolumeService
+from orlop.frontends.csi.errors import CsiError, InFlight, invalid, require
+from orlop.frontends.csi.messages import enum_value, message
+from orlop.frontends.csi.server import Call
+from orlop.frontends.csi.shape import DriverShape
+from orlop.host import mounts
+
+STAGE_HOLDER = "csi-stage:"
+
+
+def _m(name: str, **fields: Any) -> Any:
+    return message(name)(**fields)
+
+
+def _bind(source: str, target: str, readonly: bool) -> None:
+    """Bind `source` at `target` (made if missing); an existing bind there is kept."""
+    os.makedirs(target, exist_ok=True)
+    if mounts.is_mountpoint(target):
+        return
+    mounts.mount(source, target, options=["bind", "ro"] if readonly else ["bind"])
+
+
+def _unbind(target: str) -> None:
+    mounts.unmount(target)
+    if os.path.isdir(target) and not mounts.is_mountpoint(target):
+        with contextlib.suppress(OSError):  # not empty: not ours to delete
+            os.rmdir(target)
+
+
+def _read_only(path: str) -> bool:
+    entry = mounts.mount_at(os.path.realpath(path))
+    return entry is not None and "ro" in entry.options.split(",")
+
+
+class Node:
+    def __init__(
+        self, service: VolumeService, shape: DriverShape, node_id: str, in_flight: InFlight
+    ) -> None:
+        self.service = service
+        self.shape = shape
+        self.driver = shape.driver
+        self.node_id = node_id
+        self.in_flight = in_flight
+
+    def calls(self) -> dict[str, Call]:
+        return {
+            "NodeStageVolume": self.stage,
+            "NodeUnstageVolume": self.unstage,
+            "NodePublishVolume": self.publish,
+            "NodeUnpublishVolume": self.unpublish,
+            "NodeGetVolumeStats": self.stats,
+            "NodeExpandVolume": self.expand,
+            "NodeGetCapabilities": self.get_capabilities,
+            "NodeGetInfo": self.get_info,
+        }
+
+    async def _known(self, name: str, context: dict[str, str]) -> Volume:
+        try:
+            return self.service.get(self.driver, name)
+        except NotFound:
+            if self.shape.local or not context:
+                raise
+        # A global volume another node's controller made: adopt it under the same options.
+        return await self.service.create(self.driver, name, context)
+
+    def _check(self, request: Any, call: str) -> None:
+        if not request.HasField("volume_capability"):
+            raise invalid(f"{call}: volume_capability is required")
+        problem = self.shape.unsupported(request.volume_capability)
+        if problem:
+            raise invalid(f"{call}: {problem}")
+
+    async def stage(self, request: Any) -> Any:
+        name = require(request.volume_id, "volume_id", "NodeStageVolume")
+        staging = require(request.staging_target_path, "staging_target_path", "NodeStageVolume")
+        self._check(request, "NodeStageVolume")
+        with self.in_flight.guard(name):
+            await self._known(name, dict(request.volume_context))
+            path = await self.service.mount(self.driver, name, STAGE_HOLDER + staging)
+            await asyncio.to_thread(_bind, path, staging, False)
+        return _m("NodeStageVolumeResponse")
+
+    async def unstage(self, request: Any) -> Any:
+        name = require(request.volume_id, "volume_id", "NodeUnstageVolume")
+        staging = require(request.staging_target_path, "staging_target_path", "NodeUnstageVolume")
+        with self.in_flight.guard(name):
+            self.service.get(self.driver, name)
+            await asyncio.to_thread(mounts.unmount, staging)
+            await self.service.unmount(self.driver, name, STAGE_HOLDER + staging)
+        return _m("NodeUnstageVolumeResponse")
+
+    async def publish(self, request: Any) -> Any:
+        name = require(request.volume_id, "volume_id", "NodePublishVolume")
+        staging = require(request.staging_target_path, "staging_target_path", "NodePublishVolume")
+        target = require(request.target_path, "target_path", "NodePublishVolume")
+        self._check(request, "NodePublishVolume")
+        volume = self.service.get(self.driver, name)
+        if STAGE_HOLDER + staging not in volume.mount_ids:
+            raise CsiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"volume {name} is not staged at {staging}: NodeStageVolume first",
+            )
+        with self.in_flight.guard(name):
+            if mounts.is_mountpoint(target) and _read_only(target) != request.readonly:
+                raise CsiError(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"volume {name} is published at {target} "
+                    f"{'read-write' if request.readonly else 'read-only'}: unpublish it first",
+                )
+            await asyncio.to_thread(_bind, staging, target, request.readonly)
+        return _m("NodePublishVolumeResponse")
+
+    async def unpublish(self, request: Any) -> Any:
+        name = require(request.volume_id, "volume_id", "NodeUnpublishVolume")
+        target = require(request.target_path, "target_path", "NodeUnpublishVolume")
+        with self.in_flight.guard(name):
+            self.service.get(self.driver, name)
+            await asyncio.to_thread(_unbind, target)
+        return _m("NodeUnpublishVolumeResponse")
+
+    async def stats(self, request: Any) -> Any:
+        name = require(request.volume_id, "volume_id", "NodeGetVolumeStats")
+        path = require(request.volume_path, "volume_path", "NodeGetVolumeStats")
+        self.service.get(self.driver, name)
+        if not os.path.exists(path):
+            raise CsiError(grpc.StatusCode.NOT_FOUND, f"volume path {path} does not exist")
+        fs = await asyncio.to_thread(os.statvfs, path)
+        unit = enum_value("VolumeUsage", "Unit", "BYTES")
+        inodes = enum_value("VolumeUsage", "Unit", "INODES")
+        usage = [
+            _m(
+                "VolumeUsage",
+                unit=unit,
+                total=fs.f_blocks * fs.f_frsize,
+                available=fs.f_bavail * fs.f_frsize,
+                used=(fs.f_blocks - fs.f_bfree) * fs.f_frsize,
+            ),
+            _m(
+                "VolumeUsage",
+                unit=inodes,
+                total=fs.f_files,
+                available=fs.f_favail,
+                used=fs.f_files - fs.f_ffree,
+            ),
+        ]
+        return _m("NodeGetVolumeStatsResponse", usage=usage)
+
+    async def expand(self, request: Any) -> Any:
+        # The controller's expand grows the filesystem too (online): nothing left to do here.
+        name = require(request.volume_id, "volume_id", "NodeExpandVolume")
+        volume = self.service.get(self.driver, name)
+        return _m("NodeExpandVolumeResponse", capacity_bytes=int(volume.options.get("size", "0")))
+
+    async def get_capabilities(self, request: Any) -> Any:
+        rpcs = ["STAGE_UNSTAGE_VOLUME", "GET_VOLUME_STATS"]
+        if self.shape.resize:
+            rpcs.append("EXPAND_VOLUME")
+        capabilities = [
+            _m(
+                "NodeServiceCapability",
+                rpc=_m(
+                    "NodeServiceCapability.RPC",
+                    type=enum_value("NodeServiceCapability.RPC", "Type", rpc),
+                ),
+            )
+            for rpc in rpcs
+        ]
+        return _m("NodeGetCapabilitiesResponse", capabilities=capabilities)
+
+    async def get_info(self, request: Any) -> Any:
+        topology = self.shape.topology(self.node_id)
+        return _m(
+            "NodeGetInfoResponse",
+            node_id=self.node_id,
+            accessible_topology=topology[0] if topology else None,
+        )
