@@ -59,6 +59,15 @@ def capability(mode: str = "SINGLE_NODE_WRITER", fs_type: str = "") -> Any:
     )
 
 
+def block_capability(mode: str = "SINGLE_NODE_WRITER") -> Any:
+    return message("VolumeCapability")(
+        block=message("VolumeCapability.BlockVolume")(),
+        access_mode=message("VolumeCapability.AccessMode")(
+            mode=enum_value("VolumeCapability.AccessMode", "Mode", mode)
+        ),
+    )
+
+
 def capacity(required: int) -> Any:
     return message("CapacityRange")(required_bytes=required)
 

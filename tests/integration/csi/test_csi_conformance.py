@@ -1,7 +1,8 @@
 """CSI conformance through a real gRPC channel on the daemon's unix sockets, per backend kind.
 
-One `orlop serve` (with a csi: section) serves a directory and a loopfile driver; every test
-runs against each. Staging and target paths are real directories; mounts are real."""
+One `orlop serve` (with a csi: section) serves a directory, a loopfile and an sshfs driver
+(on the session's sshd); every test runs against each. Staging and target paths are real
+directories; mounts are real."""
 
 from __future__ import annotations
 
@@ -17,14 +18,18 @@ from orlop.frontends.csi.messages import enum_value
 from orlop.host.mounts import is_mountpoint
 from tests.integration.csi.client import (
     CsiClient,
+    block_capability,
     capability,
     capacity,
     csi_socket,
     start_csi_daemon,
 )
+from tests.servers.sshd.server import Sshd
 from tests.support.block import cleanup, has_cap_sys_resource
 from tests.support.daemon import OrlopDaemon
 from tests.support.names import unique
+
+pytest_plugins = ["tests.support.network_fixtures"]
 
 MiB = 1024 * 1024
 NODE = "csi-node-a"
@@ -38,17 +43,27 @@ class Kind:
     daemon: OrlopDaemon
     sized: bool  # volumes have a size (capacity range honoured)
     resize: bool
+    local: bool  # host-local: single-node modes, topology pinned to the node
+    snapshots: bool
 
 
-DRIVERS = {
-    "directory": {"backend": "directory"},
-    "loopfile": {"backend": "loopfile", "options": {"fs": "ext4"}},
+KINDS = {  # kind: (sized, resize, local, snapshots)
+    "directory": (False, False, True, True),
+    "loopfile": (True, True, True, True),
+    "sshfs": (False, False, False, False),
 }
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[OrlopDaemon]:
-    drivers = {f"{unique('csi')}-{kind}": config for kind, config in DRIVERS.items()}
+def daemon(sshd: Sshd) -> Iterator[OrlopDaemon]:
+    base = sshd.data / unique("csi")
+    base.mkdir()
+    configs = {
+        "directory": {"backend": "directory"},
+        "loopfile": {"backend": "loopfile", "options": {"fs": "ext4"}},
+        "sshfs": {"backend": "sshfs", "options": sshd.options(path=str(base))},
+    }
+    drivers = {f"{unique('csi')}-{kind}": config for kind, config in configs.items()}
     started = start_csi_daemon(drivers, NODE)
     try:
         yield started
@@ -59,19 +74,12 @@ def daemon() -> Iterator[OrlopDaemon]:
         started.destroy()
 
 
-@pytest.fixture(params=list(DRIVERS))
+@pytest.fixture(params=list(KINDS))
 def kind(request: pytest.FixtureRequest, daemon: OrlopDaemon) -> Iterator[Kind]:
     driver = next(d for d in daemon.drivers if d.endswith(f"-{request.param}"))
     client = CsiClient(csi_socket(daemon, driver))
     try:
-        yield Kind(
-            request.param,
-            driver,
-            client,
-            daemon,
-            request.param == "loopfile",
-            request.param == "loopfile",
-        )
+        yield Kind(request.param, driver, client, daemon, *KINDS[request.param])
     finally:
         client.close()
 
@@ -132,10 +140,12 @@ def test_identity(kind: Kind) -> None:
     services = {c.service.type for c in plugin if c.HasField("service")}
     expansion = [c.volume_expansion.type for c in plugin if c.HasField("volume_expansion")]
     assert expansion == ([1] if kind.resize else [])  # ONLINE
-    assert services == {1, 2}  # CONTROLLER_SERVICE, VOLUME_ACCESSIBILITY_CONSTRAINTS (local)
+    # CONTROLLER_SERVICE, and VOLUME_ACCESSIBILITY_CONSTRAINTS for host-local kinds
+    assert services == ({1, 2} if kind.local else {1})
     node = kind.client.call("NodeGetInfo")
     assert node.node_id == NODE
-    assert dict(node.accessible_topology.segments) == {"topology.orlop.dev/node": NODE}
+    pinned = {"topology.orlop.dev/node": NODE} if kind.local else {}
+    assert dict(node.accessible_topology.segments) == pinned
 
 
 def test_create_is_idempotent_and_conflicts_say_so(kind: Kind) -> None:
@@ -144,9 +154,8 @@ def test_create_is_idempotent_and_conflicts_say_so(kind: Kind) -> None:
     again = create(kind, name)
     assert again.volume_id == first.volume_id == name
     assert dict(again.volume_context) == dict(first.volume_context)
-    assert [dict(t.segments) for t in first.accessible_topology] == [
-        {"topology.orlop.dev/node": NODE}
-    ]
+    pinned = [{"topology.orlop.dev/node": NODE}] if kind.local else []
+    assert [dict(t.segments) for t in first.accessible_topology] == pinned
     if kind.sized:
         assert first.capacity_bytes == 64 * MiB
         code, text = kind.client.code(
@@ -174,11 +183,14 @@ def test_bad_requests_get_clear_errors(kind: Kind) -> None:
             "capacity range",
         ),
         (
-            {"name": name, "volume_capabilities": [capability("MULTI_NODE_MULTI_WRITER")]},
-            "allowed are SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY",
+            {"name": name, "volume_capabilities": [block_capability()]},
+            "not raw block",
         ),
         ({"name": "../etc", "volume_capabilities": [capability()]}, "must match"),
     ]
+    if kind.local:
+        multi = {"name": name, "volume_capabilities": [capability("MULTI_NODE_MULTI_WRITER")]}
+        cases.append((multi, "allowed are SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY"))
     for fields, expected in cases:
         code, text = kind.client.code("CreateVolume", **fields)
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (fields, text)
@@ -316,6 +328,15 @@ def test_expansion(kind: Kind, tmp_path: Path) -> None:
 
 
 def test_snapshots_and_clones(kind: Kind, tmp_path: Path) -> None:
+    advertised = {c.rpc.type for c in kind.client.call("ControllerGetCapabilities").capabilities}
+    if not kind.snapshots:
+        assert rpc("CREATE_DELETE_SNAPSHOT") not in advertised
+        code, _ = kind.client.code("CreateSnapshot", source_volume_id="x", name="y")
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        return
+    assert {rpc("CREATE_DELETE_SNAPSHOT"), rpc("LIST_SNAPSHOTS"), rpc("CLONE_VOLUME")} <= (
+        advertised
+    )
     name, snap = unique("orig"), unique("snap")
     create(kind, name)
     staging, target = tmp_path / "staging", tmp_path / "target"
