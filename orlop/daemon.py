@@ -102,11 +102,12 @@ class Daemon:
         log.info("orlop ready (%s, state in %s)", self.config.source, self.config.state_dir)
 
     async def _start_csi(self, csi: CsiConfig) -> None:
-        from orlop.frontends.csi.frontend import csi_server, default_node_id
+        from orlop.frontends.csi.frontend import csi_server, host_identity
 
-        node_id = csi.node_id or default_node_id()
-        for name in self.service.drivers:
-            server = csi_server(self.service, name, node_id, self.config.state_dir)
+        for name, driver in self.service.drivers.items():
+            identity = await host_identity(driver.backend)
+            node_id = csi.node_id or identity.instance
+            server = csi_server(self.service, name, node_id, self.config.state_dir, identity.zone)
             await server.start(self.config.csi_socket_path(name))
             self.csi_servers.append(server)
             log.info("driver %s: CSI on unix://%s (node %s)", name, server.path, node_id)

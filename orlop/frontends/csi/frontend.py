@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
+from typing import Protocol, runtime_checkable
 
+from orlop.backends.cloud.api import Identity as HostIdentity
 from orlop.core.service import VolumeService
 from orlop.frontends.csi.controller import Controller
 from orlop.frontends.csi.errors import InFlight
@@ -14,14 +18,32 @@ from orlop.frontends.csi.publications import Publications
 from orlop.frontends.csi.server import CsiServer, generic_handler
 from orlop.frontends.csi.shape import DriverShape
 
-
-def default_node_id() -> str:
-    return socket.gethostname()
+log = logging.getLogger(__name__)
 
 
-def csi_server(service: VolumeService, driver: str, node_id: str, state_dir: str) -> CsiServer:
+@runtime_checkable
+class Identified(Protocol):
+    """A backend that knows this host as its provider does (a cloud's instance ID)."""
+
+    def identity(self) -> HostIdentity: ...
+
+
+async def host_identity(backend: object) -> HostIdentity:
+    """This node as a driver's provider knows it (instance ID, zone), else by its hostname."""
+    for candidate in (backend, getattr(backend, "provider", None)):  # block: its provider
+        if isinstance(candidate, Identified):
+            try:
+                return await asyncio.to_thread(candidate.identity)
+            except Exception as error:
+                log.warning("no provider identity of this host (%s): using the hostname", error)
+    return HostIdentity(socket.gethostname())
+
+
+def csi_server(
+    service: VolumeService, driver: str, node_id: str, state_dir: str, zone: str | None = None
+) -> CsiServer:
     """The gRPC server for `driver`; its controller's claims live under `state_dir`."""
-    shape = DriverShape.of(driver, service.driver(driver).backend)
+    shape = DriverShape.of(driver, service.driver(driver).backend, zone)
     in_flight = InFlight()
     publications = Publications(os.path.join(state_dir, "csi", f"{driver}.publications.json"))
     controller = Controller(service, shape, node_id, publications, in_flight)

@@ -41,7 +41,7 @@ class Identity:
             )
 
         capabilities = [service("CONTROLLER_SERVICE")]
-        if self.shape.local:
+        if self.shape.local or self.shape.zone:
             capabilities.append(service("VOLUME_ACCESSIBILITY_CONSTRAINTS"))
         if self.shape.resize:
             online = enum_value("PluginCapability.VolumeExpansion", "Type", "ONLINE")

@@ -19,6 +19,7 @@ from orlop.frontends.csi.errors import invalid
 from orlop.frontends.csi.messages import enum_value, message
 
 TOPOLOGY_KEY = "topology.orlop.dev/node"
+ZONE_KEY = "topology.orlop.dev/zone"
 PLUGIN_DOMAIN = "csi.orlop.dev"
 
 SINGLE_NODE_MODES = ("SINGLE_NODE_WRITER", "SINGLE_NODE_READER_ONLY")
@@ -58,9 +59,10 @@ class DriverShape:
     resize: bool
     has_size: bool
     has_fs: bool
+    zone: str | None = None  # a cloud disk's: where it can be attached
 
     @classmethod
-    def of(cls, driver: str, backend: Backend) -> DriverShape:
+    def of(cls, driver: str, backend: Backend, zone: str | None = None) -> DriverShape:
         caps = backend.capabilities
         options = backend.options.options
         return cls(
@@ -73,6 +75,7 @@ class DriverShape:
             resize=caps.resize,
             has_size="size" in options,
             has_fs="fs" in options,
+            zone=zone if caps.exclusive_attach else None,
         )
 
     @property
@@ -114,6 +117,9 @@ class DriverShape:
                 raise invalid(f"{call}: {problem}")
 
     def topology(self, node_id: str) -> list[Any]:
-        if not self.local:
-            return []
-        return [message("Topology")(segments={TOPOLOGY_KEY: node_id})]
+        """Where a volume is reachable: a host-local one on this node, a disk in its zone."""
+        if self.local:
+            return [message("Topology")(segments={TOPOLOGY_KEY: node_id})]
+        if self.zone:
+            return [message("Topology")(segments={ZONE_KEY: self.zone})]
+        return []

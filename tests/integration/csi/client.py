@@ -73,12 +73,15 @@ def capacity(required: int) -> Any:
 
 
 def start_csi_daemon(
-    drivers: dict[str, dict[str, Any]], node_id: str, env: dict[str, str] | None = None
+    drivers: dict[str, dict[str, Any]], node_id: str = "", env: dict[str, str] | None = None
 ) -> OrlopDaemon:
-    """An `orlop serve` with a csi: section; its CSI sockets in <root>/csi/<driver>.sock."""
+    """An `orlop serve` with a csi: section; its CSI sockets in <root>/csi/<driver>.sock.
+    No `node_id`: the daemon finds its own (the provider's identity, else the hostname)."""
     daemon = OrlopDaemon(drivers, env=env)
     config = yaml.safe_load(daemon.config_path.read_text())
-    config["csi"] = {"socket_dir": str(daemon.root / "csi"), "node_id": node_id}
+    config["csi"] = {"socket_dir": str(daemon.root / "csi")}
+    if node_id:
+        config["csi"]["node_id"] = node_id
     daemon.config_path.write_text(yaml.safe_dump(config))
     daemon.start()
     for driver in drivers:
