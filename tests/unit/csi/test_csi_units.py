@@ -69,3 +69,21 @@ def test_csi_section_and_environment(tmp_path: Path) -> None:
     assert one.csi_socket_path("a") == "/run/p/csi.sock"
     with pytest.raises(ConfigError, match="absolute"):
         load_config(str(config_file), environ={"CSI_ENDPOINT": "unix://relative.sock"})
+
+
+def test_the_csi_plugin_manifest() -> None:
+    from orlop.managed.csi import csi_manifest
+    from orlop.managed.kinds import plugin_kind
+    from orlop.managed.manifest import manifest
+
+    config = csi_manifest(manifest(plugin_kind("ebs"), "1.0"))
+    assert config["interface"] == {
+        "types": ["docker.csicontroller/1.0", "docker.csinode/1.0"],
+        "socket": "csi.sock",
+    }
+    assert config["propagatedMount"] == "/data/published"
+    assert "CAP_SYS_ADMIN" in config["linux"]["capabilities"]
+    env = {e["name"]: e for e in config["env"]}
+    assert env["CSI_ENDPOINT"]["value"] == "unix:///run/docker/plugins/csi.sock"
+    assert env["CSI_ENDPOINT"]["settable"] == [] and env["ORLOP_CSI_NODE_ID"]["settable"]
+    assert env["ORLOP_PLUGIN_KIND"]["value"] == "ebs"  # the volume plugin's settings stay
