@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.dockerd import DockerError, Dockerd
+from tests.support.dockerd import Dockerd, DockerError
 
 ENGINE_CACHE = "/var/cache/orlop-test"
 ENGINE_VERSION = "28.5.2+dfsg4-5"  # as scripts/setup fetches it
