@@ -146,3 +146,22 @@ class Swarm:
         for node in reversed(self.nodes):
             with contextlib.suppress(Exception):
                 node.destroy()
+
+
+def build_csi_plugin(kind: str, stage_dir: Path, cache: str) -> Path:
+    """`scripts/build-plugin KIND --csi --no-create` (root filesystem cached): the staged dir."""
+    root = Path(__file__).resolve().parents[2]
+    args = [str(root / "scripts" / "build-plugin"), kind, "--csi", "--no-create"]
+    args += ["--stage-dir", str(stage_dir), "--cache-dir", cache]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise DockerError(f"build-plugin failed:\n{result.stderr[-4000:]}{result.stdout}")
+    return stage_dir
+
+
+def install_plugin(node: SwarmNode, name: str, staged: Path, settings: dict[str, str]) -> None:
+    """`docker plugin create`, `set` and `enable` on one node; its CSI node ID is its name."""
+    node.run("plugin", "create", name, str(staged), timeout=300)
+    values = [f"{key}={value}" for key, value in settings.items()]
+    node.run("plugin", "set", name, *values, f"ORLOP_CSI_NODE_ID={node.name}")
+    node.run("plugin", "enable", name, timeout=180)

@@ -99,11 +99,22 @@ class Node:
             await asyncio.to_thread(_bind, path, staging, False)
         return _m("NodeStageVolumeResponse")
 
+    def _staged_at(self, name: str, staging: str) -> str:
+        """The volume staged at `staging`: `name`, or (Swarm names a volume by its own ID
+        in NodeUnstage) the one whose stage holder is that path."""
+        volumes = self.service.list(self.driver)
+        if any(volume.name == name for volume in volumes):
+            return name
+        for volume in volumes:
+            if STAGE_HOLDER + staging in volume.mount_ids:
+                return volume.name
+        raise NotFound(f"volume {name} not found (driver {self.driver})")
+
     async def unstage(self, request: Any) -> Any:
         name = require(request.volume_id, "volume_id", "NodeUnstageVolume")
         staging = require(request.staging_target_path, "staging_target_path", "NodeUnstageVolume")
+        name = self._staged_at(name, staging)
         with self.in_flight.guard(name):
-            self.service.get(self.driver, name)
             await asyncio.to_thread(mounts.unmount, staging)
             await self.service.unmount(self.driver, name, STAGE_HOLDER + staging)
         return _m("NodeUnstageVolumeResponse")

@@ -33,8 +33,8 @@ def _handler(service_name: str, method: str, call: Call) -> grpc.RpcMethodHandle
             return await call(request)
         except OrlopError as error:
             code = status_code(error)
-            if code in (grpc.StatusCode.INTERNAL,):
-                log.error("CSI %s: %s", method, error)
+            # Orlop's own message (never a request field that may hold a secret).
+            log.warning("CSI %s: %s: %s", method, code.name, error)
             await context.abort(code, str(error))
         except Exception as error:  # a bug: say so, without the request
             log.exception("CSI %s failed", method)

@@ -268,7 +268,11 @@ def test_stage_publish_sequence_and_reversal(kind: Kind, tmp_path: Path) -> None
     publish(kind, name, staging, target)
     assert (target / "row").read_text() == "acknowledged"
     unpublish(kind, name, target)
-    unstage(kind, name, staging)
+    # Swarm unstages under its own ID for the volume: the staging path says which it is.
+    kind.client.call(
+        "NodeUnstageVolume", volume_id="swarm-id-0123", staging_target_path=str(staging)
+    )
+    assert not is_mounted(staging)
     kind.client.call("DeleteVolume", volume_id=name)
 
 
