@@ -17,6 +17,7 @@ from orlop.core.model import Conflict, NotFound, Volume
 from orlop.core.service import VolumeService
 from orlop.frontends.csi.errors import CsiError, InFlight, invalid, require
 from orlop.frontends.csi.messages import enum_value, message
+from orlop.frontends.csi.node import release_idle_stages
 from orlop.frontends.csi.publications import Publications
 from orlop.frontends.csi.server import Call
 from orlop.frontends.csi.shape import DriverShape, mode_name
@@ -143,6 +144,7 @@ class Controller:
                     f"volume {name} is published to node {nodes}: unpublish it first",
                 )
             with contextlib.suppress(NotFound):  # already gone: DeleteVolume is idempotent
+                await release_idle_stages(self.service, self.driver, name)
                 await self.service.remove(self.driver, name)
         return _m("DeleteVolumeResponse")
 

@@ -25,6 +25,7 @@ from orlop.frontends.csi.shape import DriverShape
 from orlop.host import mounts
 
 STAGE_HOLDER = "csi-stage:"
+PUBLISH_HOLDER = "csi-publish:"
 
 
 def _m(name: str, **fields: Any) -> Any:
@@ -137,6 +138,8 @@ class Node:
                     f"volume {name} is published at {target} "
                     f"{'read-write' if request.readonly else 'read-only'}: unpublish it first",
                 )
+            # Recorded first: a crash between the two leaves a holder NodeUnpublish drops.
+            await self.service.mount(self.driver, name, PUBLISH_HOLDER + target)
             await asyncio.to_thread(_bind, staging, target, request.readonly)
         return _m("NodePublishVolumeResponse")
 
@@ -146,6 +149,7 @@ class Node:
         with self.in_flight.guard(name):
             self.service.get(self.driver, name)
             await asyncio.to_thread(_unbind, target)
+            await self.service.unmount(self.driver, name, PUBLISH_HOLDER + target)
         return _m("NodeUnpublishVolumeResponse")
 
     async def stats(self, request: Any) -> Any:
@@ -204,3 +208,17 @@ class Node:
             node_id=self.node_id,
             accessible_topology=topology[0] if topology else None,
         )
+
+
+async def release_idle_stages(service: VolumeService, driver: str, name: str) -> None:
+    """Unstage `name` where it is staged but published nowhere on this node.
+
+    Swarm does not always call NodeUnstageVolume before DeleteVolume; CSI stages with no
+    target (and no Docker container) hold nothing a workload uses."""
+    volume = service.get(driver, name)
+    holders = set(volume.mount_ids)
+    if not holders or not all(h.startswith(STAGE_HOLDER) for h in holders):
+        return
+    for holder in holders:
+        await asyncio.to_thread(mounts.unmount, holder.removeprefix(STAGE_HOLDER))
+        await service.unmount(driver, name, holder)

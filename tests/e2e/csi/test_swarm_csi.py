@@ -97,6 +97,10 @@ def csi_swarm(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             node.ensure_image()
         yield CsiSwarm(swarm, plugin, base)
     finally:
+        for node in swarm.nodes:  # what Orlop answered Swarm that failed, for a failed test
+            print(
+                node.name, *(line for line in node.log().splitlines() if "CSI " in line), sep="\n"
+            )
         swarm.destroy()
 
 

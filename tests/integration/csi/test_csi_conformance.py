@@ -256,6 +256,7 @@ def test_stage_publish_sequence_and_reversal(kind: Kind, tmp_path: Path) -> None
     assert code == grpc.StatusCode.ALREADY_EXISTS
     code, text = kind.client.code("DeleteVolume", volume_id=name)
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "in use" in text
+    assert (target / "row").read_text() == "acknowledged"  # refused: nothing undone
     for path in (target, reader):
         unpublish(kind, name, path)
         unpublish(kind, name, path)  # idempotent
@@ -273,7 +274,11 @@ def test_stage_publish_sequence_and_reversal(kind: Kind, tmp_path: Path) -> None
         "NodeUnstageVolume", volume_id="swarm-id-0123", staging_target_path=str(staging)
     )
     assert not is_mounted(staging)
+    # Staged, published nowhere (Swarm deletes without unstaging): the stage is released.
+    stage(kind, name, staging)
     kind.client.call("DeleteVolume", volume_id=name)
+    assert not is_mounted(staging)
+    assert name not in {e.volume.volume_id for e in kind.client.call("ListVolumes").entries}
 
 
 def test_stats_report_bytes_and_inodes(kind: Kind, tmp_path: Path) -> None:
