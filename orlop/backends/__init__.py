@@ -37,3 +37,19 @@ def backend_class(kind: str) -> type[Backend]:
 
 def make_backend(kind: str, context: BackendContext) -> Backend:
     return backend_class(kind)(context)  # type: ignore[call-arg]
+
+
+def kinds_with(capability: str) -> list[str]:
+    """The backend kinds that can have `capability` (a Capabilities field), e.g. for help
+    texts: the class has it, or implements its protocol and has it once configured (backups
+    need a repository setting; local snapshots need btrfs or xfs underneath)."""
+    method = _CAPABILITY_METHODS.get(capability)
+    return [
+        kind
+        for kind in BACKENDS
+        if getattr(backend_class(kind).capabilities, capability)
+        or (method is not None and hasattr(backend_class(kind), method))
+    ]
+
+
+_CAPABILITY_METHODS = {"snapshot": "create_snapshot", "backup": "stage_backup"}

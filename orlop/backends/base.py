@@ -58,6 +58,8 @@ class VolumeRef:
     name: str
     options: dict[str, str]
     record: dict[str, Any] = field(default_factory=dict)
+    # Recovery re-attaching after a restart: take nothing from another host (no preempt).
+    repair: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,7 @@ class Restorable(Protocol):
 
 @runtime_checkable
 class Scheduled(Protocol):
-    """Snapshots the daemon takes on a schedule (see orlop/backends/snapshots/schedule.py)."""
+    """Snapshots the daemon takes on a schedule (see orlop/core/schedule.py)."""
 
     def snapshot_schedule(self, volume: VolumeRef) -> str | None:
         """The volume's schedule (`hourly:24,daily:7`), its own or the driver's, or None."""
@@ -214,6 +216,14 @@ class Backupable(Protocol):
 
 
 @runtime_checkable
+class Closable(Protocol):
+    """A backend holding something open (a session with its storage) until shutdown."""
+
+    def close(self) -> None:
+        """End it (log out); called once when the daemon stops. Never raises."""
+
+
+@runtime_checkable
 class Discoverable(Protocol):
     """A global backend whose storage knows the volumes (by name) better than this host."""
 
@@ -221,3 +231,13 @@ class Discoverable(Protocol):
 
     def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
         """Every volume the storage holds for this driver: (name, options, record)."""
+
+
+@runtime_checkable
+class Exclusive(Protocol):
+    """A Discoverable backend whose volumes one host holds at a time (cloud disks)."""
+
+    def release_if_lost(self, volume: VolumeRef) -> str | None:
+        """If the storage shows the volume held by another host (as of the last listing,
+        confirmed by a fresh read), drop what this host still has mounted of it and return
+        who holds it; None while this host holds it."""

@@ -49,10 +49,27 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 driver_option = click.option("-d", "--driver", help="Driver, when several could be meant.")
 
 
+class _KindsGroup(click.Group):
+    """A group whose help names the backend kinds with a capability, found when the help is
+    shown (importing every backend costs a second: not on every command)."""
+
+    def __init__(self, *args: Any, capability: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.capability = capability
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from orlop.backends import kinds_with
+
+        self.help = (
+            f"{self.help} Backend kinds that have them: {', '.join(kinds_with(self.capability))}."
+        )
+        super().format_help_text(ctx, formatter)
+
+
 # snapshots --------------------------------------------------------------------------------
-@click.group()
+@click.group(cls=_KindsGroup, capability="snapshot")
 def snapshot() -> None:
-    """Snapshots of volumes, on drivers that take them (directory, loopfile, ebs)."""
+    """Snapshots of volumes, on drivers that take them."""
 
 
 @snapshot.command("create")
@@ -155,7 +172,7 @@ def snapshot_restore(ctx: _HasClient, name: str, driver: str | None, as_json: bo
 
 
 # backups ----------------------------------------------------------------------------------
-@click.group()
+@click.group(cls=_KindsGroup, capability="backup")
 def backup() -> None:
     """Backups of volumes in the driver's restic repository (S3, SFTP, …)."""
 

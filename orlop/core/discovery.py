@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import TypeGuard
 
-from orlop.backends.base import Backend, Discoverable
-from orlop.core.model import OrlopError, State, Volume, validate_name
-from orlop.core.registry import VolumeRegistry, ref
+from orlop.backends.base import Backend, Discoverable, Exclusive
+from orlop.core.model import OrlopError, State, Volume, VolumeLost, validate_name
+from orlop.core.registry import VolumeRegistry, forget_lost_mounts, ref
 from orlop.core.store import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,26 @@ class Discovery:
         self.registry = registry
         # When each volume was last removed here, so discovery does not bring it back.
         self._removed_at: dict[tuple[str, str], float] = {}
+        self._first_pass: dict[str, asyncio.Event] = {}  # driver → set once a pass ended
+
+    def settled(self, driver_name: str) -> bool:
+        """Whether List and Get can answer for the driver: it has nothing to discover, or
+        its first discovery pass since start has ended (done or failed)."""
+        event = self._first_pass.get(driver_name)
+        if event is None:
+            if driver_name not in self.intervals():
+                return True
+            event = self._first_pass[driver_name] = asyncio.Event()
+        return event.is_set()
+
+    async def first_pass(self, driver_name: str, timeout: float) -> None:
+        """Wait for the driver's first discovery pass, at most `timeout` seconds: right after
+        start, a List must not miss volumes other hosts made (an unreachable storage must not
+        hold it longer either)."""
+        if self.settled(driver_name):
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_pass[driver_name].wait(), timeout)
 
     def intervals(self) -> dict[str, float]:
         """Seconds between discovery rounds, for each driver that can discover volumes."""
@@ -34,6 +56,14 @@ class Discovery:
 
     async def discover(self, driver_name: str) -> list[Volume]:
         """Take in the volumes a Discoverable backend knows and this host's store does not."""
+        try:
+            return await self._discover(driver_name)
+        finally:
+            self.settled(driver_name)  # makes the event if need be
+            if driver_name in self._first_pass:
+                self._first_pass[driver_name].set()
+
+    async def _discover(self, driver_name: str) -> list[Volume]:
         registry = self.registry
         driver = registry.driver(driver_name)
         backend = driver.backend
@@ -71,7 +101,28 @@ class Discovery:
                 log.info("discovered volume %s (driver %s)", name, driver_name)
         if adopted:
             registry.changed(driver_name)
+        if isinstance(backend, Exclusive):
+            await self._release_lost(driver_name, backend)
         return adopted
+
+    async def _release_lost(self, driver_name: str, backend: Exclusive) -> None:
+        """Volumes mounted here whose storage the listing shows held by another host (taken
+        with preempt=true while this host still had it): drop their mounts here, so Status
+        never shows two hosts holding one disk for longer than one discovery interval."""
+        registry = self.registry
+        for volume in list(registry.volumes[driver_name].values()):
+            if not volume.mount_ids:
+                continue
+            async with registry.lock(driver_name, volume.name):
+                if not volume.mount_ids:
+                    continue
+                holder = await registry.call(backend.release_if_lost, ref(volume))
+                if holder is not None:
+                    lost = VolumeLost(
+                        f"volume {volume.name} was taken over by {holder} while mounted "
+                        "here; its mount here was dropped"
+                    )
+                    forget_lost_mounts(registry, volume, lost)
 
 
 def _can_discover(backend: Backend) -> TypeGuard[Discoverable]:

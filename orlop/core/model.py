@@ -28,6 +28,12 @@ class Conflict(OrlopError):
     """The request contradicts existing state (different options, volume in use, …)."""
 
 
+class VolumeLost(Conflict):
+    """The volume's storage is held by another host now (it was preempted, or taken while this
+    host was down): the backend has dropped what this host still had mounted of it, so the
+    mounts recorded here are gone."""
+
+
 class BackendError(OrlopError):
     """The storage failed to do what was asked."""
 

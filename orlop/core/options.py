@@ -40,6 +40,37 @@ _FALSE = {"0", "false", "no", "off"}
 
 def parse_size(value: str) -> int:
     """Bytes in a size such as "10G", "512MiB", "1.5GB" or "4096"; K/M/G/T alone are binary."""
+    size = _size_bytes(value)
+    if size <= 0:
+        raise ValueError(f"{shown(value)} is not a size: it must be greater than zero")
+    return size
+
+
+def bounded_size(value: str, minimum: int, maximum: int, what: str) -> int:
+    """Bytes in `value`, refused unless `minimum` <= size <= `maximum`, the range said. Never
+    rounded up into the range: size=5 is five bytes, most likely a forgotten unit, not a
+    request for the smallest volume there is."""
+    size = _size_bytes(value)
+    if minimum <= size <= maximum:
+        return size
+    hint = " (a number without a unit counts bytes: write e.g. 5G)" if value.isdigit() else ""
+    allowed = (
+        f"{exact_size(minimum)} or more"
+        if maximum >= MAX_SIZE
+        else f"{exact_size(minimum)} to {exact_size(maximum)}"
+    )
+    raise ValueError(f"{shown(value)} is outside the sizes {what} can have: {allowed}{hint}")
+
+
+def exact_size(size: int) -> str:
+    """A size in the largest binary unit that holds it exactly: 1G, 16384G, 300M, 4097."""
+    for unit, factor in (("P", 1024**5), ("T", 1024**4), ("G", 1024**3), ("M", 1024**2)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def _size_bytes(value: str) -> int:
     match = _SIZE_RE.match(value)
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _SIZE_UNITS:
@@ -51,8 +82,6 @@ def parse_size(value: str) -> int:
     if len(number) > 40:  # far beyond MAX_SIZE in any unit; spares converting it
         raise ValueError(f"{shown(value)} is not a size: too large, sizes go up to 8 EiB")
     size = int(Decimal(number) * _SIZE_UNITS[unit])  # exact: no float rounding or overflow
-    if size <= 0:
-        raise ValueError(f"{shown(value)} is not a size: it must be greater than zero")
     if size > MAX_SIZE:
         raise ValueError(f"{shown(value)} is not a size: too large, sizes go up to 8 EiB")
     return size
@@ -118,9 +147,10 @@ def canonical_size(value: str) -> str:
 
 
 def canonical_gib_size(value: str) -> str:
-    """A size rounded up to whole GiB, as bytes: what clouds that size disks in GiB allocate."""
+    """A size of at least 1 GiB rounded up to whole GiB, as bytes: what clouds that size
+    disks in GiB allocate."""
     gib = 1024**3
-    return str(-(-parse_size(value) // gib) * gib)
+    return str(-(-bounded_size(value, gib, MAX_SIZE, "a disk") // gib) * gib)
 
 
 def canonical_bool(value: str) -> str:

@@ -7,11 +7,12 @@ answer: a Mount that arrives meanwhile waits for that volume's repair and no lon
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
-from orlop.core.model import State, Volume
-from orlop.core.registry import Driver, VolumeRegistry, ref
+from orlop.core.model import Conflict, State, Volume, VolumeLost
+from orlop.core.registry import Driver, VolumeRegistry, forget_lost_mounts, ref
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,31 @@ class Recovery:
             await self.registry.call(backend.remove, volume_ref)
             self.registry.store.delete(volume.driver, volume.name)
             return
-        attached = backend.is_attached(volume_ref, mounted)
+        # Asks the storage as well as the mount table (a cloud disk may be held elsewhere now).
+        attached = await self.registry.call(backend.is_attached, volume_ref, mounted)
         if volume.mount_ids:
             if not attached or volume.state != State.ATTACHED:
                 log.info("re-attaching %s for %d mount(s)", volume.name, volume.mounts)
-                volume.mountpoint = await self.registry.call(backend.attach, volume_ref)
+                try:
+                    repair = dataclasses.replace(volume_ref, repair=True)
+                    volume.mountpoint = await self.registry.call(backend.attach, repair)
+                except Conflict as error:
+                    if not isinstance(error, VolumeLost) and not _exclusive(driver):
+                        raise
+                    # Held by another host now (preempted while this one was down): the
+                    # containers that mounted it here cannot have it back.
+                    lost = error if isinstance(error, VolumeLost) else VolumeLost(str(error))
+                    forget_lost_mounts(self.registry, volume, lost)
+                    return
             volume.state = State.ATTACHED
             volume.fault = ""
             self.registry.save(volume)
         elif attached or volume.state != State.READY:
             log.info("detaching %s: no container holds it", volume.name)
             await self._detach(driver, volume)
+
+
+def _exclusive(driver: Driver) -> bool:
+    """A backend whose storage one host holds at a time (cloud disks): a Conflict on
+    re-attach means another host holds it."""
+    return bool(driver.backend.capabilities.exclusive_attach)

@@ -18,8 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from orlop.backends.base import Backend, Quick, VolumeRef
-from orlop.core.model import BackendError, NotFound, OrlopError, State, Volume, validate_name
+from orlop.backends.base import Backend, Closable, Quick, VolumeRef
+from orlop.core.model import (
+    BackendError,
+    NotFound,
+    OrlopError,
+    State,
+    Volume,
+    VolumeLost,
+    validate_name,
+)
 from orlop.core.progress import ProgressBoard, reporting
 from orlop.core.store import Store
 
@@ -81,6 +89,12 @@ class VolumeRegistry:
         for task in self.background:
             task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        for name, driver in self.drivers.items():
+            if isinstance(driver.backend, Closable):
+                try:
+                    driver.backend.close()  # e.g. log out of the storage system
+                except Exception:
+                    log.exception("driver %s: closing its backend", name)
 
     # reads: memory only -----------------------------------------------------------------
     def driver(self, name: str) -> Driver:
@@ -105,13 +119,20 @@ class VolumeRegistry:
         *,
         add_mount: str | None = None,
         drop_mount: str | None = None,
+        drop_all_mounts: bool = False,
         durable: bool = True,
     ) -> None:
         """Record the volume's state in the store, and tell the frontends' caches.
 
         Every change Get, List or Path could show goes through here (or `changed`), so a
         frontend may cache its answers for as long as the driver's generation stands."""
-        self.store.update(volume, add_mount=add_mount, drop_mount=drop_mount, durable=durable)
+        self.store.update(
+            volume,
+            add_mount=add_mount,
+            drop_mount=drop_mount,
+            drop_all_mounts=drop_all_mounts,
+            durable=durable,
+        )
         self.changed(volume.driver)
 
     def changed(self, driver: str) -> None:
@@ -183,6 +204,16 @@ class VolumeRegistry:
 def ref(volume: Volume) -> VolumeRef:
     """The volume as its backend sees it."""
     return VolumeRef(volume.name, volume.options, volume.record)
+
+
+def forget_lost_mounts(registry: VolumeRegistry, volume: Volume, error: VolumeLost) -> None:
+    """The backend found the volume held by another host and dropped its mount here: the
+    mount IDs recorded here are gone with it; Status says why until the next success."""
+    log.error("volume %s: %s", volume.name, error)
+    volume.mount_ids.clear()
+    volume.state = State.READY
+    volume.fault = f"lost: {error}"
+    registry.save(volume, drop_all_mounts=True)
 
 
 def user_error(error: Exception, doing: str) -> OrlopError:

@@ -15,9 +15,9 @@ import logging
 from collections.abc import Callable
 
 from orlop.backends.base import Scheduled
-from orlop.backends.snapshots.schedule import due, expired, parse_schedule, slot
 from orlop.core.model import OrlopError
 from orlop.core.registry import VolumeRegistry, ref
+from orlop.core.schedule import due, expired, parse_schedule, slot
 from orlop.core.snapshots import Snapshots, schedule_of
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,9 @@ from typing import Any
 from orlop.backends.base import Backend, Describable, Resizable
 from orlop.core.backups import Backups
 from orlop.core.discovery import Discovery
-from orlop.core.model import Conflict, InvalidOption, State, Volume, validate_name
+from orlop.core.model import Conflict, InvalidOption, State, Volume, VolumeLost, validate_name
 from orlop.core.recovery import Recovery
-from orlop.core.registry import Driver, VolumeRegistry, ref, user_error
+from orlop.core.registry import Driver, VolumeRegistry, forget_lost_mounts, ref, user_error
 from orlop.core.schedules import SnapshotScheduler
 from orlop.core.snapshots import Snapshots
 from orlop.core.store import Store, now_rfc3339
@@ -91,6 +91,23 @@ class VolumeService:
         """What the backend says about the volume for Status; from its record, no I/O."""
         backend = self.drivers[volume.driver].backend
         return backend.describe(ref(volume)) if isinstance(backend, Describable) else {}
+
+    def status(self, volume: Volume) -> dict[str, Any]:
+        """What every frontend shows as the volume's status (`docker volume inspect`'s
+        Status, `orlop volume inspect`); secrets redacted, no I/O."""
+        status: dict[str, Any] = {
+            "backend": volume.backend,
+            "state": volume.state.value,
+            "options": self.redacted_options(volume),
+            "mounts": volume.mounts,
+            "usage": volume.usage.as_dict() if volume.usage else None,
+        }
+        facts = self.backend_facts(volume)
+        if facts:
+            status["backend_status"] = facts
+        if volume.fault:
+            status["fault"] = volume.fault
+        return status
 
     # writes -----------------------------------------------------------------------------
     async def create(
@@ -214,15 +231,20 @@ class VolumeService:
             if first:
                 volume.state = State.ATTACHING
                 registry.save(volume, durable=False)
-            attached = False
+            attached = settled = False
             try:
-                # Also on later IDs: attach is idempotent, and repairs a dead network mount.
+                # Also on later IDs: attach is idempotent, repairs a dead network mount, and
+                # finds a disk another host took (VolumeLost: its mounts here are gone).
                 path = await registry.call(driver.backend.attach, ref(volume))
                 attached = True
+            except VolumeLost as error:
+                forget_lost_mounts(registry, volume, error)
+                settled = True
+                raise
             except Exception as error:
                 raise user_error(error, f"mounting volume {name}") from error
             finally:
-                if not attached and first:  # failed, or cancelled: no container will use it
+                if not attached and first and not settled:  # no container will use it
                     await self._settle_detached(driver, volume)
             volume.state = State.ATTACHED
             volume.fault = ""

@@ -9,9 +9,9 @@ import time
 from typing import Any, TypeGuard
 
 from orlop.backends.base import Backend, Restorable, Snapshottable
-from orlop.backends.snapshots.schedule import PERIODS
 from orlop.core.model import Conflict, InvalidOption, NotFound, State, validate_name
 from orlop.core.registry import VolumeRegistry, ref, user_error
+from orlop.core.schedule import PERIODS
 
 log = logging.getLogger(__name__)
 

@@ -208,9 +208,11 @@ class Store:
         *,
         add_mount: str | None = None,
         drop_mount: str | None = None,
+        drop_all_mounts: bool = False,
         durable: bool = True,
     ) -> None:
-        """Write the volume's state, record and fault, and add or drop one mount ID, atomically.
+        """Write the volume's state, record and fault, and add or drop one mount ID (or drop
+        them all), atomically.
 
         `durable=False`: survives a daemon crash, not a power loss (see the module doc)."""
         with self._transaction(durable) as db:
@@ -236,6 +238,11 @@ class Store:
                 db.execute(
                     "DELETE FROM mounts WHERE driver = ? AND name = ? AND mount_id = ?",
                     (volume.driver, volume.name, drop_mount),
+                )
+            if drop_all_mounts:
+                db.execute(
+                    "DELETE FROM mounts WHERE driver = ? AND name = ?",
+                    (volume.driver, volume.name),
                 )
 
     def set_usage(self, volume: Volume) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from orlop.host.mounts import filesystem_type
 from orlop.host.run import run
 
 BTRFS_SUPER_MAGIC = 0x9123683E
@@ -13,8 +14,6 @@ BTRFS_TIMEOUT = 120.0
 
 def is_btrfs(path: str) -> bool:
     """Whether `path` lies on a btrfs filesystem."""
-    from orlop.host.clone import filesystem_type
-
     return filesystem_type(path) == "btrfs"
 
 

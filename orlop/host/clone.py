@@ -21,7 +21,7 @@ import stat
 import threading
 from collections.abc import Callable
 
-from orlop.host import btrfs, mounts
+from orlop.host import btrfs
 from orlop.host.run import run
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): linux/fs.h
@@ -34,17 +34,6 @@ Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
 def _no_progress(done: int, total: int) -> None:
     return None
-
-
-def filesystem_type(path: str) -> str:
-    """The type of the filesystem holding `path` ("xfs", "btrfs", "ext4", …)."""
-    real = os.path.realpath(path)
-    best, fstype = "", "unknown"
-    for entry in mounts.mount_table():
-        point = entry.mountpoint.rstrip("/") + "/"
-        if (real.rstrip("/") + "/").startswith(point) and len(point) >= len(best):
-            best, fstype = point, entry.fstype
-    return fstype
 
 
 def can_reflink(directory: str) -> bool:

@@ -55,6 +55,17 @@ def mount_table(path: str = "/proc/self/mountinfo") -> list[MountEntry]:
     return entries
 
 
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem holding `path` ("xfs", "btrfs", "ext4", …)."""
+    real = os.path.realpath(path)
+    best, fstype = "", "unknown"
+    for entry in mount_table():
+        point = entry.mountpoint.rstrip("/") + "/"
+        if (real.rstrip("/") + "/").startswith(point) and len(point) >= len(best):
+            best, fstype = point, entry.fstype
+    return fstype
+
+
 def mounted_paths() -> set[str]:
     return {entry.mountpoint for entry in mount_table()}
 

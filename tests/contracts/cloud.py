@@ -41,6 +41,7 @@ from orlop.backends.cloud.api import (
 from orlop.backends.cloud.backend import CloudBackend
 from orlop.backends.cloud.layer import CloudDisks
 from tests.contracts.backend import BackendConformance
+from tests.contracts.keep import KeepOnRemoveConformance
 from tests.support.cloud.deviceio import read_at, write_at
 from tests.support.cloud.testbed import CloudHost, CloudTestbed
 from tests.support.daemon import OrlopDaemon
@@ -69,12 +70,31 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class CloudDiskConformance(BackendConformance):
+class CloudDiskConformance(BackendConformance, KeepOnRemoveConformance):
     """Set `create_options`, `other_options` and `size_limit` as for BackendConformance."""
 
     @pytest.fixture
     def testbed(self) -> CloudTestbed:  # pragma: no cover - overridden
         raise NotImplementedError("a cloud conformance subclass provides the testbed fixture")
+
+    # keep_on_remove (tests/contracts/keep.py) -------------------------------------------
+    @pytest.fixture
+    def new_host(self, testbed: CloudTestbed) -> Callable[[], Backend]:
+        self.keep_options = {**testbed.create_options, "keep_on_remove": "true"}
+        return lambda: backend_for(testbed.host())
+
+    def still_stored(self, backend: Backend, volume: Any) -> bool:
+        assert isinstance(backend, CloudBackend)
+        disk_id = backend.provider.recorded_id(VolumeRef(volume.name, {}, volume.record))
+        return disk_id is not None and backend.provider.get(disk_id) is not None
+
+    def delete_kept(self, backend: Backend, volume: Any) -> None:
+        assert isinstance(backend, CloudBackend)
+        disks = backend.provider
+        disk_id = disks.recorded_id(VolumeRef(volume.name, {}, volume.record))
+        disk = disks.get(disk_id) if disk_id else None
+        if disk is not None:
+            disks.cloud.delete_disk(disk)
 
     @pytest.fixture
     def backend(self, testbed: CloudTestbed) -> Backend:
@@ -124,7 +144,7 @@ class CloudDiskConformance(BackendConformance):
     def test_attach_detach_resize_through_the_layer(self, testbed: CloudTestbed) -> None:
         first, second = testbed.host(), testbed.host()
         disks = backend_for(first).provider
-        volume = _make(disks, NAME, testbed.create_options)
+        volume = make_volume(disks, NAME, testbed.create_options)
         try:
             device = disks.attach_device(volume)
             assert os.path.realpath(device).startswith("/dev/")
@@ -254,7 +274,7 @@ class CloudDiskConformance(BackendConformance):
         return list(found[0]["attached_to"]) if found else None
 
 
-def _make(disks: CloudDisks, name: str, options: dict[str, str]) -> VolumeRef:
+def make_volume(disks: CloudDisks, name: str, options: dict[str, str]) -> VolumeRef:
     canonical = disks.options.validate(options)
     disks.validate(name, canonical)
     ref = VolumeRef(name, canonical)

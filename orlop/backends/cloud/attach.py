@@ -84,6 +84,11 @@ class Attacher:
                 "only within its zone; snapshot it and create a volume from the snapshot here"
             )
         for other in disk.others(identity.instance):
+            if volume.repair:  # recovery after a restart: never take it back from a new holder
+                raise Conflict(
+                    f"volume {volume.name} ({self.disks.word} {disk.id}) is attached to "
+                    f"{identity.what} {other.instance} now: not taking it back after a restart"
+                )
             if volume.options.get("preempt") != "true":
                 raise Conflict(
                     f"volume {volume.name} ({self.disks.word} {disk.id}) is attached to "

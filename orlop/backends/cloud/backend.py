@@ -10,9 +10,10 @@ A cloud's backend is one line of configuration:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, ClassVar
 
-from orlop.backends.base import BackendContext, VolumeRef
+from orlop.backends.base import BackendContext, Closable, VolumeRef
 from orlop.backends.block import filesystem
 from orlop.backends.block.backend import BlockBackend
 from orlop.backends.block.provider import DeviceProvider
@@ -26,9 +27,12 @@ from orlop.backends.cloud.api import (
     Snapshot,
 )
 from orlop.backends.cloud.layer import LAYER_OPTIONS, CloudDisks
-from orlop.core.model import Conflict, InvalidOption, validate_name
+from orlop.core.model import Conflict, InvalidOption, VolumeLost, validate_name
 from orlop.core.options import OptionSet
+from orlop.host import mounts
 from orlop.host.run import run
+
+log = logging.getLogger(__name__)
 
 
 class CloudBackend(BlockBackend):
@@ -59,6 +63,64 @@ class CloudBackend(BlockBackend):
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
+
+    def close(self) -> None:
+        """At shutdown: end the provider's session with the cloud, if it keeps one."""
+        cloud = self.provider.cloud
+        if isinstance(cloud, Closable):
+            cloud.close()
+
+    # Mounts only while this host holds the disk ---------------------------------------------
+    def attach(self, volume: VolumeRef) -> str:
+        """Mount, having asked the cloud that this instance holds the disk — also when it is
+        mounted here already: a disk preempted by another host (or taken while this one was
+        down) leaves its kernel mount behind, and writes into it are lost. Such a leftover
+        mount is dropped; then the usual attach refuses, naming the holder (or preempts)."""
+        lost = self._drop_lost_mount(volume)
+        try:
+            return super().attach(volume)
+        except Conflict as error:
+            if lost is None:
+                raise
+            raise VolumeLost(
+                f"volume {volume.name} was taken over by {lost} while mounted here; its "
+                f"mount here was dropped. {error}"
+            ) from None
+
+    def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
+        """Mounted here *and* held by this instance in the cloud (recovery asks this)."""
+        if not super().is_attached(volume, mounted):
+            return False
+        return self._drop_lost_mount(volume) is None
+
+    def release_if_lost(self, volume: VolumeRef) -> str | None:
+        """Discovery's check of a volume mounted here (the Exclusive protocol): the listing
+        it just made says who holds the disk; only a disk listed elsewhere is read again."""
+        me = self.provider.identity().instance
+        listed = self.provider.last_holders.get(volume.name)
+        if listed is None or me in listed:
+            return None
+        return self._drop_lost_mount(volume)
+
+    def _drop_lost_mount(self, volume: VolumeRef) -> str | None:
+        """Unmount a leftover mount of a disk the cloud shows elsewhere; who holds it, or
+        None if nothing is mounted here or this instance still holds it."""
+        target = self.mountpoint(volume)
+        if filesystem.mounted_fs(target) is None:
+            return None
+        holder = self.provider.holder_elsewhere(volume)
+        if holder is None:
+            return None
+        log.error(
+            "volume %s is mounted here but the cloud shows its %s attached to %s: "
+            "unmounting the leftover mount (writes into it would be lost)",
+            volume.name,
+            self.provider.word,
+            holder,
+        )
+        mounts.unmount(target, lazy_if_busy=True)
+        self.provider.files.drop_attachment(volume.name)
+        return holder
 
     # Snapshottable: the cloud's snapshots of the volume's disk ------------------------------
     def _snapshots(self) -> CloudSnapshots:

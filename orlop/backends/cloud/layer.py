@@ -80,6 +80,7 @@ class CloudDisks:
         self._identity: Identity | None = None
         self._identity_lock = threading.Lock()
         self.attacher = Attacher(self)
+        self.last_holders: dict[str, list[str]] = {}  # volume → instances, at the last listing
 
     # calls and identity ------------------------------------------------------------------
     def api(self, what: str, function: Any, *args: Any, repeatable: bool = False) -> Any:
@@ -187,7 +188,14 @@ class CloudDisks:
     def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
         """Every volume of this namespace in the cloud: (name, options, record)."""
         volumes = []
-        for disk in self.find():
+        found = self.find()
+        # Who held each disk at this listing: release_if_lost's cheap first look.
+        self.last_holders = {
+            disk.volume: [a.instance for a in disk.attachments if a.state != "detaching"]
+            for disk in found
+            if disk.volume
+        }
+        for disk in found:
             if disk.volume and disk.state != "deleting":
                 options = self.cloud.options_of(disk)
                 volumes.append((disk.volume, options, {**record_of(disk), "adopted": True}))
@@ -205,7 +213,9 @@ class CloudDisks:
                     f"{self.identity().what} {others[0].instance}: unmount it there first"
                 )
             self.attacher.detach_disk(disk.id, disk)
-            if volume.options.get("keep_on_remove") == "true":
+            if disk.volume is None:  # another host's Remove kept it: not this host's to delete
+                log.info("%s %s was kept (keep_on_remove); not deleted", self.word, disk.id)
+            elif volume.options.get("keep_on_remove") == "true":
                 labels: dict[str, str | None] = dict.fromkeys(ORLOP_LABELS)
                 self.api("drop labels", self.cloud.set_labels, disk, labels, repeatable=True)
                 log.info("kept %s %s, dropped Orlop's labels", self.word, disk.id)
@@ -221,6 +231,20 @@ class CloudDisks:
         if not token:
             return None
         return next((d.id for d in self.find(name) if d.labels.get(LABEL_TOKEN) == token), None)
+
+    def holder_elsewhere(self, volume: VolumeRef) -> str | None:
+        """None if the cloud shows the volume's disk attached to this instance (one read);
+        else who has it instead, for a message: "instance i-…", "no instance", "nobody (the
+        disk no longer exists)"."""
+        disk = self.get(self.disk_id(volume))
+        if disk is None:
+            return "nobody (the disk no longer exists)"
+        me = self.identity()
+        mine = disk.attached_to(me.instance)
+        if mine is not None and mine.state != "detaching":
+            return None
+        others = disk.others(me.instance)
+        return f"{me.what} {others[0].instance}" if others else f"no {me.what}"
 
     # DeviceProvider: attach, detach, device_path (the story is in attach.py) ----------------
     def attach_device(self, volume: VolumeRef) -> str:

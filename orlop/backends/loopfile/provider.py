@@ -24,17 +24,29 @@ from orlop.backends.settings import BackendSettings
 from orlop.backends.snapshots.options import CLONE_OPTIONS, check_clone_options
 from orlop.backends.snapshots.settings import LoopFileSettings
 from orlop.core.model import BackendError, InvalidOption
-from orlop.core.options import Option, OptionSet, canonical_bool, canonical_size, format_size
+from orlop.core.options import (
+    MAX_SIZE,
+    Option,
+    OptionSet,
+    bounded_size,
+    canonical_bool,
+    format_size,
+)
 from orlop.host import loop
 
 DEFAULT_SIZE = 10 * 1024**3
+
+
+def canonical_loop_size(value: str) -> str:
+    """At least the smallest filesystem's minimum (ext4, 16M); each fs checks its own."""
+    return str(bounded_size(value, 16 * 1024**2, MAX_SIZE, "a loop-file volume"))
 
 
 class LoopFileProvider:
     kind: ClassVar[str] = "loopfile"
     options: ClassVar[OptionSet] = OptionSet(
         [
-            Option("size", canonical_size, "size of the volume, e.g. 10G or 512MiB (default 10G)"),
+            Option("size", canonical_loop_size, "size of the volume, 16M or more (default 10G)"),
             Option(
                 "preallocate",
                 canonical_bool,

@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
@@ -55,15 +56,23 @@ class ShareSettings(BackendSettings):
 
 
 def presentation_options() -> list[Option]:
-    """Options every share driver takes for how its files look, and which client mounts it."""
+    """Options every share driver takes for how its files look, and which client mounts it.
+
+    They say how this host mounts the share, not what the share is (identity=False): a host
+    that adopted a share another host made may give its own."""
     return [
-        Option("uid", canonical_int(_parse_id), "owner of every file (the mount's uid=)"),
-        Option("gid", canonical_int(_parse_id), "group of every file (the mount's gid=)"),
-        Option("file_mode", canonical_mode, "permissions of files, octal (0755)"),
-        Option("dir_mode", canonical_mode, "permissions of directories, octal (0755)"),
-        Option("readonly", canonical_bool, "mount read-only (false)"),
-        Option("client", one_of(*clients.CLIENT_CHOICES), "auto, kernel or fuse (smbnetfs)"),
+        host_option("uid", canonical_int(_parse_id), "owner of every file (the mount's uid=)"),
+        host_option("gid", canonical_int(_parse_id), "group of every file (the mount's gid=)"),
+        host_option("file_mode", canonical_mode, "permissions of files, octal (0755)"),
+        host_option("dir_mode", canonical_mode, "permissions of directories, octal (0755)"),
+        host_option("readonly", canonical_bool, "mount read-only (false)"),
+        host_option("client", one_of(*clients.CLIENT_CHOICES), "auto, kernel or fuse (smbnetfs)"),
     ]
+
+
+def host_option(name: str, canonical: Callable[[str], str], help: str) -> Option:
+    """An option saying how this host uses a share (mount, remove), not what it is."""
+    return Option(name, canonical, help, identity=False)
 
 
 class ShareBackend(FuseBackend):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from orlop.backends.snapshots.schedule import canonical_schedule
 from orlop.core.model import InvalidName, InvalidOption, validate_name
 from orlop.core.options import Option
+from orlop.core.schedule import canonical_schedule
 
 
 def _canonical_name(what: str) -> Callable[[str], str]:

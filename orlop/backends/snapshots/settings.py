@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from orlop.backends.block.backend import BlockSettings
 from orlop.backends.settings import BackendSettings
-from orlop.backends.snapshots.schedule import canonical_schedule
+from orlop.core.schedule import canonical_schedule
 
 KEEP = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 

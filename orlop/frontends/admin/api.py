@@ -19,7 +19,6 @@ from orlop.core.backups import find_backup_driver
 from orlop.core.model import Conflict, InvalidName, InvalidOption, NotFound, OrlopError, Volume
 from orlop.core.options import parse_size
 from orlop.core.service import VolumeService
-from orlop.frontends.docker.plugin import status_of
 from orlop.frontends.http import Handler, Response
 
 _STATUS = {NotFound: 404, Conflict: 409, InvalidName: 400, InvalidOption: 400}
@@ -273,7 +272,7 @@ class AdminApi:
             "driver": volume.driver,
             "mountpoint": volume.mountpoint,
             "created_at": volume.created_at,
-            **status_of(self.service, volume),
+            **self.service.status(volume),
         }
 
 

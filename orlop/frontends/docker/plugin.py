@@ -23,6 +23,7 @@ from orlop.frontends.http import Handler, Response
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
+FIRST_PASS_WAIT = 5.0  # seconds List (and Get of an unknown name) wait after start, at most
 _ACTIVATE = json.dumps({"Implements": ["VolumeDriver"]}).encode()
 _OK = b'{"Err":""}'
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -45,6 +46,7 @@ class DockerPlugin:
         self._get_cache: dict[str, tuple[Volume, tuple[Any, ...], bytes]] = {}
         self._path_cache: dict[str, bytes] = {}  # name → encoded Path answer
         self._cached_generation = -1
+        self._get_now = self._sync("Get", NameRequest, self.get)
 
     def routes(self) -> dict[bytes, Handler]:
         return {
@@ -54,13 +56,15 @@ class DockerPlugin:
             b"/VolumeDriver.Remove": self._async("Remove", NameRequest, self.remove),
             b"/VolumeDriver.Mount": self._async("Mount", MountRequest, self.mount),
             b"/VolumeDriver.Unmount": self._async("Unmount", MountRequest, self.unmount),
-            b"/VolumeDriver.Get": self._sync("Get", NameRequest, self.get),
+            b"/VolumeDriver.Get": self._get,
             b"/VolumeDriver.Path": self._sync("Path", NameRequest, self.path),
             b"/VolumeDriver.List": self.list,
         }
 
     # decoding ---------------------------------------------------------------------------
-    def _sync(self, call: str, model: type[M], handler: Callable[[M], bytes]) -> Handler:
+    def _sync(
+        self, call: str, model: type[M], handler: Callable[[M], bytes]
+    ) -> Callable[[bytes], Response]:
         endpoint = f"/VolumeDriver.{call}"
 
         def handle(body: bytes) -> Response:
@@ -112,6 +116,17 @@ class DockerPlugin:
         await self.service.unmount(self.driver, request.Name, request.ID)
         return _OK
 
+    def _get(self, body: bytes) -> Response | Awaitable[Response]:
+        """Get; a name not known yet waits for the first discovery pass after start."""
+        answer = self._get_now(body)
+        if answer[1].startswith(b'{"Err":') and not self.service.discovery.settled(self.driver):
+            return self._after_first_pass(lambda: self._get_now(body))
+        return answer
+
+    async def _after_first_pass(self, answer: Callable[[], Response]) -> Response:
+        await self.service.discovery.first_pass(self.driver, FIRST_PASS_WAIT)
+        return answer()
+
     def get(self, request: NameRequest) -> bytes:
         volume = self.service.get(self.driver, request.Name)
         self._drop_stale_caches()
@@ -147,7 +162,14 @@ class DockerPlugin:
             self._path_cache.clear()
             self._cached_generation = generation
 
-    def list(self, body: bytes) -> Response:
+    def list(self, body: bytes) -> Response | Awaitable[Response]:
+        """List; right after start it waits (bounded) for the first discovery pass, so it
+        does not miss volumes other hosts made."""
+        if not self.service.discovery.settled(self.driver):
+            return self._after_first_pass(self._list_now)
+        return self._list_now()
+
+    def _list_now(self) -> Response:
         generation = self.service.generation[self.driver]
         if self._list_cache[0] != generation:
             volumes = [
@@ -162,22 +184,5 @@ class DockerPlugin:
             "Name": volume.name,
             "Mountpoint": volume.mountpoint,
             "CreatedAt": volume.created_at,
-            "Status": status_of(self.service, volume),
+            "Status": self.service.status(volume),
         }
-
-
-def status_of(service: VolumeService, volume: Volume) -> dict[str, Any]:
-    """What `docker volume inspect` shows under Status; secrets redacted."""
-    status: dict[str, Any] = {
-        "backend": volume.backend,
-        "state": volume.state.value,
-        "options": service.redacted_options(volume),
-        "mounts": volume.mounts,
-        "usage": volume.usage.as_dict() if volume.usage else None,
-    }
-    facts = service.backend_facts(volume)
-    if facts:
-        status["backend_status"] = facts
-    if volume.fault:
-        status["fault"] = volume.fault
-    return status

@@ -147,7 +147,7 @@ def test_resize_while_a_container_runs(
     ("options", "message"),
     [
         (["size=10X"], "is not a size"),
-        (["size=0"], "greater than zero"),
+        (["size=0"], "outside the sizes a loop-file volume can have: 16M or more"),
         (["size=-5G"], "is not a size"),
         (["size=100T", "preallocate=true"], "has only"),
         (["fs=zfs"], "use one of ext4, xfs, btrfs"),

@@ -16,7 +16,10 @@ from tests.support.block import cleanup, leftovers
 from tests.support.harness import Harness
 
 BAD = [
-    ({"size": "0"}, "option size: '0' is not a size: it must be greater than zero"),
+    (
+        {"size": "0"},
+        "option size: '0' is outside the sizes a loop-file volume can have: 16M or more",
+    ),
     ({"size": "-1G"}, "option size: '-1G' is not a size"),
     ({"size": "10X"}, r"option size: '10X' is not a size: use a number with an optional unit"),
     ({"size": "100T", "preallocate": "true"}, r"needs 100T but the state directory .* free"),

@@ -266,14 +266,15 @@ def test_bad_input_is_refused_before_anything_is_created(
     provider = host.provider()
     namespace = host.settings["namespace"]
     for options, message in (
-        ({"size": "0.5M"}, None),
-        ({"size": "16385G"}, "1G to 16384G"),
+        ({"size": "1500M"}, None),
+        ({"size": "0.5M"}, "1G to 16T"),
+        ({"size": "16385G"}, "1G to 16T"),
         ({"size": "ten"}, "not a size"),
         ({"tags": "bad tag"}, "not a DigitalOcean tag"),
         ({"tags": "orlop:mine"}, "Orlop's own"),
         ({"filesystem_type": "ext4"}, "unknown option"),
     ):
-        if message is None:  # rounds up to 1 GiB: allowed
+        if message is None:  # rounds up to 2 GiB: allowed
             provider.options.validate(options)
             continue
         with pytest.raises(InvalidOption, match=message):

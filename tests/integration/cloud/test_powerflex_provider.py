@@ -187,7 +187,7 @@ def test_bad_input_is_refused_before_anything_is_created(
     host = pf_host()
     provider = host.provider()
     namespace = host.settings["namespace"]
-    with pytest.raises(InvalidOption, match="1 PiB"):
+    with pytest.raises(InvalidOption, match="1G to 1P"):
         spec(provider, "x", namespace, size="2000T")
     with pytest.raises(InvalidOption, match="thin, thick"):
         spec(provider, "x", namespace, provisioning="sparse")

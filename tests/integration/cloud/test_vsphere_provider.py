@@ -256,7 +256,7 @@ def test_delete_and_keep(
 def test_bad_options_are_refused_before_any_call() -> None:
     with pytest.raises(InvalidOption, match="diskformat: 'thick' is not allowed: use one of thin"):
         VsphereProvider.options.validate({"diskformat": "thick"})
-    with pytest.raises(InvalidOption, match="larger than a virtual disk can be"):
+    with pytest.raises(InvalidOption, match="outside the sizes a virtual disk can have"):
         VsphereProvider.options.validate({"size": "100T"})
     with pytest.raises(InvalidOption, match="attach_as"):
         VsphereProvider.options.validate({"attach_as": "independent_nonpersistent"})

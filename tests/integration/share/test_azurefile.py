@@ -17,16 +17,18 @@ from typing import Any
 
 import pytest
 
-from orlop.backends.base import BackendContext
+from orlop.backends.base import Backend, BackendContext
 from orlop.backends.share import clients, naming
 from orlop.backends.share.azurefile.api import GIB, AzureFiles
 from orlop.backends.share.azurefile.backend import AzureFileBackend
 from orlop.backends.share.naming import share_name
-from orlop.core.model import BackendError, ConfigError, Conflict, InvalidOption, NotFound
+from orlop.core.model import BackendError, ConfigError, Conflict, InvalidOption, NotFound, Volume
 from orlop.host import fuse
 from orlop.host.fuse import MountState
 from orlop.host.mounts import mounts_under
 from tests.contracts.backend import BackendConformance
+from tests.contracts.hosts import SharedVolumeConformance
+from tests.contracts.keep import KeepOnRemoveConformance
 from tests.servers.azurefile.server import AzureFilesServer
 from tests.servers.samba.server import Samba
 from tests.support import network_fixtures, share_fixtures
@@ -198,7 +200,7 @@ def test_append_through_smbnetfs(harness: Harness, azure: AzureAccount) -> None:
 
 # bad input -----------------------------------------------------------------------------------
 def test_quota_over_the_limits(harness: Harness, azure: AzureAccount, tmp_path: Path) -> None:
-    with pytest.raises(InvalidOption, match="over Azure's limit"):
+    with pytest.raises(InvalidOption, match="outside the sizes an Azure file share can have"):
         harness.create("huge", size="200T")
     # An account without large file shares allows 5 TiB: Azure's own refusal is reported.
     azure.server.max_quota_gib = 5120
@@ -360,3 +362,78 @@ def test_smb_server_restart_while_mounted(
     share = azure.server.shares[share_name(name)]
     assert (share.path / "after").read_text() == "written after the restart"
     harness.remove(name)
+
+
+class TestAzureFileHosts(KeepOnRemoveConformance, SharedVolumeConformance):
+    keep_options = {"size": "1G", "keep_on_remove": "true", "timeout": "60"}
+    create_options = {"size": "1G", "delete_on_remove": "true", "timeout": "60"}
+    bigger = {**create_options, "size": "2G"}
+
+    @contextlib.contextmanager
+    def slow_storage(self) -> Iterator[None]:
+        self.account.server.latency = 0.03  # both hosts ask before either has made it
+        try:
+            yield
+        finally:
+            self.account.server.latency = 0.0
+
+    @pytest.fixture
+    def new_host(self, tmp_path: Path, azure: AzureAccount) -> Iterator[Any]:
+        count = iter(range(100))
+        self.account = azure
+
+        def host() -> AzureFileBackend:
+            state = tmp_path / f"host{next(count)}" / "driver"
+            return AzureFileBackend(BackendContext("azure", str(state), {}, azure.settings()))
+
+        try:
+            yield host
+        finally:
+            unmount_all(str(tmp_path))
+
+    def still_stored(self, backend: Backend, volume: Volume) -> bool:
+        assert isinstance(backend, AzureFileBackend)
+        try:
+            backend.api().properties(volume.record["share"])
+        except NotFound:
+            return False
+        return True
+
+    def delete_kept(self, backend: Backend, volume: Volume) -> None:
+        assert isinstance(backend, AzureFileBackend)
+        backend.api().delete_share(volume.record["share"])
+
+
+def test_a_share_another_host_made_is_adopted_with_its_real_quota_and_tier(
+    tmp_path: Path, azure: AzureAccount
+) -> None:
+    a, b = (make_harness(tmp_path, azure.settings(), host) for host in "ab")
+    name = unique("az-vol")
+    try:
+        a.create(name, size="5G", access_tier="Hot", delete_on_remove="true", timeout="60")
+        b.run(b.service.discover("azure"))
+        assert (b.get(name).options["size"], b.get(name).options["access_tier"]) == (
+            str(5 * GIB),
+            "Hot",
+        )
+        b.create(name, size="5G")  # the same size as host A used: accepted
+        with pytest.raises(Conflict, match="different options"):
+            b.create(name, size="6G")
+        a.remove(name)
+    finally:
+        a.close()
+        b.close()
+        unmount_all(str(tmp_path))
+
+
+def test_keep_on_remove_false_deletes_the_share(harness: Harness, azure: AzureAccount) -> None:
+    name = unique("gone")
+    harness.create(name, size="1G", keep_on_remove="false", timeout="60")
+    assert share_name(name) in azure.server.shares
+    harness.remove(name)
+    assert share_name(name) not in azure.server.shares  # one option, one meaning
+    for contradiction in ({"delete_on_remove": "true", "keep_on_remove": "true"},
+                          {"delete_on_remove": "false", "keep_on_remove": "false"}):  # fmt: skip
+        with pytest.raises(InvalidOption, match="contradict"):
+            harness.create(name, size="1G", **contradiction)
+    assert harness.names() == []

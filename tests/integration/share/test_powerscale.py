@@ -110,7 +110,7 @@ def test_keep_on_remove_and_adoption_by_another_host(
         Path(path, "hello").write_text("from a")
         first.unmount("kept", "m1")
         adopted = second.create("kept", **options)  # finds directory, quota and share
-        assert adopted.record == made.record
+        assert adopted.record == {**made.record, "keep": True}
         assert Path(second.mount("kept", "m1"), "hello").read_text() == "from a"
         second.unmount("kept", "m1")
         first.remove("kept")
@@ -120,10 +120,10 @@ def test_keep_on_remove_and_adoption_by_another_host(
         first.close()
         second.close()
         unmount_all(str(tmp_path))
-    # clean up what keep_on_remove kept
+    # clean up what keep_on_remove kept: only on purpose, with keep_on_remove=false
     cleaner = make_harness(tmp_path, settings, "c")
     try:
-        cleaner.create("kept", size="32M", protocol="smb", timeout="60")
+        cleaner.create("kept", size="32M", protocol="smb", timeout="60", keep_on_remove="false")
         cleaner.remove("kept")
         assert made.record["quota_id"] not in powerscale.server.quotas
     finally:
@@ -176,7 +176,7 @@ def test_options_refused(harness: Harness) -> None:
         harness.create("x", protocol="smb", nfs_version="3")
     with pytest.raises(InvalidOption, match="protocol"):
         harness.create("x", protocol="afp")
-    with pytest.raises(InvalidOption, match="too small"):
+    with pytest.raises(InvalidOption, match="1M or more"):
         harness.create("x", size="10K")
     assert harness.names() == []
 

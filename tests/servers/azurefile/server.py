@@ -129,6 +129,7 @@ class AzureFilesServer:
         self.shares: dict[str, Share] = {}
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
+        self.latency = 0.0  # seconds each request waits before it is served (a slow service)
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -216,6 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # dispatch ---------------------------------------------------------------------------
     def _handle(self, method: str) -> None:
+        if self.service.latency:
+            time.sleep(self.service.latency)
         self.request_id = str(uuid.uuid4())
         length = int(self.headers.get("Content-Length") or 0)
         if length:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import random
 import secrets
 import threading
 import time
@@ -62,7 +63,10 @@ class NovaServer:
 
     def __init__(self, presenter: DevicePresenter, compute_delay: float = 0.05) -> None:
         self.presenter = presenter
-        self.compute_delay = compute_delay  # nova-compute's work happens after the answer
+        # nova-compute's work happens after the answer, this long (or a (low, high) range
+        # each attach and detach draws from); `latency`: seconds per Nova API request
+        self.compute_delay: float | tuple[float, float] = compute_delay
+        self.latency = 0.0
         self.cinder_url = ""  # http://127.0.0.1:<port>/v3/<project>, set once Cinder runs
         self.project = ""
         self.tokens: set[str] = set()
@@ -160,7 +164,7 @@ class NovaServer:
     def compute_attach(
         self, token: str, server: Server, volume: dict[str, Any], bdm: dict[str, Any]
     ) -> None:
-        time.sleep(self.compute_delay)
+        time.sleep(self._compute_pause())
         connector = {
             "host": server.name,
             "ip": "127.0.0.1",
@@ -188,6 +192,10 @@ class NovaServer:
             with self.lock:
                 server.bdms.pop(volume["id"], None)
 
+    def _compute_pause(self) -> float:
+        delay = self.compute_delay
+        return random.uniform(*delay) if isinstance(delay, tuple) else delay
+
     def detach(self, token: str, server_id: str, volume_id: str) -> None:
         server = self.server(server_id)
         with self.lock:
@@ -207,7 +215,7 @@ class NovaServer:
     def compute_detach(
         self, token: str, server: Server, volume_id: str, bdm: dict[str, Any]
     ) -> None:
-        time.sleep(self.compute_delay)
+        time.sleep(self._compute_pause())
         self.presenter.hide(volume_id)
         # Real nova-compute deletes the Cinder attachment with a service token, which Cinder
         # trusts; without Keystone there is none, so Cinder asks Nova whether the server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
@@ -60,11 +61,13 @@ def handler(nova: NovaServer) -> type[BaseHTTPRequestHandler]:
             headers: dict[str, str] = {}
             try:
                 body = json.loads(raw) if raw else {}
+                time.sleep(nova.latency / 2)
                 status, answer = self.route(method, path, body, headers)
             except HttpError as error:
                 status, answer = error.status, error.body
             except ValueError:
                 status, answer = 400, fault(400, "Malformed request body").body
+            time.sleep(nova.latency / 2)
             self.reply(status, answer, headers)
 
         def route(

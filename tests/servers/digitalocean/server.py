@@ -8,11 +8,15 @@ refused (400), a missing required one too. Its quirks, kept:
 * errors are `{"id": "unprocessable_entity", "message": …, "request_id": …}` with the status;
 * every answer carries `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset`;
   `throttle(n)` makes the next n API requests answer 429 `too_many_requests`;
-* attach, detach and resize are actions that stay `in-progress` for `action_delay` seconds.
-  The droplet is in the volume's `droplet_ids` from the moment DigitalOcean accepts the
-  attach until a detach completes (so another droplet sees who holds it), and a volume
-  attached (or being attached) to one droplet is refused to another with 422. The device
-  appears on the droplet when the attach completes, and goes when the detach completes;
+* attach, detach and resize are actions that stay `in-progress` for `action_delay` seconds
+  (a number, or a `(low, high)` range drawn from for each action). The droplet enters the
+  volume's `droplet_ids` only when the attach action completes and leaves it when the
+  detach completes (DigitalOcean documents no earlier moment; its own tools wait on the
+  action), and a volume attached, or being attached, to one droplet is refused to another
+  with 422. The device appears on the droplet when the attach completes, and goes when the
+  detach completes;
+* every API request takes `latency` seconds more (a real API answers in tens of ms: the
+  windows between two reads open as they would there);
 * each droplet has its own metadata service under `/droplet/<id>` (`metadata_url` of that
   droplet): `/droplet/<id>/metadata/v1/id` and `/region`.
 
@@ -26,6 +30,7 @@ import contextlib
 import datetime
 import itertools
 import json
+import random
 import re
 import socket
 import threading
@@ -129,7 +134,8 @@ class DoServer:
     def __init__(self, token: str, presenter: DevicePresenter | None = None) -> None:
         self.token = token
         self.presenter = presenter
-        self.action_delay = 0.2
+        self.action_delay: float | tuple[float, float] = 0.2
+        self.latency = 0.0
         self.volumes: dict[str, Volume] = {}
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.actions: dict[int, Action] = {}
@@ -232,6 +238,8 @@ class DoServer:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length) if length else b""
+        if self.latency and not url.path.startswith("/droplet/"):
+            time.sleep(self.latency)
         status, body = 200, None
         try:
             if url.path.startswith("/droplet/"):
@@ -424,7 +432,10 @@ class DoServer:
         if any(a.volume_id == volume_id and a.status == "in-progress" for a in self._actions()):
             raise ApiError(422, "unprocessable_entity", "Droplet already has a pending event.")
         action = Action(next(self._ids), f"{kind}_volume", volume_id, volume.region)
-        action.due = time.monotonic() + self.action_delay
+        delay = self.action_delay
+        action.due = time.monotonic() + (
+            random.uniform(*delay) if isinstance(delay, tuple) else delay
+        )
         if kind == "resize":
             size = body["size_gigabytes"]
             if not isinstance(size, int) or size <= volume.size or size > 16384:
@@ -452,7 +463,6 @@ class DoServer:
                         "attaching volume to droplet: volume is attached to another droplet",
                     )
                 volume.reserved_for = droplet_id
-                volume.droplet_ids = [droplet_id]
             elif droplet_id not in volume.droplet_ids:
                 raise ApiError(422, "unprocessable_entity", "Attachment not found")
         self.actions[action.id] = action
@@ -499,6 +509,7 @@ class DoServer:
                 self.presenter.device_for(volume.id, volume.size * GIB)
         elif action.type == "attach_volume" and action.droplet_id is not None:
             volume.reserved_for = None
+            volume.droplet_ids = [action.droplet_id]
             self._droplet_volumes(action.droplet_id).append(volume.id)
             by_id = self.by_id.get(action.droplet_id)
             if self.presenter is not None and by_id is not None:

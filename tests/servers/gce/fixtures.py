@@ -34,6 +34,7 @@ def gce(gce_session: GceSession) -> Iterator[GceTestbed]:
     finally:
         testbed.destroy()
         gce_session.server.set_delay(0.02)
+        gce_session.server.set_unkind()
         new = gce_session.server.violations[seen:]
         assert not new, "the GCE test server met requests or answers the API forbids:\n" + (
             "\n".join(new)

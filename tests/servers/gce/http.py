@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -70,10 +71,12 @@ class _Handler(BaseHTTPRequestHandler):
             gce.violations.extend(problems)
             self._send(400, ApiError(400, "invalid", "; ".join(problems)).body())
             return
+        time.sleep(gce.latency / 2)
         status, answer = self._answer(method.id, params, query, body)
         if status == 200:
             misfits = gce.discovery.check_response(method, answer)
             gce.violations.extend(misfits)
+        time.sleep(gce.latency / 2)
         self._send(status, answer)
 
     def _answer(

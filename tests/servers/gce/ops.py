@@ -56,6 +56,7 @@ class Clock:
     def __init__(self, lock: threading.RLock, delay: float) -> None:
         self.lock = lock
         self.delay = delay
+        self.wait_longest = 30.0  # zoneOperations.wait answers by then, DONE or not
         self.changed = threading.Condition(lock)
         self.operations: dict[str, Operation] = {}  # by name
         self._queue: list[tuple[float, int, str, str]] = []
@@ -146,10 +147,10 @@ class Clock:
                 raise ApiError(404, "notFound", f"The resource 'operations/{name}' was not found")
             return dict(self.operations[name].resource)
 
-    def wait(self, name: str, longest: float = 30.0) -> dict[str, Any]:
-        """zoneOperations.wait: answer once DONE, or after `longest` seconds regardless."""
+    def wait(self, name: str) -> dict[str, Any]:
+        """zoneOperations.wait: answer once DONE, or after `wait_longest` seconds regardless."""
         self.get(name)
-        self.operations[name].done.wait(longest)
+        self.operations[name].done.wait(self.wait_longest)
         return self.get(name)
 
     def stop(self) -> None:

@@ -7,6 +7,11 @@ operations. Every request and answer is checked against the Compute v1 discovery
 the fixtures assert empty. Quirks kept: asynchronous operations (PENDING → RUNNING → DONE
 after `delay`), GCE's error bodies and reasons, refusal of a disk in READ_WRITE use by
 another instance (naming it), label fingerprints, request IDs run once, int64 as strings.
+As unkind as the service is allowed to be: a disk's `users` changes when its attach or
+detach operation turns DONE, never when it is accepted; `zoneOperations.wait` answers after
+`wait_longest` seconds even when the operation is not DONE (Compute Engine promises DONE or
+its deadline, whichever first); every request takes `latency` seconds, half before the
+state is read and half after.
 Disk state and the HTTP front end live in `gce_disks.py` and `gce_http.py`.
 """
 
@@ -60,6 +65,7 @@ class GceServer:
         self.projects = {project, "orlop-locked"}  # orlop-locked refuses anonymous callers
         self.lock = threading.RLock()
         self.clock = Clock(self.lock, delay)
+        self.latency = 0.0  # seconds per request
         self.discovery = Discovery()
         self.presenter = presenter
         self.violations: list[str] = []
@@ -96,6 +102,11 @@ class GceServer:
 
     def set_delay(self, delay: float) -> None:
         self.clock.delay = delay
+
+    def set_unkind(self, latency: float = 0.0, wait_longest: float = 30.0) -> None:
+        """Per-request latency and the longest an operations.wait waits (0 and 30 s: kind)."""
+        self.latency = latency
+        self.clock.wait_longest = wait_longest
 
     # URLs ----------------------------------------------------------------------------------
     def url(self, path: str, project: str | None = None) -> str:

@@ -12,6 +12,14 @@ request bodies, the gateway's error body `{"message": …, "httpStatusCode": 500
   `/api/login` + `/api/version` pair stays, as on a real 4.x gateway: clients ask the version
   first.)
 
+Mapping is synchronous on the gateway (`mappedSdcInfo` changes in the request), but the
+device appears on the SDC's host `device_delay` seconds later, as the SDC driver learns of
+it; every request takes `latency` seconds, half before the state is read, half after.
+
+A token lasts `token_lifetime` seconds (None: for ever) and is refused with 401 after it,
+as a gateway ends a session; `logins` counts the logins of each kind, `logouts` the
+logouts, and `tokens` holds the sessions still open (what a client left behind).
+
 The certificate is signed by a CA made for the test session (`Tls`). When a volume is mapped
 to an SDC that has a by-id directory, the shared `DevicePresenter` shows a real loop device
 at `<by_id>/emc-vol-<system id>-<volume id>`.
@@ -96,8 +104,12 @@ class PowerFlexGateway:
         self.sdcs: dict[str, dict[str, Any]] = {}
         self.by_id: dict[str, Path] = {}  # SDC id → where its host shows volumes
         self.volumes: dict[str, dict[str, Any]] = {}
-        self.tokens: set[str] = set()  # 3.x tokens, and 4.x access tokens
+        self.tokens: dict[str, float] = {}  # 3.x tokens and 4.x access tokens → expiry
+        self.token_lifetime: float | None = None
         self.logins = {"api": 0, "rest": 0}
+        self.logouts = 0
+        self.device_delay = 0.0  # seconds from a mapping to its device on the SDC
+        self.latency = 0.0  # seconds per request
         self.lock = threading.RLock()
         self._vtrees = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -175,6 +187,7 @@ class PowerFlexGateway:
         raw = request.rfile.read(length) if length else b""
         try:
             body = json.loads(raw) if raw else {}
+            time.sleep(self.latency / 2)
             with self.lock:
                 status, answer = self._route(request, method, path, body)
         except GatewayError as error:
@@ -184,6 +197,7 @@ class PowerFlexGateway:
             status = 400
             answer = {"message": f"Bad request: {error}", "httpStatusCode": 400, "errorCode": 0}
         data = b"" if answer is None else json.dumps(answer).encode()
+        time.sleep(self.latency / 2)
         request.send_response(status)
         request.send_header("Content-Type", "application/json;charset=UTF-8")
         request.send_header("Content-Length", str(len(data)))
@@ -197,15 +211,31 @@ class PowerFlexGateway:
         user, _, secret = base64.b64decode(header[6:]).decode().partition(":")
         return user, secret
 
+    def expire_tokens(self) -> None:
+        """End every session now, as the gateway does when a token's lifetime is over."""
+        with self.lock:
+            self.tokens = dict.fromkeys(self.tokens, 0.0)
+
+    def _issue(self, token: str) -> None:
+        lifetime = self.token_lifetime
+        self.tokens[token] = time.monotonic() + lifetime if lifetime else float("inf")
+
+    def _live(self, token: str) -> bool:
+        """A token this gateway issued and has not ended; an expired one is ended now."""
+        expiry = self.tokens.get(token)
+        if expiry is not None and expiry <= time.monotonic():
+            del self.tokens[token]
+        return expiry is not None and expiry > time.monotonic()
+
     def _authorised(self, request: BaseHTTPRequestHandler, version_call: bool) -> None:
         """3.x: Basic user:token. 4.x: a bearer token, except that `/api/version` (which a
         client asks before it knows which login to use) takes the 3.x form as well."""
         header = request.headers.get("Authorization") or ""
-        bearer = header.startswith("Bearer ") and header[7:] in self.tokens
+        bearer = header.startswith("Bearer ") and self._live(header[7:])
         if bearer and self.api_version >= "4":
             return
         basic = self._basic(request)
-        known = basic is not None and basic[0] == self.username and basic[1] in self.tokens
+        known = basic is not None and basic[0] == self.username and self._live(basic[1])
         if known and (self.api_version < "4" or version_call):
             return
         raise GatewayError("Unauthorized", 0, 401)
@@ -219,7 +249,7 @@ class PowerFlexGateway:
                 raise GatewayError("Unauthorized", 0, 401)
             self.logins["api"] += 1
             token = base64.b64encode(secrets.token_bytes(24)).decode()
-            self.tokens.add(token)
+            self._issue(token)
             return 200, token
         if path == "/rest/auth/login" and method == "POST":
             if self.api_version < "4":
@@ -228,7 +258,7 @@ class PowerFlexGateway:
                 raise GatewayError("Unauthorized", 0, 401)
             self.logins["rest"] += 1
             access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-            self.tokens.add(access)
+            self._issue(access)
             return 200, {
                 "access_token": access,
                 "refresh_token": refresh,
@@ -238,13 +268,15 @@ class PowerFlexGateway:
         if path == "/rest/auth/logout" and method == "POST":
             self._authorised(request, version_call=False)
             header = request.headers.get("Authorization") or ""
-            self.tokens.discard(header[7:])
+            self.tokens.pop(header[7:], None)
+            self.logouts += 1
             return 204, None
         if path == "/api/logout":
             self._authorised(request, version_call=True)
             basic = self._basic(request)
             if basic:
-                self.tokens.discard(basic[1])
+                self.tokens.pop(basic[1], None)
+                self.logouts += 1
             return 200, ""
         if path == "/api/version":
             self._authorised(request, version_call=True)
@@ -377,7 +409,14 @@ class PowerFlexGateway:
                     "limitBwInMbps": 0,
                 },
             ]
-            self._present(volume)
+            if self.device_delay > 0:
+                later = threading.Timer(
+                    self.device_delay, self._present_if_mapped, (volume["id"], sdc["id"])
+                )
+                later.daemon = True
+                later.start()
+            else:
+                self._present(volume)
             return {}
         if action == "removeMappedSdc":
             sdc_id = body.get("sdcId")
@@ -410,6 +449,12 @@ class PowerFlexGateway:
                 self.presenter.forget(ident)
             return {}
         raise GatewayError(f"Unknown action {action}", 0, 400)
+
+    def _present_if_mapped(self, volume_id: str, sdc_id: str) -> None:
+        with self.lock:
+            volume = self.volumes.get(volume_id)
+            if volume and any(m["sdcId"] == sdc_id for m in volume["mappedSdcInfo"] or []):
+                self._present(volume)
 
     def _present(self, volume: dict[str, Any]) -> None:
         if self.presenter is None:

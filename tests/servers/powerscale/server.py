@@ -7,7 +7,9 @@ them when they read a response):
 * session login: POST /session/1/session answers 201 with cookies `isisessid` and
   `isicsrf`; every other request needs that session cookie, the X-CSRF-Token header equal
   to isicsrf, and an Origin header naming this server — else 401 / 403 with OneFS's
-  {"errors": [{"code", "message"}]} body;
+  {"errors": [{"code", "message"}]} body; a session ends after `timeout_inactive` seconds
+  unused or `timeout_absolute` in all, or at DELETE (logout); `logins` and `logouts`
+  count them;
 * namespace API: directories under /ifs (PUT with x-isi-ifs-target-type: container,
   HEAD, DELETE ?recursive=true);
 * platform API: directory quotas (hard threshold, usage), NFS exports, SMB shares and
@@ -67,6 +69,8 @@ class PowerScaleServer:
         self.max_hard_threshold = max_hard_threshold
         self.on_smb_share, self.on_smb_share_deleted = on_smb_share, on_smb_share_deleted
         self.sessions: dict[str, str] = {}  # isisessid → isicsrf
+        self.session_times: dict[str, tuple[float, float]] = {}  # isisessid → (made, last used)
+        self.timeout_absolute, self.timeout_inactive = 14400, 900  # as OneFS's defaults
         self.quotas: dict[str, dict[str, Any]] = {}
         self.exports: dict[int, dict[str, Any]] = {}
         self.smb_shares: dict[str, dict[str, Any]] = {}
@@ -74,6 +78,8 @@ class PowerScaleServer:
         self.next_id = 1
         self.lock = threading.RLock()
         self.logins = 0
+        self.logouts = 0
+        self.latency = 0.0  # seconds each request waits before it is served (a slow cluster)
         self.server: ThreadingHTTPServer | None = None
 
     @property
@@ -106,6 +112,12 @@ class PowerScaleServer:
             for quota in list(self.quotas.values()):
                 _run(["umount", "--lazy", self.local(quota["path"])], check=False)
             self.quotas.clear()
+
+    def end_sessions(self) -> None:
+        """End every session, as a cluster restart does: the next request gets 401."""
+        with self.lock:
+            self.sessions.clear()
+            self.session_times.clear()
 
     def local(self, ifs_path: str) -> str:
         """The directory on this host behind a OneFS path (/ifs/…)."""
@@ -155,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
+        if self.cluster.latency:
+            time.sleep(self.cluster.latency)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         split = urlsplit(self.path)
@@ -188,6 +202,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _session(self, method: str, body: dict[str, Any]) -> None:
         cluster = self.cluster
         if method == "DELETE":
+            self._authorise()
+            with cluster.lock:
+                session = self._session_id()
+                del cluster.sessions[session]
+                del cluster.session_times[session]
+                cluster.logouts += 1
             self._reply(204, None)
             return
         if method != "POST":
@@ -198,11 +218,12 @@ class _Handler(BaseHTTPRequestHandler):
         session, csrf = secrets.token_hex(16), secrets.token_hex(16)
         with cluster.lock:
             cluster.sessions[session] = csrf
+            cluster.session_times[session] = (time.monotonic(), time.monotonic())
             cluster.logins += 1
         answer = {
             "services": body.get("services", ["platform"]),
-            "timeout_absolute": 14400,
-            "timeout_inactive": 900,
+            "timeout_absolute": cluster.timeout_absolute,
+            "timeout_inactive": cluster.timeout_inactive,
             "username": cluster.username,
         }
         cookies = [
@@ -211,14 +232,26 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         self._reply(201, answer, cookies=cookies)
 
-    def _authorise(self) -> None:
+    def _session_id(self) -> str:
         cookies = dict(
             part.strip().split("=", 1)
             for part in self.headers.get("Cookie", "").split(";")
             if "=" in part
         )
-        session = cookies.get("isisessid", "")
-        csrf = self.cluster.sessions.get(session)
+        return cookies.get("isisessid", "")
+
+    def _authorise(self) -> None:
+        cluster = self.cluster
+        session = self._session_id()
+        with cluster.lock:
+            made, used = cluster.session_times.get(session, (0.0, 0.0))
+            now = time.monotonic()
+            if now - made > cluster.timeout_absolute or now - used > cluster.timeout_inactive:
+                cluster.sessions.pop(session, None)  # ended, as OneFS ends sessions
+                cluster.session_times.pop(session, None)
+            csrf = cluster.sessions.get(session)
+            if csrf is not None:
+                cluster.session_times[session] = (made, now)
         if csrf is None:
             raise OneFsError(401, "AEC_UNAUTHORIZED", "Authorization required")
         if self.headers.get("X-CSRF-Token") != csrf:
@@ -307,6 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "include_snapshots": bool(body["include_snapshots"]),
                 "enforced": bool(body.get("enforced", True)),
                 "container": bool(body.get("container", False)),
+                "description": str(body.get("description") or ""),
                 "thresholds": {"hard": hard},
             }
             return 201, {"id": quota_id}
@@ -322,10 +356,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise OneFsError(404, "AEC_NOT_FOUND", f"Quota {ident} not found")
         if method == "GET":
             return 200, {"quotas": [self._quota_view(quota)]}
-        if method == "PUT":
-            hard = self._hard(body)
-            _run(["mount", "-o", f"remount,size={hard}", cluster.local(quota["path"])])
-            quota["thresholds"] = {"hard": hard}
+        if method == "PUT":  # a partial update: only the fields given change
+            if "thresholds" in body:
+                hard = self._hard(body)
+                _run(["mount", "-o", f"remount,size={hard}", cluster.local(quota["path"])])
+                quota["thresholds"] = {"hard": hard}
+            if "description" in body:
+                quota["description"] = str(body["description"] or "")
             return 204, None
         if method == "DELETE":
             # Real OneFS keeps the data; this fake's tmpfs goes, so Orlop only deletes a

@@ -24,7 +24,7 @@ def check(**options: str) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"size": "0.5G", "type": "st1"}, "size 1 GiB is outside what type st1 allows: 125 to"),
+        ({"size": "1G", "type": "st1"}, "size 1 GiB is outside what type st1 allows: 125 to"),
         ({"size": "17T", "type": "gp2"}, "size 17408 GiB is outside what type gp2 allows"),
         ({"size": "65G", "type": "io2", "iops": "100", "size_": ""}, "unknown option size_"),
         ({"size": "3G", "type": "io1", "iops": "100"}, "allows: 4 to 16384 GiB"),

@@ -37,9 +37,9 @@ def test_long_names_differ_by_their_hash() -> None:
 
 def test_sizes_round_up_to_8_gib_steps() -> None:
     options = PowerFlexProvider.options
-    for asked, gib in (("1", 8), ("8G", 8), ("9G", 16), ("100G", 104), ("1T", 1024)):
+    for asked, gib in (("1G", 8), ("8G", 8), ("9G", 16), ("100G", 104), ("1T", 1024)):
         assert options.validate({"size": asked})["size"] == str(gib * GIB)
-    for bad in ("2000T", "9" * 400, "ten"):
+    for bad in ("2000T", "9" * 400, "ten", "1"):
         with pytest.raises(InvalidOption, match="size"):
             options.validate({"size": bad})
     assert options.validate({"provisioning": "thick"}) == {"provisioning": "thick"}

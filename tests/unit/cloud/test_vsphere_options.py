@@ -36,7 +36,7 @@ def test_options_are_canonical() -> None:
         "diskformat": "eagerzeroedthick",
         "attach_as": "independent_persistent",
     }
-    assert VsphereProvider.options.validate({"size": "100"})["size"] == str(MIB)  # up to MiB
+    assert VsphereProvider.options.validate({"size": "1.5M"})["size"] == str(2 * MIB)  # up to MiB
     assert VsphereProvider.options.validate({"clone_from": "Db.1"}) == {"clone_from": "Db.1"}
 
 
@@ -44,7 +44,7 @@ def test_options_are_canonical() -> None:
     ("options", "message"),
     [
         ({"diskformat": "thick"}, "use one of thin, zeroedthick, eagerzeroedthick"),
-        ({"size": "63T"}, "larger than a virtual disk can be"),
+        ({"size": "63T"}, "outside the sizes a virtual disk can have: 1M to 62T"),
         ({"size": "-1G"}, "is not a size"),
         ({"attach_as": "nonpersistent"}, "use one of persistent, independent_persistent"),
         ({"datastore": "[ds1] x"}, "is not a datastore name"),

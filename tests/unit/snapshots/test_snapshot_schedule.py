@@ -10,8 +10,8 @@ import pytest
 
 from orlop.backends.base import BackendContext
 from orlop.backends.directory.backend import DirectoryBackend
-from orlop.backends.snapshots.schedule import parse_schedule, slot
 from orlop.core.model import ConfigError, InvalidOption
+from orlop.core.schedule import parse_schedule, slot
 from orlop.core.schedules import SnapshotScheduler
 from tests.support.harness import Harness
 

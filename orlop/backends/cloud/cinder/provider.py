@@ -60,7 +60,11 @@ class CinderProvider:
     disk_word: ClassVar[str] = "Cinder volume"
     options: ClassVar[OptionSet] = OptionSet(
         [
-            Option("size", canonical_gib_size, "size, rounded up to whole GiB (default 10G)"),
+            Option(
+                "size",
+                canonical_gib_size,
+                "size, 1G or more, rounded up to whole GiB (default 10G)",
+            ),
             Option("type", canonical_text, "Cinder volume type (default: the cloud's)"),
             Option("availability_zone", canonical_text, "Cinder availability zone"),
             Option("from_snapshot", canonical_text, "snapshot ID or Orlop snapshot name"),

@@ -5,10 +5,13 @@ is lower case, digits and hyphens, starting with a letter, unique per region); O
 are tags (`tags.py`), so another droplet lists and adopts the volume by its Docker name. DO
 refuses to attach a volume that is attached to another droplet (422): the layer needs no race
 guard. Attach, detach and resize are volume *actions* that stay in-progress for a while, and
-`droplet_ids` does not say whether an attach or detach is done. So that the layer sees an
+`droplet_ids` does not say whether an attach or detach is done (DigitalOcean documents no
+moment at which it changes; its own tools wait on the action). So that the layer sees an
 attach or detach it started as `attaching` / `detaching` until DigitalOcean completes it,
 the provider remembers the actions it started (in memory) and asks for their status while
-they are in progress.
+they are in progress, always *before* it reads the volume: a reading is one action status
+and the volume as it was after that status, so an action that completes between the two
+requests shows as still in progress once more, never as a volume that lost its droplet.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from orlop.backends.cloud.api import (
 )
 from orlop.backends.cloud.digitalocean import tags
 from orlop.backends.cloud.digitalocean.client import Api, DigitalOceanSettings, metadata
-from orlop.core.model import InvalidOption
-from orlop.core.options import Option, OptionSet, parse_size
+from orlop.backends.cloud.waiting import wait_until
+from orlop.core.model import BackendError, InvalidOption
+from orlop.core.options import Option, OptionSet, bounded_size
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +57,8 @@ _IN_PROGRESS = "in-progress"
 
 def canonical_size(value: str) -> str:
     """A size rounded up to whole GiB, as bytes, within DigitalOcean's 1 to 16,384 GiB."""
-    try:
-        gib = math.ceil(parse_size(value) / GIB)
-    except OverflowError:  # hundreds of digits: no float holds them
-        gib = MAX_GIB + 1
-    if not MIN_GIB <= gib <= MAX_GIB:
-        raise ValueError(f"{value!r} is outside DigitalOcean's volume sizes: 1G to 16384G (16 TiB)")
-    return str(gib * GIB)
+    size = bounded_size(value, MIN_GIB * GIB, MAX_GIB * GIB, "a DigitalOcean volume")
+    return str(-(-size // GIB) * GIB)
 
 
 def canonical_snapshot(value: str) -> str:
@@ -179,15 +178,19 @@ class DigitalOceanProvider:
         return self._disk(volumes[0]) if volumes else None
 
     def get_disk(self, disk_id: str) -> Disk | None:
+        in_progress = self._in_progress(disk_id)  # first: see the module's docstring
         try:
             found = self.api.call("get volume", lambda c: c.volumes.get, disk_id)
         except CloudError as error:
             if error.kind is ErrorKind.NOT_FOUND:
                 return None
             raise
-        return self._with_actions(self._disk(found["volume"]))
+        return _with_action(self._disk(found["volume"]), in_progress)
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
+        with self._lock:
+            started = list(self._pending)
+        in_progress = {disk_id: self._in_progress(disk_id) for disk_id in started}
         disks = []
         for found in self._list("list volumes", lambda c: c.volumes.list, "volumes"):
             disk = self._disk(found)
@@ -195,7 +198,7 @@ class DigitalOceanProvider:
                 continue
             if volume is not None and disk.volume != volume:
                 continue
-            disks.append(self._with_actions(disk))
+            disks.append(_with_action(disk, in_progress.get(disk.id)))
         return disks
 
     def _list(self, what: str, operation: Any, key: str, **query: Any) -> list[dict[str, Any]]:
@@ -254,10 +257,9 @@ class DigitalOceanProvider:
         except CloudError as error:
             if error.kind is not ErrorKind.INVALID:
                 raise
-            now = self.get_disk(disk.id)
-            holders = [a.instance for a in now.attachments] if now else []
+            holders = self._holders_once_known(disk.id)
             if identity.instance in holders:
-                return  # attached here already
+                return  # attached here already (an attach this host started before a restart)
             raise CloudError(
                 f"DigitalOcean refused to attach {disk.id} to droplet {identity.instance}: {error}",
                 ErrorKind.IN_USE,  # DO's 422 to an attach: attached or busy elsewhere
@@ -265,6 +267,26 @@ class DigitalOceanProvider:
                 holders[0] if holders else None,
             ) from None
         self._remember(disk.id, action, identity.instance)
+
+    def _holders_once_known(self, disk_id: str) -> list[str]:
+        """The droplets holding a volume DO refused to attach. Refused with no droplet in
+        `droplet_ids` means an attach under way (another droplet's, or this one's from before
+        a restart): a droplet enters `droplet_ids` when its attach completes, so wait for that,
+        within attach_timeout; [] if none showed."""
+
+        def holders() -> list[str] | None:
+            now = self.get_disk(disk_id)
+            return _droplets(now) or None if now is not None else []
+
+        try:
+            return wait_until(
+                holders,
+                self.settings.attach_timeout,
+                f"the holder of {disk_id}",
+                self.settings.poll_max,
+            )
+        except BackendError:
+            return []
 
     def detach_disk(self, disk: Disk, instance: str, force: bool = False) -> None:
         # DigitalOcean has no forced detach: a detach is a detach.
@@ -292,41 +314,32 @@ class DigitalOceanProvider:
             with self._lock:
                 self._pending[disk_id] = {**action, "droplet": droplet}
 
-    def _with_actions(self, disk: Disk) -> Disk:
-        """The disk with the attach or detach this provider started and DO has not finished."""
+    def _in_progress(self, disk_id: str) -> dict[str, Any] | None:
+        """The attach or detach this provider started on the disk, if DigitalOcean still has
+        it in progress (asked now); one that ended is forgotten."""
         with self._lock:
-            pending = self._pending.get(disk.id)
+            pending = self._pending.get(disk_id)
         if pending is None:
-            return disk
+            return None
         try:
             answer = self.api.call(
-                "volume action", lambda c: c.volume_actions.get, disk.id, pending["id"]
+                "volume action", lambda c: c.volume_actions.get, disk_id, pending["id"]
             )
             status = answer["action"].get("status")
         except CloudError as error:
             if error.kind is not ErrorKind.NOT_FOUND:
                 raise
             status = "gone"
-        if status != _IN_PROGRESS:
-            with self._lock:
-                if self._pending.get(disk.id) is pending:
-                    del self._pending[disk.id]
-            if status == "errored":
-                log.warning("DigitalOcean action %s on %s errored", pending["id"], disk.id)
-            return disk
-        droplet = pending["droplet"]
-        kind = str(pending.get("type", ""))
-        state: Literal["attaching", "detaching"] = (
-            "attaching" if kind.startswith("attach") else "detaching"
-        )
-        if disk.attached_to(droplet) is None:
-            if state == "attaching":
-                disk.attachments.append(Attachment(droplet, state))
-            return disk
-        disk.attachments = [
-            Attachment(a.instance, state) if a.instance == droplet else a for a in disk.attachments
-        ]
-        return disk
+        if status == _IN_PROGRESS:
+            return pending
+        with self._lock:
+            if self._pending.get(disk_id) is pending:
+                del self._pending[disk_id]
+        if status == "errored":
+            log.warning(
+                "DigitalOcean action %s (%s) on %s errored", pending["id"], pending["type"], disk_id
+            )
+        return None
 
     def device_paths(self, disk: Disk, attachment: Attachment) -> list[str]:
         return [f"{self.settings.by_id_dir.rstrip('/')}/scsi-0DO_Volume_{disk.name}"]
@@ -437,6 +450,25 @@ class DigitalOceanProvider:
 
 def _user_tags(options: Mapping[str, str]) -> list[str]:
     return [t for t in options.get("tags", "").split(",") if t]
+
+
+def _with_action(disk: Disk, pending: Mapping[str, Any] | None) -> Disk:
+    """The disk as read after `pending` (an action still in progress) was seen in progress:
+    its droplet `attaching` or `detaching` whatever `droplet_ids` said."""
+    if pending is None:
+        return disk
+    droplet = str(pending["droplet"])
+    state: Literal["attaching", "detaching"] = (
+        "attaching" if str(pending.get("type", "")).startswith("attach") else "detaching"
+    )
+    if disk.attached_to(droplet) is None:
+        if state == "attaching":
+            disk.attachments.append(Attachment(droplet, state))
+        return disk
+    disk.attachments = [
+        Attachment(a.instance, state) if a.instance == droplet else a for a in disk.attachments
+    ]
+    return disk
 
 
 def _droplets(disk: Disk) -> list[str]:

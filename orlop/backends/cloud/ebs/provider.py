@@ -69,7 +69,11 @@ class EbsProvider:
     refuses_second_attach: ClassVar[bool] = True  # EC2 answers VolumeInUse
     options: ClassVar[OptionSet] = OptionSet(
         [
-            Option("size", canonical_gib_size, "size, rounded up to whole GiB (default 10G)"),
+            Option(
+                "size",
+                canonical_gib_size,
+                "size, 1G or more, rounded up to whole GiB (default 10G)",
+            ),
             Option("type", one_of(*VOLUME_TYPES), "EBS volume type (default gp3)"),
             Option("iops", canonical_count, "provisioned IOPS (gp3, io1, io2)"),
             Option("throughput", canonical_count, "throughput in MiB/s (gp3)"),

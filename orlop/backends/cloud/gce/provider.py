@@ -65,7 +65,11 @@ class GceProvider:
     disk_word: ClassVar[str] = "persistent disk"
     options: ClassVar[OptionSet] = OptionSet(
         [
-            Option("size", canonical_gib_size, "size, rounded up to whole GiB (default 10G)"),
+            Option(
+                "size",
+                canonical_gib_size,
+                "size, 1G or more, rounded up to whole GiB (default 10G)",
+            ),
             Option("type", one_of(*DISK_TYPES), f"disk type (default {DEFAULT_TYPE})"),
             Option("provisioned_iops", canonical_count, "IOPS (pd-extreme, hyperdisk-*)"),
             Option("provisioned_throughput", canonical_count, "MiB/s (hyperdisk-*)"),

@@ -1,17 +1,19 @@
 """PowerFlex gateway calls through `PyPowerFlex`, each failure a CloudError.
 
-PyPowerFlex logs in and out around every request (API 3.x: `GET /api/login` with the
-password, Basic auth with the token after; 4.x: `POST /rest/auth/login`, a bearer token) and
-keeps the token on the client: two calls at once would log each other out, so calls are
-serialised here. Its failures are plain exceptions whose message carries the gateway's answer
-(`{"message": …, "httpStatusCode": 500, "errorCode": …}`), or the `requests` error as the
-cause; `Gateway.call` turns both into the layer's error kinds.
+PyPowerFlex would log in and out around every request (API 3.x: `GET /api/login` with the
+password, Basic auth with the token after; 4.x: `POST /rest/auth/login`, a bearer token);
+the client here keeps one login for the token's lifetime instead (`session.py`), logs in
+again when the gateway refuses the token, and out at `close` (or at exit). The token lives
+on the client, so calls are serialised here. Its failures are plain exceptions whose message
+carries the gateway's answer (`{"message": …, "httpStatusCode": 500, "errorCode": …}`), or
+the `requests` error as the cause; `Gateway.call` turns both into the layer's error kinds.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import field_validator
 
 from orlop.backends.cloud.api import CloudError, CloudSettings, ErrorKind
+from orlop.backends.cloud.powerflex.session import KeptSession, kept_client
 
 T = TypeVar("T")
 
@@ -76,30 +79,41 @@ def read_password(settings: PowerFlexSettings) -> str:
 
 
 class Gateway:
-    """One initialised PyPowerFlex client; `call` runs one operation on it."""
+    """One initialised PyPowerFlex client with one kept login; `call` runs one operation."""
 
     def __init__(self, settings: PowerFlexSettings) -> None:
         self.settings = settings
         self._client: Any = None
+        self._session: KeptSession | None = None
         self._lock = threading.RLock()
+        self._closer: weakref.finalize[Any, Any] | None = None
 
     def call(self, what: str, operation: Callable[[Any], T]) -> T:
         with self._lock:
             try:
-                if self._client is None:
-                    self._client = self._connect()
-                return operation(self._client)
+                return self._call(operation)
             except CloudError:
                 raise
             except Exception as error:
                 raise self.error(what, error) from None
 
-    def _connect(self) -> Any:
-        from PyPowerFlex import PowerFlexClient  # type: ignore[import-untyped]  # on use: hosts without PowerFlex need none
+    def _call(self, operation: Callable[[Any], T]) -> T:
+        if self._client is None:
+            self._connect()
+        assert self._session is not None
+        logins = self._session.logins
+        try:
+            return operation(self._client)
+        except Exception as error:
+            refused = self.error("", error).kind is ErrorKind.CREDENTIALS
+            if not (refused and self._session.refused(logins)):
+                raise
+        return operation(self._client)  # the kept token was refused: once with a new login
 
+    def _connect(self) -> None:
         host, port = self.settings.address()
         verify = self.settings.verify
-        client = PowerFlexClient(
+        client, session = kept_client(
             gateway_address=host,
             gateway_port=port,
             username=self.settings.username,
@@ -108,8 +122,19 @@ class Gateway:
             certificate_path=self.settings.ca_file if verify else None,
             timeout=self.settings.api_timeout,
         )
+        self._session = session  # before initialize: its requests log in through it
+        if self._closer is not None:
+            self._closer()  # a connect that failed before: end what it began
+        self._closer = weakref.finalize(self, session.close)  # at exit, if not closed
         client.initialize()
-        return client
+        self._client = client
+
+    def close(self) -> None:
+        """Log out of the gateway (the next call logs in again)."""
+        with self._lock:
+            if self._closer is not None:
+                self._closer()
+            self._client = self._session = self._closer = None
 
     def error(self, what: str, error: Exception) -> CloudError:
         import requests

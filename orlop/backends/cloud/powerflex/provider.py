@@ -38,7 +38,7 @@ from orlop.backends.cloud.api import (
 from orlop.backends.cloud.powerflex import names
 from orlop.backends.cloud.powerflex.client import Gateway, PowerFlexSettings
 from orlop.core.model import InvalidOption
-from orlop.core.options import Option, OptionSet, one_of, parse_size
+from orlop.core.options import Option, OptionSet, bounded_size, one_of
 from orlop.host.run import CommandError, run
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,7 @@ _ID = re.compile(r"[0-9a-f]{16}\Z")
 
 def canonical_size(value: str) -> str:
     """A size rounded up to PowerFlex's 8 GiB steps, as bytes."""
-    try:
-        gib = math.ceil(parse_size(value) / GIB)
-    except OverflowError:
-        gib = MAX_GIB + 1
-    if gib > MAX_GIB:
-        raise ValueError(f"{value!r} is more than a PowerFlex volume holds (1 PiB)")
+    gib = -(-bounded_size(value, GIB, MAX_GIB * GIB, "a PowerFlex volume") // GIB)
     return str(max(1, math.ceil(gib / STEP_GIB)) * STEP_GIB * GIB)
 
 
@@ -88,6 +83,10 @@ class PowerFlexProvider:
         self._lock = threading.Lock()
         self._system: str | None = None
         self._pool: tuple[str, str] | None = None  # (id, name)
+
+    def close(self) -> None:
+        """Log out of the gateway (at shutdown; the login is otherwise kept)."""
+        self.gateway.close()
 
     # identity ------------------------------------------------------------------------------
     def identity(self) -> Identity:

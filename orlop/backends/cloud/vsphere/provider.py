@@ -70,6 +70,11 @@ class VsphereProvider:
         self._lock = threading.Lock()
 
     # identity ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Log out of vCenter (at shutdown; the session is otherwise kept)."""
+        self.api.close()
+
     def identity(self) -> Identity:
         with self._lock:
             if self._identity is None:

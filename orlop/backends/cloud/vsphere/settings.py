@@ -14,7 +14,7 @@ from pydantic import field_validator
 
 from orlop.backends.cloud.api import CloudSettings
 from orlop.core.model import OrlopError, validate_name
-from orlop.core.options import Option, OptionSet, one_of, parse_size
+from orlop.core.options import Option, OptionSet, bounded_size, one_of
 
 MIB = 1024**2
 DEFAULT_SIZE = 10 * 1024**3
@@ -59,10 +59,8 @@ class VsphereSettings(CloudSettings):
 
 def canonical_mib_size(value: str) -> str:
     """A size rounded up to whole MiB, as bytes; at most vSphere's 62 TiB per disk."""
-    size = math.ceil(parse_size(value) / MIB) * MIB
-    if size > MAX_SIZE:
-        raise ValueError(f"{value!r} is larger than a virtual disk can be (62 TiB)")
-    return str(size)
+    size = bounded_size(value, MIB, MAX_SIZE, "a virtual disk")
+    return str(math.ceil(size / MIB) * MIB)
 
 
 def canonical_datastore(value: str) -> str:

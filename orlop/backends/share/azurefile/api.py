@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from azure.core.exceptions import (
@@ -33,6 +33,7 @@ from orlop.core.model import BackendError, Conflict, NotFound
 T = TypeVar("T")
 GIB = 1024**3
 METADATA_VOLUME = "orlop_volume"  # the Docker name of the volume a share holds
+METADATA_KEPT = "orlop_kept"  # instead, once Remove kept it (keep_on_remove): not adopted again
 
 # The SDK logs every request and its headers at INFO: keep it quiet, whatever the level.
 logging.getLogger("azure").setLevel(logging.WARNING)
@@ -92,14 +93,29 @@ class AzureFiles:
                 lambda: self.share(name).delete_share(delete_snapshots=True),
             )
 
-    def list_shares(self) -> Iterator[tuple[str, dict[str, str]]]:
+    def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
+        """Replace the share's metadata (Azure keeps no other metadata than the one given)."""
+        self._call(
+            f"marking share {name}",
+            lambda: self.share(name).set_share_metadata(metadata),
+        )
+
+    def list_shares(self) -> list[dict[str, Any]]:
+        """Every share: name, quota (GiB), access tier and metadata."""
         shares = self._call(
             "listing shares", lambda: list(self.service.list_shares(include_metadata=True))
         )
-        for share in shares:
-            yield share.name, dict(share.metadata or {})
+        return [
+            {
+                "name": share.name,
+                "quota": int(share.quota),
+                "access_tier": share.access_tier,
+                "metadata": dict(share.metadata or {}),
+            }
+            for share in shares
+        ]
 
-    # directories (volumes inside one share) ------------------------------------------------
+    # directories ------------------------------------------------------------------------
     def directory(self, share: str, path: str) -> ShareDirectoryClient:
         return self.share(share).get_directory_client(path)
 

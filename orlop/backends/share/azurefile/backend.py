@@ -9,12 +9,16 @@
 Create makes the share with a quota of `size` (whole GiB) and Orlop's metadata (the Docker
 name), then mounts it once to prove the key and the SMB path. The same volume name on
 another host finds the share by its name and metadata. Remove keeps the share unless
-`delete_on_remove=true`. With `share=NAME` each volume is a directory in that existing
-share (which keeps its own quota). The SMB login is the account name with the account key.
+`delete_on_remove=true` (or `keep_on_remove=false`); a kept share is marked so (metadata
+orlop_kept), and discovery no longer takes it in. With `share=NAME` each volume is a
+directory in that existing share (which keeps its own quota). The SMB login is the account
+name with the account key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 from typing import Any, ClassVar
@@ -28,18 +32,24 @@ from orlop.backends.settings import secret_value
 from orlop.core.model import ConfigError
 
 try:
-    from orlop.backends.share.azurefile.api import GIB, METADATA_VOLUME, AzureFiles
+    from orlop.backends.share.azurefile.api import GIB, METADATA_KEPT, METADATA_VOLUME, AzureFiles
 except ModuleNotFoundError as missing:  # the SDK is an optional extra
     raise ConfigError(
         f"backend azurefile needs the Python package azure-storage-file-share ({missing}): "
         "pip install 'orlop[azurefile]' (scripts/setup installs it)"
     ) from None
 from orlop.backends.share.clients import SmbTarget
-from orlop.backends.share.layer import ShareBackend, ShareSettings, presentation_options
+from orlop.backends.share.layer import (
+    ShareBackend,
+    ShareSettings,
+    host_option,
+    presentation_options,
+)
 from orlop.backends.share.naming import canonical_share, share_name
-from orlop.core.model import Conflict, InvalidOption, Usage
-from orlop.core.options import Option, OptionSet, canonical_bool, one_of, parse_size
+from orlop.core.model import Conflict, InvalidOption, NotFound, Usage
+from orlop.core.options import Option, OptionSet, bounded_size, canonical_bool, one_of
 
+log = logging.getLogger(__name__)
 MAX_QUOTA_GIB = 102400  # 100 TiB: a large file share, Azure's limit
 TIERS = ("TransactionOptimized", "Hot", "Cool", "Premium")
 
@@ -56,13 +66,8 @@ class AzureFileSettings(ShareSettings):
 
 def canonical_quota(value: str) -> str:
     """A size rounded up to whole GiB (Azure quotas are GiB), 1 GiB to 100 TiB, in bytes."""
-    gib = math.ceil(parse_size(value) / GIB)
-    if gib > MAX_QUOTA_GIB:
-        raise ValueError(
-            f"{value!r} is over Azure's limit for a file share: at most {MAX_QUOTA_GIB} GiB "
-            "(100 TiB)"
-        )
-    return str(max(gib, 1) * GIB)
+    size = bounded_size(value, GIB, MAX_QUOTA_GIB * GIB, "an Azure file share")
+    return str(math.ceil(size / GIB) * GIB)
 
 
 class AzureFileBackend(ShareBackend):
@@ -73,9 +78,10 @@ class AzureFileBackend(ShareBackend):
             Option("size", canonical_quota, "the share's quota, whole GiB (default 100G)"),
             Option("share", canonical_share, "an existing share: volumes are directories in it"),
             Option("access_tier", one_of(*TIERS), "TransactionOptimized, Hot, Cool, Premium"),
-            Option("delete_on_remove", canonical_bool, "delete the share at Remove (false)"),
-            Option("keep_on_remove", canonical_bool, "keep the share at Remove (true)"),
-            Option("timeout", parse_timeout, "seconds to reach Azure and mount (default 20)"),
+            # One meaning: keep_on_remove=false is delete_on_remove=true.
+            host_option("delete_on_remove", canonical_bool, "delete the share at Remove (false)"),
+            host_option("keep_on_remove", canonical_bool, "keep the share at Remove (true)"),
+            host_option("timeout", parse_timeout, "seconds to reach Azure and mount (default 20)"),
             *presentation_options(),
         ]
     )
@@ -113,15 +119,19 @@ class AzureFileBackend(ShareBackend):
         return self.settings.discover_interval
 
     def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
-        """Shares holding Orlop volumes (by their metadata), for hosts that did not make them."""
+        """Shares holding Orlop volumes (by their metadata), for hosts that did not make them,
+        with their real quota and access tier; never a share Remove kept."""
         defaults = self.options.validate({}, self.context.defaults)
         if "share" in defaults:
             return []  # volumes are directories of one share: Docker names are not listed
         found = []
-        for share, metadata in self.api().list_shares():
-            volume = metadata.get(METADATA_VOLUME)
-            if volume and share_name(volume) == share:
-                found.append((volume, dict(defaults), {"share": share, "directory": ""}))
+        for share in self.api().list_shares():
+            volume = share["metadata"].get(METADATA_VOLUME)
+            if volume and share_name(volume) == share["name"]:
+                options = {**defaults, "size": str(share["quota"] * GIB)}
+                if share["access_tier"]:
+                    options["access_tier"] = str(share["access_tier"])
+                found.append((volume, options, {"share": share["name"], "directory": ""}))
         return found
 
     def api(self, volume: VolumeRef | None = None) -> AzureFiles:
@@ -130,8 +140,12 @@ class AzureFileBackend(ShareBackend):
 
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
-        if options.get("delete_on_remove") == "true" and options.get("keep_on_remove") == "true":
-            raise InvalidOption("delete_on_remove=true and keep_on_remove=true contradict")
+        delete, keep = options.get("delete_on_remove"), options.get("keep_on_remove")
+        if delete is not None and keep is not None and delete == keep:
+            raise InvalidOption(
+                f"delete_on_remove={delete} and keep_on_remove={keep} contradict: "
+                "give one of them (keep_on_remove=false is delete_on_remove=true)"
+            )
         if "share" in options and "size" in options:
             raise InvalidOption(
                 f"option size sets a share's quota; with share={options['share']} the volume is "
@@ -153,8 +167,9 @@ class AzureFileBackend(ShareBackend):
             share, directory = share_name(volume.name), ""
             quota = int(options.get("size", str(100 * GIB))) // GIB
             made = api.create_share(share, quota, options.get("access_tier"), volume.name)
+            metadata = {} if made else api.properties(share)["metadata"]
             if not made:
-                owner = api.properties(share)["metadata"].get(METADATA_VOLUME)
+                owner = metadata.get(METADATA_VOLUME) or metadata.get(METADATA_KEPT)
                 if owner != volume.name:
                     raise Conflict(
                         f"share {share} exists in account {self.account} but holds "
@@ -169,14 +184,26 @@ class AzureFileBackend(ShareBackend):
             if undo is not None:
                 undo()
             raise
+        if not record["directory"] and metadata.get(METADATA_KEPT) == volume.name:
+            api.set_metadata(share, {METADATA_VOLUME: volume.name})  # kept, taken back on purpose
         return record
 
     def remove(self, volume: VolumeRef) -> None:
         self.remove_local(volume)
         record = volume.record
-        if not record or volume.options.get("delete_on_remove") != "true":
+        if not record:
             return
         api = self.api(volume)
+        if not deletes(volume):
+            if not record.get("directory"):  # no host's discovery takes it in again
+                with contextlib.suppress(NotFound):
+                    api.set_metadata(record["share"], {METADATA_KEPT: volume.name})
+            return
+        if not record.get("directory") and _kept_elsewhere(api, record["share"]):
+            # Another host removed it and kept it: no longer a volume of this host's to
+            # delete (a Create of the name takes it back).
+            log.info("volume %s: kept by another host's Remove; not deleted", volume.name)
+            return
         if record.get("directory"):
             api.delete_tree(record["share"], record["directory"])
         else:
@@ -224,6 +251,20 @@ class AzureFileBackend(ShareBackend):
             version="3.1.1",
             encrypt=True,  # Azure refuses unencrypted SMB from outside its region
         )
+
+
+def _kept_elsewhere(api: AzureFiles, share: str) -> bool:
+    try:
+        metadata = api.properties(share)["metadata"]
+    except NotFound:
+        return False
+    return METADATA_KEPT in metadata and METADATA_VOLUME not in metadata
+
+
+def deletes(volume: VolumeRef) -> bool:
+    """Does Remove delete the share (or directory)? Only when asked: kept by default."""
+    options = volume.options
+    return options.get("delete_on_remove") == "true" or options.get("keep_on_remove") == "false"
 
 
 def _connection_string(path: str | None) -> dict[str, str]:

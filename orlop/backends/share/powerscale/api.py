@@ -1,7 +1,7 @@
 """Dell PowerScale (OneFS) through the official `isilon-sdk` (module v9_5_0, OneFS 9.5+).
 
-The SDK logs in with a session (POST /session/1/session; cookies isisessid and isicsrf,
-then X-CSRF-Token and Origin on every call) and speaks https only. Every error becomes a
+One session per driver (session.py: POST /session/1/session; cookies isisessid and
+isicsrf, then X-CSRF-Token and Origin on every call), https only. Every error becomes a
 BackendError / NotFound / Conflict naming the path and OneFS's own message, never the
 password.
 """
@@ -9,6 +9,7 @@ password.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ import isilon_sdk.v9_5_0 as isi  # type: ignore[import-untyped]
 import urllib3
 from isilon_sdk.v9_5_0.rest import ApiException  # type: ignore[import-untyped]
 
+from orlop.backends.share.powerscale.session import SessionClient
 from orlop.core.model import BackendError, Conflict, NotFound
 
 T = TypeVar("T")
@@ -42,7 +44,8 @@ class OneFs:
         config.debug = False
         self.url = config.host
         self.timeout = timeout
-        client = isi.ApiClient(config)
+        client = SessionClient(config)
+        self.client = client
         # Few, quick retries: an unreachable cluster fails within the volume's timeout.
         client.rest_client.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
             total=1, connect=1, read=0, backoff_factor=0.2
@@ -54,6 +57,16 @@ class OneFs:
         self.quotas = isi.QuotaApi(client)
         self.protocols = isi.ProtocolsApi(client)
         self.snapshots = isi.SnapshotApi(client)
+
+    def with_timeout(self, timeout: float) -> OneFs:
+        """The same client and session, with another timeout for each request."""
+        other = copy.copy(self)
+        other.timeout = timeout
+        return other
+
+    def close(self) -> None:
+        """Log out: the session ends on the cluster."""
+        self.client.logout()
 
     # directories --------------------------------------------------------------------------
     def directory_exists(self, path: str) -> bool:
@@ -91,20 +104,16 @@ class OneFs:
         )
         for quota in found.quotas or []:
             if quota.path == path:
-                return {
-                    "id": quota.id,
-                    "hard": quota.thresholds.hard,
-                    "used": quota.usage.fslogical,
-                }
+                return _quota(quota)
         return None
 
-    def quota_paths(self) -> dict[str, str]:
-        """Every directory quota's path → its ID (for discovery)."""
+    def list_quotas(self) -> list[dict[str, Any]]:
+        """Every directory quota: id, path, hard threshold, usage, description (discovery)."""
         found = self._call(
             "listing quotas",
             lambda: self.quotas.list_quota_quotas(type="directory", _request_timeout=self.timeout),
         )
-        return {str(quota.path): str(quota.id) for quota in found.quotas or []}
+        return [_quota(quota) for quota in found.quotas or []]
 
     def export_paths(self) -> dict[str, int]:
         """Every NFS export's paths → its ID (for discovery)."""
@@ -122,9 +131,10 @@ class OneFs:
         )
         return {str(share.name): str(share.path) for share in found.shares or []}
 
-    def create_quota(self, path: str, hard: int) -> str:
+    def create_quota(self, path: str, hard: int, description: str = "") -> str:
         params = isi.QuotaQuotaCreateParams(
             path=path,
+            description=description,
             type="directory",
             include_snapshots=False,
             enforced=True,
@@ -141,6 +151,13 @@ class OneFs:
         update = isi.QuotaQuota(thresholds=isi.QuotaQuotaThresholds(hard=hard))
         self._call(
             "raising the quota",
+            lambda: self.quotas.update_quota_quota(update, quota_id, _request_timeout=self.timeout),
+        )
+
+    def describe_quota(self, quota_id: str, description: str) -> None:
+        update = isi.QuotaQuota(description=description)
+        self._call(
+            "marking the quota",
             lambda: self.quotas.update_quota_quota(update, quota_id, _request_timeout=self.timeout),
         )
 
@@ -251,8 +268,18 @@ class OneFs:
 
     # errors ---------------------------------------------------------------------------------
     def _call(self, doing: str, call: Callable[[], T]) -> T:
+        logins = self.client.logins
+        self.client.login_timeout = self.timeout
         try:
-            return call()
+            try:
+                return call()
+            except ApiException as error:
+                if error.status != 401 or self.client.logins != logins:
+                    raise
+                # The session the cluster gave earlier was refused (it ended, or the cluster
+                # restarted): log in again, once.
+                self.client.forget()
+                return call()
         except ApiException as error:
             message = _message(error)
             if error.status == 404:
@@ -285,6 +312,16 @@ def _message(error: Any) -> str:
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])
     return str(error.reason)
+
+
+def _quota(quota: Any) -> dict[str, Any]:
+    return {
+        "id": str(quota.id),
+        "path": str(quota.path),
+        "hard": quota.thresholds.hard,
+        "used": quota.usage.fslogical,
+        "description": quota.description or "",
+    }
 
 
 def _snapshot(item: Any) -> dict[str, Any]:

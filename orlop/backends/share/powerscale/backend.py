@@ -17,7 +17,10 @@ OneFS snapshots of the directory (`orlop snapshot create|ls|rm`).
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -26,19 +29,29 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from orlop.backends.base import Capabilities, Check, VolumeRef
-from orlop.backends.fuse.layer import parse_timeout, read_secret
+from orlop.backends.fuse.layer import parse_timeout, read_secret, write_secret
 from orlop.backends.settings import secret_value
 from orlop.backends.share.clients import NfsTarget, SmbTarget
 from orlop.backends.share.layer import (
     ShareBackend,
     ShareSettings,
     Target,
+    host_option,
     nfs_client_check,
     presentation_options,
 )
 from orlop.backends.share.naming import share_name
-from orlop.core.model import ConfigError, Conflict, InvalidOption, NotFound, Usage
-from orlop.core.options import Option, OptionSet, canonical_bool, canonical_size, one_of
+from orlop.backends.share.powerscale.making import VolumeMaker
+from orlop.backends.share.powerscale.marks import Mark
+from orlop.core.model import ConfigError, InvalidOption, NotFound, Usage
+from orlop.core.options import (
+    MAX_SIZE,
+    Option,
+    OptionSet,
+    bounded_size,
+    canonical_bool,
+    one_of,
+)
 
 try:
     from orlop.backends.share.powerscale.api import OneFs
@@ -48,6 +61,7 @@ except ModuleNotFoundError as missing:  # the SDK is an optional extra
         "pip install 'orlop[powerscale]' (scripts/setup installs it)"
     ) from None
 
+log = logging.getLogger(__name__)
 _CLIENT_RE = re.compile(r"[A-Za-z0-9.:/\-\[\]*]+\Z")
 DEFAULT_SIZE = 10 * 1024**3
 
@@ -74,10 +88,7 @@ def canonical_clients(value: str) -> str:
 
 
 def canonical_hard(value: str) -> str:
-    size = int(canonical_size(value))
-    if size < 1024**2:
-        raise ValueError(f"{value!r} is too small for a quota: at least 1M")
-    return str(size)
+    return str(bounded_size(value, 1024**2, MAX_SIZE, "a PowerScale directory quota"))
 
 
 class PowerScaleBackend(ShareBackend):
@@ -91,8 +102,10 @@ class PowerScaleBackend(ShareBackend):
             Option("nfs_version", one_of("3", "4", "4.0", "4.1", "4.2"), "NFS version (4.1)"),
             Option("clients", canonical_clients, "NFS clients allowed, comma-separated (all)"),
             Option("root_squash", canonical_bool, "NFS: map root to nobody (true)"),
-            Option("keep_on_remove", canonical_bool, "Remove keeps directory and export (false)"),
-            Option("timeout", parse_timeout, "seconds to reach the cluster and mount (20)"),
+            host_option(
+                "keep_on_remove", canonical_bool, "Remove keeps directory, quota and export (false)"
+            ),
+            host_option("timeout", parse_timeout, "seconds to reach the cluster and mount (20)"),
             *presentation_options(),
         ]
     )
@@ -113,17 +126,33 @@ class PowerScaleBackend(ShareBackend):
         if not re.fullmatch(r"/ifs(/[A-Za-z0-9._-]+)+", settings.base_path):
             raise ConfigError(f"base_path {settings.base_path!r} must be a path under /ifs")
         self.cluster_host = urlsplit(settings.url).hostname or ""
+        self._api: OneFs | None = None
+        self.creating_dir = context.path("creating")  # create tokens, while a create runs
+        os.makedirs(self.creating_dir, mode=0o700, exist_ok=True)
+        self._api_lock = threading.Lock()
 
     def api(self, volume: VolumeRef | None = None) -> OneFs:
-        settings = self.ps
-        return OneFs(
-            settings.url,
-            settings.username,
-            self._password,
-            verify=settings.verify,
-            ca_file=settings.ca_file,
-            timeout=self.timeout(volume) if volume is not None else 20.0,
-        )
+        """The driver's one client (one session), with the volume's timeout."""
+        timeout = self.timeout(volume) if volume is not None else 20.0
+        with self._api_lock:
+            if self._api is None:
+                settings = self.ps
+                self._api = OneFs(
+                    settings.url,
+                    settings.username,
+                    self._password,
+                    verify=settings.verify,
+                    ca_file=settings.ca_file,
+                    timeout=20.0,
+                )
+            return self._api.with_timeout(timeout)
+
+    def close(self) -> None:
+        """At shutdown: log out of the cluster."""
+        with self._api_lock:
+            api, self._api = self._api, None
+        if api is not None:
+            api.close()
 
     def path_of(self, name: str) -> str:
         return f"{self.ps.base_path}/{name}"
@@ -136,60 +165,58 @@ class PowerScaleBackend(ShareBackend):
             raise InvalidOption(f"{', '.join(nfs_only)}: NFS options, but protocol is smb")
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
-        options = volume.options
-        api = self.api(volume)
-        path = self.path_of(volume.name)
-        protocol = options.get("protocol", "nfs")
-        undo: list[Callable[[], None]] = []
-        record: dict[str, Any] = {"path": path, "protocol": protocol}
+        token_file = self._token_file(volume.name)
         try:
-            if not api.directory_exists(path):
-                api.make_directory(path)
-                undo.append(lambda: api.delete_directory(path))
-            quota = api.find_quota(path)
-            if quota is None:
-                quota_id = api.create_quota(path, int(options.get("size", DEFAULT_SIZE)))
-                undo.append(lambda: api.delete_quota(quota_id))
-            else:
-                quota_id = str(quota["id"])
-            record["quota_id"] = quota_id
-            if protocol == "nfs":
-                export = api.find_export(path)
-                if export is None:
-                    clients = options.get("clients", "").split(",") if "clients" in options else []
-                    export = api.create_export(
-                        path,
-                        [c for c in clients if c],
-                        options.get("readonly") == "true",
-                        options.get("root_squash", "true") == "true",
-                    )
-                    undo.append(lambda: api.delete_export(int(export)))
-                record["export_id"] = export
-            else:
-                name = share_name(volume.name)
-                existing = api.smb_share_path(name)
-                if existing is None:
-                    api.create_smb_share(name, path)
-                    undo.append(lambda: api.delete_smb_share(name))
-                elif existing != path:
-                    raise Conflict(
-                        f"SMB share {name} exists on the cluster for {existing}, not {path}"
-                    )
-                record["smb_share"] = name
-            self.prove(VolumeRef(volume.name, options, record))
-        except BaseException:
-            for step in reversed(undo):
-                with contextlib.suppress(Exception):
-                    step()
-            raise
-        return record
+            return self._maker(volume, lambda text: write_secret(token_file, text)).make()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(token_file)
+
+    def _maker(self, volume: VolumeRef, keep_token: Callable[[str], Any]) -> VolumeMaker:
+        options = volume.options
+        return VolumeMaker(
+            self.api(volume),
+            volume.name,
+            self.path_of(volume.name),
+            options,
+            int(options.get("size", DEFAULT_SIZE)),
+            lambda record: self.prove(VolumeRef(volume.name, options, record)),
+            self.timeout(volume),
+            keep_token,
+        )
+
+    def _token_file(self, name: str) -> str:
+        return os.path.join(self.creating_dir, name)
+
+    def _undo_interrupted_create(self, volume: VolumeRef) -> None:
+        try:
+            with open(self._token_file(volume.name)) as file:
+                kept = file.read().strip()
+        except FileNotFoundError:
+            return
+        self._maker(volume, lambda text: None).undo_interrupted(kept)
+        os.unlink(self._token_file(volume.name))
 
     def remove(self, volume: VolumeRef) -> None:
         self.remove_local(volume)
         record = volume.record
-        if not record or volume.options.get("keep_on_remove") == "true":
+        if not record:  # a create that failed, or was interrupted by the daemon's death
+            self._undo_interrupted_create(volume)
             return
         api = self.api(volume)
+        if keeps(volume):
+            if record.get("quota_id"):  # no host's discovery takes it in again
+                kept = Mark(volume.name, "kept", keep=True).text()
+                with contextlib.suppress(NotFound):
+                    api.describe_quota(str(record["quota_id"]), kept)
+            return
+        quota = api.find_quota(record["path"])
+        mark = Mark.parse(str(quota["description"])) if quota else None
+        if mark is not None and mark.state == "kept":
+            # Another host removed it with keep_on_remove=true: the data is no longer a
+            # volume of this host's to delete (a Create of the name takes it back).
+            log.info("volume %s: kept by another host's Remove; not deleted", volume.name)
+            return
         if record.get("export_id") is not None:
             api.delete_export(int(record["export_id"]))
         if record.get("smb_share"):
@@ -230,30 +257,37 @@ class PowerScaleBackend(ShareBackend):
         return self.ps.discover_interval
 
     def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
-        """Directories of base_path with a quota and an export (or share) of this driver's
-        protocol: the volumes, whichever host made them."""
+        """Directories of base_path with a quota and an export or share, whichever host made
+        them, as they are (size, protocol, keep_on_remove); not those being created or kept."""
         defaults = self.options.validate({}, self.context.defaults)
-        protocol = defaults.get("protocol", "nfs")
+        preferred = defaults.get("protocol", "nfs")
         api = self.api()
         prefix = self.ps.base_path + "/"
-        exports = api.export_paths() if protocol == "nfs" else {}
-        shares = api.smb_share_paths() if protocol == "smb" else {}
+        exports, shares = api.export_paths(), api.smb_share_paths()
         found = []
-        for path, quota_id in sorted(api.quota_paths().items()):
+        for quota in sorted(api.list_quotas(), key=lambda q: str(q["path"])):
+            path = str(quota["path"])
             name = path[len(prefix) :] if path.startswith(prefix) else ""
-            if not name or "/" in name:
+            mark = Mark.parse(str(quota["description"]))
+            if not name or "/" in name or (mark is not None and mark.state != "ready"):
                 continue
-            record: dict[str, Any] = {"path": path, "protocol": protocol, "quota_id": quota_id}
+            record: dict[str, Any] = {"path": path, "quota_id": quota["id"]}
+            reachable = {"nfs": path in exports, "smb": shares.get(share_name(name)) == path}
+            protocol = preferred if reachable[preferred] else ("smb", "nfs")[reachable["nfs"]]
+            if not reachable[protocol]:
+                continue
+            record["protocol"] = protocol
             if protocol == "nfs":
-                if path not in exports:
-                    continue
                 record["export_id"] = exports[path]
             else:
-                share = share_name(name)
-                if shares.get(share) != path:
-                    continue
-                record["smb_share"] = share
-            found.append((name, dict(defaults), record))
+                record["smb_share"] = share_name(name)
+            options = {**defaults, "size": str(quota["hard"]), "protocol": protocol}
+            if protocol == "smb":
+                for key in ("nfs_version", "clients", "root_squash"):
+                    options.pop(key, None)
+            if mark is not None and mark.keep:
+                options["keep_on_remove"] = "true"
+            found.append((name, options, record))
         return found
 
     # snapshots ----------------------------------------------------------------------------
@@ -304,6 +338,12 @@ class PowerScaleBackend(ShareBackend):
             password=self._password,
             version="3.0",
         )
+
+
+def keeps(volume: VolumeRef) -> bool:
+    """Does Remove keep the volume's data? keep_on_remove says; unset, as it was made."""
+    asked = volume.options.get("keep_on_remove")
+    return asked == "true" or (asked != "false" and bool(volume.record.get("keep")))
 
 
 def _rfc3339(epoch: int) -> str:
