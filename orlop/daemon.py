@@ -105,9 +105,9 @@ class Daemon:
         from orlop.frontends.csi.frontend import csi_server, host_identity
 
         for name, driver in self.service.drivers.items():
-            identity = await host_identity(driver.backend)
-            node_id = csi.node_id or identity.instance
-            server = csi_server(self.service, name, node_id, self.config.state_dir, identity.zone)
+            instance, zone = await host_identity(driver.backend)
+            node_id = csi.node_id or instance
+            server = csi_server(self.service, name, node_id, self.config.state_dir, zone)
             await server.start(self.config.csi_socket_path(name))
             self.csi_servers.append(server)
             log.info("driver %s: CSI on unix://%s (node %s)", name, server.path, node_id)

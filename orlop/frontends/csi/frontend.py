@@ -6,9 +6,8 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from orlop.backends.cloud.api import Identity as HostIdentity
 from orlop.core.service import VolumeService
 from orlop.frontends.csi.controller import Controller
 from orlop.frontends.csi.errors import InFlight
@@ -25,18 +24,19 @@ log = logging.getLogger(__name__)
 class Identified(Protocol):
     """A backend that knows this host as its provider does (a cloud's instance ID)."""
 
-    def identity(self) -> HostIdentity: ...
+    def identity(self) -> Any: ...  # orlop.backends.cloud.api.Identity: instance, zone
 
 
-async def host_identity(backend: object) -> HostIdentity:
-    """This node as a driver's provider knows it (instance ID, zone), else by its hostname."""
+async def host_identity(backend: object) -> tuple[str, str | None]:
+    """This node as a driver's provider knows it (instance ID, zone), else its hostname."""
     for candidate in (backend, getattr(backend, "provider", None)):  # block: its provider
         if isinstance(candidate, Identified):
             try:
-                return await asyncio.to_thread(candidate.identity)
+                found = await asyncio.to_thread(candidate.identity)
+                return str(found.instance), found.zone
             except Exception as error:
                 log.warning("no provider identity of this host (%s): using the hostname", error)
-    return HostIdentity(socket.gethostname())
+    return socket.gethostname(), None
 
 
 def csi_server(

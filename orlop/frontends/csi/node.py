@@ -10,19 +10,18 @@ VolumeContext, which carries its options: a node never calls the controller."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from typing import Any
 
 import grpc
 
+from orlop.core import targets
 from orlop.core.model import NotFound, Volume
 from orlop.core.service import VolumeService
 from orlop.frontends.csi.errors import CsiError, InFlight, invalid, require
 from orlop.frontends.csi.messages import enum_value, message
 from orlop.frontends.csi.server import Call
 from orlop.frontends.csi.shape import DriverShape
-from orlop.host import mounts
 
 STAGE_HOLDER = "csi-stage:"
 PUBLISH_HOLDER = "csi-publish:"
@@ -30,26 +29,6 @@ PUBLISH_HOLDER = "csi-publish:"
 
 def _m(name: str, **fields: Any) -> Any:
     return message(name)(**fields)
-
-
-def _bind(source: str, target: str, readonly: bool) -> None:
-    """Bind `source` at `target` (made if missing); an existing bind there is kept."""
-    os.makedirs(target, exist_ok=True)
-    if mounts.is_mountpoint(target):
-        return
-    mounts.mount(source, target, options=["bind", "ro"] if readonly else ["bind"])
-
-
-def _unbind(target: str) -> None:
-    mounts.unmount(target)
-    if os.path.isdir(target) and not mounts.is_mountpoint(target):
-        with contextlib.suppress(OSError):  # not empty: not ours to delete
-            os.rmdir(target)
-
-
-def _read_only(path: str) -> bool:
-    entry = mounts.mount_at(os.path.realpath(path))
-    return entry is not None and "ro" in entry.options.split(",")
 
 
 class Node:
@@ -97,7 +76,7 @@ class Node:
         with self.in_flight.guard(name):
             await self._known(name, dict(request.volume_context))
             path = await self.service.mount(self.driver, name, STAGE_HOLDER + staging)
-            await asyncio.to_thread(_bind, path, staging, False)
+            await asyncio.to_thread(targets.bind, path, staging, False)
         return _m("NodeStageVolumeResponse")
 
     def _staged_at(self, name: str, staging: str) -> str:
@@ -116,7 +95,7 @@ class Node:
         staging = require(request.staging_target_path, "staging_target_path", "NodeUnstageVolume")
         name = self._staged_at(name, staging)
         with self.in_flight.guard(name):
-            await asyncio.to_thread(mounts.unmount, staging)
+            await asyncio.to_thread(targets.unmount, staging)
             await self.service.unmount(self.driver, name, STAGE_HOLDER + staging)
         return _m("NodeUnstageVolumeResponse")
 
@@ -132,7 +111,7 @@ class Node:
                 f"volume {name} is not staged at {staging}: NodeStageVolume first",
             )
         with self.in_flight.guard(name):
-            if mounts.is_mountpoint(target) and _read_only(target) != request.readonly:
+            if targets.is_mounted(target) and targets.read_only(target) != request.readonly:
                 raise CsiError(
                     grpc.StatusCode.ALREADY_EXISTS,
                     f"volume {name} is published at {target} "
@@ -140,7 +119,7 @@ class Node:
                 )
             # Recorded first: a crash between the two leaves a holder NodeUnpublish drops.
             await self.service.mount(self.driver, name, PUBLISH_HOLDER + target)
-            await asyncio.to_thread(_bind, staging, target, request.readonly)
+            await asyncio.to_thread(targets.bind, staging, target, request.readonly)
         return _m("NodePublishVolumeResponse")
 
     async def unpublish(self, request: Any) -> Any:
@@ -148,7 +127,7 @@ class Node:
         target = require(request.target_path, "target_path", "NodeUnpublishVolume")
         with self.in_flight.guard(name):
             self.service.get(self.driver, name)
-            await asyncio.to_thread(_unbind, target)
+            await asyncio.to_thread(targets.unbind, target)
             await self.service.unmount(self.driver, name, PUBLISH_HOLDER + target)
         return _m("NodeUnpublishVolumeResponse")
 
@@ -220,5 +199,5 @@ async def release_idle_stages(service: VolumeService, driver: str, name: str) ->
     if not holders or not all(h.startswith(STAGE_HOLDER) for h in holders):
         return
     for holder in holders:
-        await asyncio.to_thread(mounts.unmount, holder.removeprefix(STAGE_HOLDER))
+        await asyncio.to_thread(targets.unmount, holder.removeprefix(STAGE_HOLDER))
         await service.unmount(driver, name, holder)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orlop.backends.base import Backend
 from orlop.frontends.csi.errors import invalid
 from orlop.frontends.csi.messages import enum_value, message
+
+if TYPE_CHECKING:
+    from orlop.backends.base import Backend
 
 TOPOLOGY_KEY = "topology.orlop.dev/node"
 ZONE_KEY = "topology.orlop.dev/zone"
