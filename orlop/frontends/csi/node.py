@@ -118,7 +118,7 @@ class Node:
                     f"{'read-write' if request.readonly else 'read-only'}: unpublish it first",
                 )
             # Recorded first: a crash between the two leaves a holder NodeUnpublish drops.
-            await self.service.mount(self.driver, name, PUBLISH_HOLDER + target)
+            await self.service.hold(self.driver, name, PUBLISH_HOLDER + target)
             await asyncio.to_thread(targets.bind, staging, target, request.readonly)
         return _m("NodePublishVolumeResponse")
 
