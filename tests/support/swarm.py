@@ -69,29 +69,48 @@ class SwarmNode(Dockerd):
         raise DockerError(f"dockerd {self.name} did not answer:\n{self.log()[-3000:]}")
 
     def kill9(self) -> None:
-        """kill -9 of this node's dockerd, its containerd and every process it started."""
+        """kill -9 of this node: its dockerd, containerd, every shim and all they run (the
+        Orlop plugin, its FUSE clients, the containers). Mounts in the plugin's namespace go
+        with its last process."""
         if self.process is None:
             return
+        shims = _processes_naming(str(self.exec_root))
+        doomed = set(shims) | _descendants(shims)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process = None
-        for pid in _processes_under(str(self.exec_root)) + _processes_under(str(self.root)):
+        for pid in doomed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
 
     def node_id(self) -> str:
         return self.run("info", "-f", "{{.Swarm.NodeID}}").stdout.strip()
 
 
-def _processes_under(root: str) -> list[int]:
-    """PIDs whose command line names a path under `root` (a node's containerd, shims)."""
+def _processes_naming(path: str) -> list[int]:
+    """PIDs whose command line names `path` (a node's containerd and shims)."""
     found = []
     for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
-            if root.encode() in Path(cmdline).read_bytes():
+            if path.encode() in Path(cmdline).read_bytes():
                 found.append(int(cmdline.split("/")[2]))
     return [pid for pid in found if pid != os.getpid()]
+
+
+def _descendants(roots: list[int]) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.split("/")[2])] = int(fields[1])
+    found: set[int] = set()
+    frontier = set(roots)
+    while frontier:
+        children = {pid for pid, parent in parents.items() if parent in frontier}
+        frontier = children - found
+        found |= children
+    return found
 
 
 class Swarm:

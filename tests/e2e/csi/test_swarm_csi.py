@@ -168,6 +168,40 @@ def test_drain_moves_the_task_and_its_volume(csi_swarm: CsiSwarm) -> None:
     csi_swarm.docker("volume", "rm", volume)
 
 
+def test_a_killed_node_s_task_comes_back_elsewhere(csi_swarm: CsiSwarm) -> None:
+    volume, service = unique("survivor"), unique("writer")
+    csi_swarm.create_volume(volume)
+    csi_swarm.docker(
+        "service", "create", "--detach", "--name", service,
+        "--constraint", "node.role==worker",
+        "--mount", f"type=cluster,src={volume},dst=/data",
+        IMAGE, "sh", "-c",
+        "while true; do date +%s%N >> /data/rows; sync; sleep 0.1; done",
+    )  # fmt: skip
+    written = csi_swarm.base / volume / "rows"
+    wait_until("rows written", lambda: len(rows(written)) >= 5)
+    (first_node,) = csi_swarm.running_on(service)
+    (victim,) = [n for n in csi_swarm.swarm.nodes if n.node_id() == first_node]
+    victim.kill9()
+    acknowledged = rows(written)
+    try:
+        wait_until(
+            "the task running on the other worker",
+            lambda: [n for n in csi_swarm.running_on(service) if n != first_node] != [],
+            timeout=120,
+        )
+        count = len(rows(written))
+        wait_until("rows written there", lambda: len(rows(written)) > count + 3)
+        assert rows(written)[: len(acknowledged)] == acknowledged
+    finally:
+        victim.start()  # the node comes back: its plugin is enabled again by its dockerd
+        csi_swarm.swarm.wait_ready(len(csi_swarm.swarm.nodes), timeout=120)
+        csi_swarm.docker("service", "rm", service)
+    wait_until("unpublished", lambda: not csi_swarm.volume(volume)["ClusterVolume"].get(
+        "PublishStatus"), timeout=120)  # fmt: skip
+    csi_swarm.docker("volume", "rm", volume)
+
+
 def test_bad_parameters_show_orlops_error(csi_swarm: CsiSwarm) -> None:
     volume = unique("bad")
     csi_swarm.create_volume(volume, "--opt", "colour=red")
