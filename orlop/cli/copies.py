@@ -3,14 +3,12 @@ them in a repository off this host. Long operations show a progress bar on a ter
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 import click
 
 from orlop.cli.client import AdminClient
+from orlop.cli.output import echo_json, fail, print_table, remove_each
 from orlop.cli.progress import call_with_progress
 from orlop.core.model import OrlopError
 from orlop.core.options import format_size
@@ -18,25 +16,6 @@ from orlop.core.options import format_size
 
 class _HasClient(Protocol):
     def client(self) -> AdminClient: ...
-
-
-def _fail(error: OrlopError, as_json: bool = False) -> None:
-    if as_json:
-        click.echo(json.dumps({"error": str(error)}))
-    click.echo(f"orlop: {error}", err=True)
-    sys.exit(1)
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-def _print_table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
 
 
 def _size(snapshot: dict[str, Any]) -> str:
@@ -87,10 +66,10 @@ def snapshot_create(
             ctx.client(), "snapshots/create", volume=volume, snapshot=name, driver=driver
         )
     except OrlopError as error:
-        _fail(error, as_json)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(made)
+        echo_json(made)
     else:
         click.echo(f"{made['name']} {made['id']}")
 
@@ -105,10 +84,10 @@ def snapshot_ls(ctx: _HasClient, volume: str | None, driver: str | None, as_json
     try:
         found = ctx.client().call("snapshots/list", volume=volume, driver=driver)
     except OrlopError as error:
-        _fail(error, as_json)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     rows = [("NAME", "ID", "VOLUME", "DRIVER", "STATE", "SIZE", "SCHEDULE", "CREATED")]
     rows += [
@@ -124,7 +103,7 @@ def snapshot_ls(ctx: _HasClient, volume: str | None, driver: str | None, as_json
         )
         for s in found
     ]
-    _print_table(rows)
+    print_table(rows)
 
 
 @snapshot.command("rm")
@@ -137,18 +116,12 @@ def snapshot_rm(
 ) -> None:
     """Delete snapshots, by name or ID."""
     client = ctx.client()
-    removed, errors = [], []
-    for name in snapshots:
-        try:
-            removed.append(client.call("snapshots/remove", snapshot=name, driver=driver))
-            if not as_json:
-                click.echo(name)
-        except OrlopError as error:
-            click.echo(f"orlop: {error}", err=True)
-            errors.append({"snapshot": name, "error": str(error)})
-    if as_json:
-        _echo_json({"removed": removed, "errors": errors})
-    sys.exit(1 if errors else 0)
+    remove_each(
+        snapshots,
+        lambda name: client.call("snapshots/remove", snapshot=name, driver=driver),
+        "snapshot",
+        as_json,
+    )
 
 
 @snapshot.command("restore")
@@ -163,10 +136,10 @@ def snapshot_restore(ctx: _HasClient, name: str, driver: str | None, as_json: bo
             ctx.client(), "snapshots/restore", snapshot=name, driver=driver
         )
     except OrlopError as error:
-        _fail(error, as_json)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(restored)
+        echo_json(restored)
     else:
         click.echo(f"{restored['restored_into']} restored from {name}")
 
@@ -187,10 +160,10 @@ def backup_create(ctx: _HasClient, volume: str, driver: str | None, as_json: boo
     try:
         made = call_with_progress(ctx.client(), "backups/create", volume=volume, driver=driver)
     except OrlopError as error:
-        _fail(error, as_json)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(made)
+        echo_json(made)
     else:
         click.echo(f"{made['short_id']} {made['volume']}")
 
@@ -205,14 +178,14 @@ def backup_ls(ctx: _HasClient, volume: str | None, driver: str | None, as_json: 
     try:
         found = ctx.client().call("backups/list", volume=volume, driver=driver)
     except OrlopError as error:
-        _fail(error, as_json)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     rows = [("ID", "VOLUME", "KIND", "SIZE", "CREATED")]
     rows += [(b["short_id"], b["volume"], b["kind"], _size(b), str(b["created_at"])) for b in found]
-    _print_table(rows)
+    print_table(rows)
 
 
 @backup.command("restore")
@@ -230,9 +203,9 @@ def backup_restore(
             ctx.client(), "backups/restore", backup=backup_id, to=to, driver=driver
         )
     except OrlopError as error:
-        _fail(error, as_json)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(volume)
+        echo_json(volume)
     else:
         click.echo(volume["name"])

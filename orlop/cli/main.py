@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 import orlop
 from orlop.cli.client import AdminClient
 from orlop.cli.copies import backup, snapshot
+from orlop.cli.output import echo_json, fail, print_table, remove_each
 from orlop.cli.progress import call_with_progress
 from orlop.config import Config, load_config
 from orlop.core.model import OrlopError
@@ -45,15 +45,6 @@ config_option = click.option(
     callback=_use_config,
     expose_value=False,
 )
-
-
-def _fail(error: OrlopError) -> None:
-    click.echo(f"orlop: {error}", err=True)
-    sys.exit(1)
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,7 +83,7 @@ def version(ctx: Context, as_json: bool) -> None:
         data["daemon"] = None
         data["daemon_error"] = str(error)
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     click.echo(f"client: {data['client']}")
     click.echo(f"daemon: {data['daemon'] or data['daemon_error']}")
@@ -109,12 +100,10 @@ def doctor(ctx: Context, as_json: bool) -> None:
     try:
         checks = run_checks(ctx.config())
     except OrlopError as error:
-        _fail(error)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(
-            [{"check": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks]
-        )
+        echo_json([{"check": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks])
     else:
         for check in checks:
             mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
@@ -164,10 +153,10 @@ def volume_ls(ctx: Context, driver: str | None, as_json: bool, no_usage: bool) -
     try:
         volumes = ctx.client().call("volumes/list", driver=driver, usage=not no_usage)
     except OrlopError as error:
-        _fail(error)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(volumes)
+        echo_json(volumes)
         return
     rows = [("NAME", "DRIVER", "BACKEND", "USED/SIZE", "FREE", "MOUNTS", "CREATED")]
     rows += [
@@ -182,11 +171,7 @@ def volume_ls(ctx: Context, driver: str | None, as_json: bool, no_usage: bool) -
         )
         for v in volumes
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    print_table(rows)
 
 
 @volume.command("create")
@@ -204,10 +189,10 @@ def volume_create(
             ctx.client(), "volumes/create", name=name, driver=driver, options=_parse_options(opts)
         )
     except OrlopError as error:
-        _fail(error)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(created)
+        echo_json(created)
     else:
         click.echo(created["name"])
 
@@ -222,9 +207,9 @@ def volume_inspect(ctx: Context, names: tuple[str, ...], driver: str | None) -> 
     try:
         found = [client.call("volumes/inspect", name=name, driver=driver) for name in names]
     except OrlopError as error:
-        _fail(error)
+        fail(error, as_json=True)
         return
-    _echo_json(found)
+    echo_json(found)
 
 
 @volume.command("rm")
@@ -235,18 +220,9 @@ def volume_inspect(ctx: Context, names: tuple[str, ...], driver: str | None) -> 
 def volume_rm(ctx: Context, names: tuple[str, ...], driver: str | None, as_json: bool) -> None:
     """Remove volumes (refused while a container uses one)."""
     client = ctx.client()
-    removed, errors = [], []
-    for name in names:
-        try:
-            removed.append(client.call("volumes/remove", name=name, driver=driver))
-            if not as_json:
-                click.echo(name)
-        except OrlopError as error:
-            click.echo(f"orlop: {error}", err=True)
-            errors.append({"name": name, "error": str(error)})
-    if as_json:
-        _echo_json({"removed": removed, "errors": errors})
-    sys.exit(1 if errors else 0)
+    remove_each(
+        names, lambda name: client.call("volumes/remove", name=name, driver=driver), "name", as_json
+    )
 
 
 @volume.command("resize")
@@ -260,10 +236,10 @@ def volume_resize(ctx: Context, name: str, size: str, driver: str | None, as_jso
     try:
         resized = ctx.client().call("volumes/resize", name=name, size=size, driver=driver)
     except OrlopError as error:
-        _fail(error)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(resized)
+        echo_json(resized)
         return
     click.echo(f"{resized['name']}: {_usage_column(resized)}, {_free_column(resized)} free")
 
@@ -282,10 +258,10 @@ def driver_ls(ctx: Context, as_json: bool) -> None:
     try:
         drivers = ctx.client().call("drivers")
     except OrlopError as error:
-        _fail(error)
+        fail(error, as_json)
         return
     if as_json:
-        _echo_json(drivers)
+        echo_json(drivers)
         return
     rows = [("DRIVER", "BACKEND", "SCOPE", "CAPABILITIES", "VOLUMES", "SOCKET")]
     rows += [
@@ -299,11 +275,7 @@ def driver_ls(ctx: Context, as_json: bool) -> None:
         )
         for d in drivers
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    print_table(rows)
 
 
 def _abilities(capabilities: dict[str, Any]) -> str:

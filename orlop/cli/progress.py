@@ -10,7 +10,6 @@ import os
 import secrets
 import sys
 import threading
-import time
 from typing import Any
 
 from orlop.cli.client import AdminClient
@@ -68,7 +67,3 @@ def call_with_progress(client: AdminClient, endpoint: str, **body: Any) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("result")
-
-
-def elapsed_since(start: float) -> str:
-    return f"{time.monotonic() - start:.2f}s"

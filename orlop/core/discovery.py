@@ -9,9 +9,8 @@ import time
 from typing import TypeGuard
 
 from orlop.backends.base import Backend, Discoverable, Exclusive
-from orlop.core.model import OrlopError, State, Volume, VolumeLost, validate_name
+from orlop.core.model import OrlopError, State, Volume, VolumeLost, rfc3339, validate_name
 from orlop.core.registry import VolumeRegistry, forget_lost_mounts, ref
-from orlop.core.store import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ class Discovery:
                     backend=driver.kind,
                     options=options,
                     record=record,
-                    created_at=record.get("created_at") or now_rfc3339(),
+                    created_at=record.get("created_at") or rfc3339(),
                     state=State.READY,
                 )
                 volume.mountpoint = driver.backend.mountpoint(ref(volume))

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+
+def rfc3339(moment: datetime.datetime | float | None = None) -> str:
+    """`moment` (a datetime, or seconds since the epoch; default now) as RFC 3339 in UTC to the
+    second: `2026-12-07T12:00:00Z`, the one form every timestamp Orlop shows or stores takes.
+    A naive datetime is taken as UTC."""
+    if moment is None:
+        moment = datetime.datetime.now(datetime.UTC)
+    elif not isinstance(moment, datetime.datetime):
+        moment = datetime.datetime.fromtimestamp(moment, datetime.UTC)
+    elif moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class OrlopError(Exception):

@@ -17,6 +17,7 @@ from orlop.core.model import InvalidOption
 
 _SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*\Z", re.ASCII)
 MAX_VALUE_LENGTH = 1024  # no option needs more; a longer one is a mistake or an attack
+GIB = 1024**3  # the unit clouds size disks in
 MAX_SIZE = 2**63 - 1  # what a 64-bit file offset (and every block device API) can address
 _SIZE_UNITS = {
     "": 1,
@@ -149,8 +150,12 @@ def canonical_size(value: str) -> str:
 def canonical_gib_size(value: str) -> str:
     """A size of at least 1 GiB rounded up to whole GiB, as bytes: what clouds that size
     disks in GiB allocate."""
-    gib = 1024**3
-    return str(-(-bounded_size(value, gib, MAX_SIZE, "a disk") // gib) * gib)
+    return str(whole_gib(bounded_size(value, GIB, MAX_SIZE, "a disk")) * GIB)
+
+
+def whole_gib(size: int) -> int:
+    """`size` bytes in GiB, rounded up: the GiB a cloud that sizes disks in GiB allocates."""
+    return -(-size // GIB)
 
 
 def canonical_bool(value: str) -> str:

@@ -24,9 +24,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
-from orlop.core.model import State, Usage, Volume
+from orlop.core.model import State, Usage, Volume, rfc3339
 
 SCHEMA_VERSION = 1
 
@@ -52,10 +51,6 @@ CREATE TABLE IF NOT EXISTS mounts (
     FOREIGN KEY (driver, name) REFERENCES volumes (driver, name) ON DELETE CASCADE
 ) WITHOUT ROWID;
 """
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 log = logging.getLogger(__name__)
@@ -232,7 +227,7 @@ class Store:
                 db.execute(
                     "INSERT OR IGNORE INTO mounts (driver, name, mount_id, mounted_at) "
                     "VALUES (?, ?, ?, ?)",
-                    (volume.driver, volume.name, add_mount, now_rfc3339()),
+                    (volume.driver, volume.name, add_mount, rfc3339()),
                 )
             if drop_mount is not None:
                 db.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,15 +87,6 @@ def mounts_under(path: str) -> list[str]:
     root = os.path.realpath(path).rstrip("/") + "/"
     found = {e.mountpoint for e in mount_table() if (e.mountpoint + "/").startswith(root)}
     return sorted(found, key=lambda p: p.count("/"), reverse=True)
-
-
-def is_dead_mount(path: str) -> bool:
-    """True for a FUSE mount whose server is gone ("Transport endpoint is not connected")."""
-    try:
-        os.stat(path)
-    except OSError as error:
-        return error.errno in (errno.ENOTCONN, errno.ECONNABORTED, errno.EIO)
-    return False
 
 
 def mount(

@@ -4,8 +4,9 @@ A provider translates; it does not decide. It makes single API calls and reports
 cloud says, as `Disk`s, `Snapshot`s and `CloudError`s of a few kinds. Everything that
 sequences calls — adopting a disk by name, waiting out a detach, preempting, the race guard
 between hosts, device discovery with a timeout, detaching after a failed attach, retries
-with jittered backoff, per-volume state — is the layer's (`layer.py`), told once for every
-cloud.
+with jittered backoff, per-volume state — is the layer's (`layer.py`, wiring `calls.py`,
+`adopt.py` and `attach.py`), told once for every cloud. `tests/support/cloud/memory.py`
+keeps this contract in memory, for the layer's unit tests.
 
 Rules for implementers:
 

@@ -18,44 +18,52 @@ import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from orlop.backends.base import VolumeRef
-from orlop.backends.cloud import devices
 from orlop.backends.cloud.api import (
     LABEL_CLAIM,
     Attachment,
     CloudError,
+    CloudSettings,
     Disk,
     ErrorKind,
     Identity,
 )
+from orlop.backends.cloud.calls import CloudCalls, recorded_id
+from orlop.backends.cloud.state import VolumeFiles
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import BackendError, Conflict
-
-if TYPE_CHECKING:
-    from orlop.backends.cloud.layer import CloudDisks
+from orlop.host.blockdevices import BlockDevices
 
 log = logging.getLogger(__name__)
 
 
 class Attacher:
-    """The attach and detach sequencing of one CloudDisks."""
+    """The attach and detach sequencing of one cloud driver: the provider's calls, this
+    host's attachment files and its block devices are given, so tests can hand in fakes."""
 
-    def __init__(self, disks: CloudDisks) -> None:
-        self.disks = disks
+    def __init__(
+        self,
+        calls: CloudCalls,
+        files: VolumeFiles,
+        settings: CloudSettings,
+        devices: BlockDevices,
+    ) -> None:
+        self.calls = calls
+        self.files = files
+        self.settings = settings
+        self.devices = devices
+        self.word = calls.word
         self._attach_lock = threading.Lock()  # device names are per instance: one pick at a time
 
     def attach(self, volume: VolumeRef) -> str:
-        identity = self.disks.identity()
-        disk = self._settle_detaching(volume, self.disks.must_get(volume))
+        identity = self.calls.identity()
+        disk = self._settle_detaching(volume, self.calls.must_get(volume))
         mine = disk.attached_to(identity.instance)
         if mine is None:
             self._prepare_attach(volume, disk, identity)
             with self._attach_lock:
-                device_name = self.disks.api(
-                    "device name", self.disks.cloud.device_name, disk, identity
-                )
+                device_name = self.calls.device_name(disk, identity)
                 self._attach(volume, disk, identity, device_name)
         disk, mine = self._wait_attached(volume, disk.id)
         return self._wait_device(volume, disk, mine)
@@ -66,68 +74,66 @@ class Attacher:
             return disk
 
         def settled() -> Disk | None:
-            now = self.disks.must_get(volume)
+            now = self.calls.must_get(volume)
             return None if any(a.state == "detaching" for a in now.attachments) else now
 
         return wait_until(
             settled,
-            self.disks.settings.detach_timeout,
-            f"{self.disks.word} {disk.id} to finish detaching",
-            self.disks.settings.poll_max,
+            self.settings.detach_timeout,
+            f"{self.word} {disk.id} to finish detaching",
+            self.settings.poll_max,
         )
 
     def _prepare_attach(self, volume: VolumeRef, disk: Disk, identity: Identity) -> None:
         if disk.zone and identity.zone and disk.zone != identity.zone:
             raise Conflict(
-                f"{self.disks.word} {disk.id} ({volume.name}) is in {disk.zone} and this "
+                f"{self.word} {disk.id} ({volume.name}) is in {disk.zone} and this "
                 f"{identity.what} ({identity.instance}) in {identity.zone}: a disk attaches "
                 "only within its zone; snapshot it and create a volume from the snapshot here"
             )
         for other in disk.others(identity.instance):
             if volume.repair:  # recovery after a restart: never take it back from a new holder
                 raise Conflict(
-                    f"volume {volume.name} ({self.disks.word} {disk.id}) is attached to "
+                    f"volume {volume.name} ({self.word} {disk.id}) is attached to "
                     f"{identity.what} {other.instance} now: not taking it back after a restart"
                 )
             if volume.options.get("preempt") != "true":
                 raise Conflict(
-                    f"volume {volume.name} ({self.disks.word} {disk.id}) is attached to "
+                    f"volume {volume.name} ({self.word} {disk.id}) is attached to "
                     f"{identity.what} {other.instance}: unmount it there, or create it here "
                     "with preempt=true to detach it from there"
                 )
             self._force_detach(disk, other.instance)
-        if not self.disks.cloud_class.refuses_second_attach:
+        if not self.calls.refuses_second_attach:
             self._claim(volume, disk, identity)
 
     def _force_detach(self, disk: Disk, other: str) -> None:
-        log.warning("preempting %s %s: detaching it from %s", self.disks.word, disk.id, other)
+        log.warning("preempting %s %s: detaching it from %s", self.word, disk.id, other)
         try:
-            self.disks.api("force detach", self.disks.cloud.detach_disk, disk, other, True)
+            self.calls.detach("force detach", disk, other, True)
         except CloudError as error:
             # Examined, not trusted: the state below decides whether the detach happened.
             log.warning("forced detach of %s from %s answered: %s", disk.id, other, error)
         wait_until(
             lambda: self._not_attached_to(disk.id, other),
-            self.disks.settings.detach_timeout,
-            f"{self.disks.word} {disk.id} to leave {other}",
-            self.disks.settings.poll_max,
+            self.settings.detach_timeout,
+            f"{self.word} {disk.id} to leave {other}",
+            self.settings.poll_max,
         )
 
     def _claim(self, volume: VolumeRef, disk: Disk, identity: Identity) -> None:
         """The race guard for clouds that accept a second attachment: write our claim, wait for
         other writers to land, read it back; only the host whose claim survived attaches."""
         mark = f"{identity.instance} {uuid.uuid4().hex[:12]}"
-        self.disks.api(
-            "claim", self.disks.cloud.set_labels, disk, {LABEL_CLAIM: mark}, repeatable=True
-        )
-        time.sleep(self.disks.settings.claim_settle)
-        now = self.disks.must_get(volume)
+        self.calls.set_labels("claim", disk, {LABEL_CLAIM: mark})
+        time.sleep(self.settings.claim_settle)
+        now = self.calls.must_get(volume)
         claim = now.labels.get(LABEL_CLAIM) or ""
         holders = [a.instance for a in now.attachments]
         if claim != mark or holders:
             winner = holders[0] if holders else (claim.split()[0] if claim else "another host")
             raise Conflict(
-                f"volume {volume.name} ({self.disks.word} {disk.id}) is being attached by "
+                f"volume {volume.name} ({self.word} {disk.id}) is being attached by "
                 f"{identity.what} {winner} at the same time; it won: try again once it is "
                 "unmounted there"
             )
@@ -136,12 +142,12 @@ class Attacher:
         self, volume: VolumeRef, disk: Disk, identity: Identity, device_name: str | None
     ) -> None:
         try:
-            self.disks.api("attach", self.disks.cloud.attach_disk, disk, identity, device_name)
+            self.calls.attach(disk, identity, device_name)
         except CloudError as error:
             if error.kind is ErrorKind.IN_USE:
                 holder = error.holder or self._holder(disk.id, identity.instance)
                 raise Conflict(
-                    f"volume {volume.name} ({self.disks.word} {disk.id}) is attached to "
+                    f"volume {volume.name} ({self.word} {disk.id}) is attached to "
                     f"{identity.what} {holder or 'another instance'}: the cloud refused a "
                     "second attachment; unmount it there, or use preempt=true"
                 ) from None
@@ -149,15 +155,15 @@ class Attacher:
             raise BackendError(f"attaching {volume.name} ({disk.id}): {error}") from None
 
     def _holder(self, disk_id: str, me: str) -> str | None:
-        disk = self.disks.get(disk_id)
+        disk = self.calls.get(disk_id)
         others = disk.others(me) if disk is not None else []
         return others[0].instance if others else None
 
     def _wait_attached(self, volume: VolumeRef, disk_id: str) -> tuple[Disk, Attachment]:
-        me = self.disks.identity()
+        me = self.calls.identity()
 
         def attached() -> tuple[Disk, Attachment] | None:
-            disk = self.disks.must_get(volume)
+            disk = self.calls.must_get(volume)
             mine = disk.attached_to(me.instance)
             if mine is None:
                 others = disk.others(me.instance)
@@ -171,9 +177,9 @@ class Attacher:
         try:
             return wait_until(
                 attached,
-                self.disks.settings.attach_timeout,
+                self.settings.attach_timeout,
                 f"the cloud to attach {disk_id} to {me.instance}",
-                self.disks.settings.poll_max,
+                self.settings.poll_max,
             )
         except BackendError:
             self._detach_quietly(disk_id)
@@ -181,23 +187,23 @@ class Attacher:
 
     def _wait_device(self, volume: VolumeRef, disk: Disk, mine: Attachment) -> str:
         disk_id = disk.id
-        paths = self.disks.cloud.device_paths(disk, mine)
-        timeout = self.disks.settings.attach_timeout
+        paths = self.calls.cloud.device_paths(disk, mine)
+        timeout = self.settings.attach_timeout
         try:
             device = wait_until(
-                lambda: devices.find_device(paths),
+                lambda: self.devices.find(paths),
                 timeout,
                 f"the device of {disk_id}",
-                self.disks.settings.poll_max,
+                self.settings.poll_max,
             )
         except BackendError:
             undone = self._detach_quietly(disk_id)
             raise BackendError(
-                f"{self.disks.word} {disk_id} ({volume.name}) was attached, but no block device "
+                f"{self.word} {disk_id} ({volume.name}) was attached, but no block device "
                 f"appeared within {timeout:g}s (looked for {', '.join(paths)}); "
                 + ("detached it again" if undone else "detaching it again failed too: see the log")
             ) from None
-        self.disks.files.keep_attachment(
+        self.files.keep_attachment(
             volume.name,
             {
                 "disk_id": disk_id,
@@ -210,37 +216,37 @@ class Attacher:
         return device
 
     def detach(self, volume: VolumeRef) -> None:
-        disk_id = self.disks.recorded_id(volume)
+        disk_id = recorded_id(volume)
         if disk_id:
             self.detach_disk(disk_id)
-        self.disks.files.drop_attachment(volume.name)
+        self.files.drop_attachment(volume.name)
 
     def detach_disk(self, disk_id: str, known: Disk | None = None) -> None:
         """Detach from this instance; `known`: the disk as just read, to spare a call."""
-        me = self.disks.identity().instance
-        disk = known if known is not None else self.disks.get(disk_id)
+        me = self.calls.identity().instance
+        disk = known if known is not None else self.calls.get(disk_id)
         mine = disk.attached_to(me) if disk is not None else None
         if disk is None or mine is None:
             return
-        paths = self.disks.cloud.device_paths(disk, mine)
+        paths = self.calls.cloud.device_paths(disk, mine)
         if mine.state != "detaching":
             try:
-                self.disks.api("detach", self.disks.cloud.detach_disk, disk, me, False)
+                self.calls.detach("detach", disk, me, False)
             except CloudError as error:
                 if error.kind is not ErrorKind.NOT_FOUND:
                     raise
         wait_until(
             lambda: self._not_attached_to(disk_id, me),
-            self.disks.settings.detach_timeout,
-            f"{self.disks.word} {disk_id} to detach from {me}",
-            self.disks.settings.poll_max,
+            self.settings.detach_timeout,
+            f"{self.word} {disk_id} to detach from {me}",
+            self.settings.poll_max,
         )
         try:  # the kernel drops the device shortly after the cloud reports the detach
             wait_until(
-                lambda: devices.find_device(paths) is None or None,
-                min(10.0, self.disks.settings.detach_timeout),
+                lambda: self.devices.find(paths) is None or None,
+                min(10.0, self.settings.detach_timeout),
                 f"the device of {disk_id} to go",
-                self.disks.settings.poll_max,
+                self.settings.poll_max,
             )
         except BackendError as error:
             log.warning("%s", error)
@@ -249,17 +255,17 @@ class Attacher:
         """Detach after a failed attach; False (logged) if even that failed."""
         try:
             self.detach_disk(disk_id)
-        except Exception as error:
+        except BackendError as error:  # CloudError included; a bug is not swallowed
             log.error("detaching %s after a failed attach: %s", disk_id, error)
             return False
         return True
 
     def _not_attached_to(self, disk_id: str, instance: str) -> bool | None:
-        disk = self.disks.get(disk_id)
+        disk = self.calls.get(disk_id)
         return None if disk is not None and disk.attached_to(instance) else True
 
     def device_path(self, volume: VolumeRef) -> str | None:
-        known = self.disks.files.attachment(volume.name)
-        if not known or known.get("disk_id") != self.disks.recorded_id(volume):
+        known = self.files.attachment(volume.name)
+        if not known or known.get("disk_id") != recorded_id(volume):
             return None
-        return devices.find_device(known.get("paths") or [known.get("path", "")])
+        return self.devices.find(known.get("paths") or [known.get("path", "")])

@@ -24,12 +24,11 @@ from orlop.backends.cloud.api import (
     LABEL_VOLUME,
     CloudProvider,
     CloudSnapshots,
-    Snapshot,
 )
 from orlop.backends.cloud.layer import LAYER_OPTIONS, CloudDisks
 from orlop.core.model import Conflict, InvalidOption, VolumeLost, validate_name
 from orlop.core.options import OptionSet
-from orlop.host import mounts
+from orlop.host.mounter import HostMounter, Mounter
 from orlop.host.run import run
 
 log = logging.getLogger(__name__)
@@ -61,8 +60,18 @@ class CloudBackend(BlockBackend):
             cls.provider_class = disks
         super().__init_subclass__(**kwargs)
 
-    def __init__(self, context: BackendContext) -> None:
-        super().__init__(context)
+    def __init__(
+        self,
+        context: BackendContext,
+        provider: DeviceProvider | None = None,
+        mounter: Mounter | None = None,
+    ) -> None:
+        super().__init__(context, provider)
+        self.mounter: Mounter = mounter if mounter is not None else HostMounter()
+        # Volumes whose leftover mount was dropped here (volume → holder then), until this
+        # host attaches them again: a later refused Mount still says the volume was lost,
+        # also when a discovery pass, not a Mount, found the loss.
+        self._lost: dict[str, str] = {}
 
     def close(self) -> None:
         """At shutdown: end the provider's session with the cloud, if it keeps one."""
@@ -76,9 +85,9 @@ class CloudBackend(BlockBackend):
         mounted here already: a disk preempted by another host (or taken while this one was
         down) leaves its kernel mount behind, and writes into it are lost. Such a leftover
         mount is dropped; then the usual attach refuses, naming the holder (or preempts)."""
-        lost = self._drop_lost_mount(volume)
+        lost = self._drop_lost_mount(volume) or self._lost.get(volume.name)
         try:
-            return super().attach(volume)
+            path = super().attach(volume)
         except Conflict as error:
             if lost is None:
                 raise
@@ -86,6 +95,8 @@ class CloudBackend(BlockBackend):
                 f"volume {volume.name} was taken over by {lost} while mounted here; its "
                 f"mount here was dropped. {error}"
             ) from None
+        self._lost.pop(volume.name, None)
+        return path
 
     def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
         """Mounted here *and* held by this instance in the cloud (recovery asks this)."""
@@ -106,7 +117,7 @@ class CloudBackend(BlockBackend):
         """Unmount a leftover mount of a disk the cloud shows elsewhere; who holds it, or
         None if nothing is mounted here or this instance still holds it."""
         target = self.mountpoint(volume)
-        if filesystem.mounted_fs(target) is None:
+        if self.mounter.mounted(target) is None:
             return None
         holder = self.provider.holder_elsewhere(volume)
         if holder is None:
@@ -118,8 +129,9 @@ class CloudBackend(BlockBackend):
             self.provider.word,
             holder,
         )
-        mounts.unmount(target, lazy_if_busy=True)
+        self.mounter.unmount(target, lazy_if_busy=True)
         self.provider.files.drop_attachment(volume.name)
+        self._lost[volume.name] = holder
         return holder
 
     # Snapshottable: the cloud's snapshots of the volume's disk ------------------------------
@@ -135,9 +147,7 @@ class CloudBackend(BlockBackend):
         cloud = self._snapshots()
         validate_name(name, "snapshot name")
         namespace = self.provider.settings.namespace
-        if self.provider.api(
-            "find snapshots", cloud.find_snapshots, namespace, None, name, repeatable=True
-        ):
+        if self.provider.calls.find_snapshots(name=name):
             raise Conflict(f"a snapshot named {name} already exists: pick another name")
         disk = self.provider.must_get(volume)
         labels = {
@@ -148,9 +158,7 @@ class CloudBackend(BlockBackend):
         }
         target = self.mountpoint(volume)
         if filesystem.mounted_fs(target) is None:
-            made: Snapshot = self.provider.api(
-                "snapshot", cloud.create_snapshot, disk, name, labels
-            )
+            made = self.provider.api("snapshot", cloud.create_snapshot, disk, name, labels)
             return made.as_dict()
         # A cloud fixes a snapshot's content when its create call returns: thaw right after.
         run(["fsfreeze", "--freeze", target], timeout=60)
@@ -161,11 +169,8 @@ class CloudBackend(BlockBackend):
         return made.as_dict()
 
     def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
-        cloud = self._snapshots()
-        namespace = self.provider.settings.namespace
-        found: list[Snapshot] = self.provider.api(
-            "find snapshots", cloud.find_snapshots, namespace, volume, None, repeatable=True
-        )
+        self._snapshots()  # this kind's own message when it has none
+        found = self.provider.calls.find_snapshots(volume=volume)
         return sorted((s.as_dict() for s in found), key=lambda s: (s["created_at"], s["name"]))
 
     def delete_snapshot(self, snapshot: str) -> dict[str, Any]:

@@ -1,37 +1,6 @@
-"""Finding an attached disk's block device on this host, from the paths a provider names."""
+"""Finding an attached disk's block device on this host, from the paths a provider names
+(the implementation lives in `orlop.host.blockdevices`, behind the `BlockDevices` seam)."""
 
-from __future__ import annotations
+from orlop.host.blockdevices import block_device, device_bytes, find_device
 
-import os
-import stat
-from collections.abc import Iterable
-
-
-def block_device(path: str) -> str | None:
-    """`path` resolved, if it is (or links to) a block device."""
-    try:
-        resolved = os.path.realpath(path)
-        if stat.S_ISBLK(os.stat(resolved).st_mode):
-            return resolved
-    except OSError:
-        pass
-    return None
-
-
-def find_device(paths: Iterable[str]) -> str | None:
-    """The first of `paths` that is a block device now, resolved; None if none is (yet)."""
-    for path in paths:
-        device = block_device(path)
-        if device is not None:
-            return device
-    return None
-
-
-def device_bytes(device: str) -> int:
-    """The size the kernel reports for `device`, in bytes (0 if it cannot tell)."""
-    name = os.path.basename(os.path.realpath(device))
-    try:
-        with open(f"/sys/class/block/{name}/size", encoding="ascii") as size:
-            return int(size.read()) * 512
-    except (OSError, ValueError):
-        return 0
+__all__ = ["block_device", "device_bytes", "find_device"]

@@ -9,6 +9,7 @@ permissions of the volume root.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import stat
@@ -24,6 +25,7 @@ from orlop.backends.base import (
 )
 from orlop.backends.directory.snapshots import DirectorySnapshots
 from orlop.backends.settings import BackendSettings
+from orlop.backends.snapshots.backups import LocalBackups
 from orlop.backends.snapshots.catalog import remove_payload
 from orlop.backends.snapshots.options import CLONE_OPTIONS, FROM_OPTIONS, check_clone_options
 from orlop.backends.snapshots.settings import LocalSettings
@@ -52,7 +54,7 @@ def _mount_flags(options: dict[str, str]) -> list[str]:
     return [flag for flag in options.get("o", "").split(",") if flag]
 
 
-class DirectoryBackend(DirectorySnapshots):
+class DirectoryBackend:
     kind: ClassVar[str] = "directory"
     options: ClassVar[OptionSet] = OptionSet(
         [
@@ -73,7 +75,10 @@ class DirectoryBackend(DirectorySnapshots):
         self.settings = LocalSettings.parse(self.kind, context.settings)
         self.root = context.path("volumes")
         os.makedirs(self.root, mode=0o701, exist_ok=True)
-        self._init_snapshots()
+        self.local = DirectorySnapshots(context, self.root, self.mountpoint)
+        self.backups = LocalBackups(context, self.settings, self.kind, stager=self.local)
+        self.local.clean_staging(self.backups.staging)
+        self.capabilities = dataclasses.replace(self.capabilities, backup=self.backups.available)
 
     # Backend protocol -------------------------------------------------------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
@@ -84,7 +89,7 @@ class DirectoryBackend(DirectorySnapshots):
                 "drop type/device/o"
             )
         if any(key in options for key in FROM_OPTIONS):
-            self._check_source(options)
+            self.local.check_source(options, self.backups)
         # Docker local's rules: device needs type, type needs device, o needs both.
         mandatory = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
         for option, required in mandatory.items():
@@ -125,7 +130,7 @@ class DirectoryBackend(DirectorySnapshots):
         # Mounts (any `type`) and remove (a walk of user data) go to a worker thread.
         if operation not in ("create", "attach", "detach"):
             return False
-        if operation == "create" and self.copy_method == "btrfs subvolume":
+        if operation == "create" and self.local.copy_method == "btrfs subvolume":
             return False  # `btrfs subvolume create` is a process
         if any(key in volume.options for key in FROM_OPTIONS):
             return False  # a copy
@@ -135,14 +140,14 @@ class DirectoryBackend(DirectorySnapshots):
         data = self.mountpoint(volume)
         self._check_no_links(volume)  # before makedirs, which would follow a link
         if any(key in volume.options for key in FROM_OPTIONS):
-            self._check_source(volume.options)  # before anything is made
+            self.local.check_source(volume.options, self.backups)  # before anything is made
         os.makedirs(os.path.dirname(data), mode=0o701, exist_ok=True)
         self._check_no_links(volume)
         if "type" not in volume.options:
             if any(key in volume.options for key in FROM_OPTIONS):
-                self._create_from(volume)
+                self.local.create_from(volume, self.backups)
             else:
-                self._new_data(data)
+                self.local.new_data(data)
             self._apply_ownership(data, volume.options)
             return {}
         os.makedirs(data, mode=0o755, exist_ok=True)
@@ -260,3 +265,37 @@ class DirectoryBackend(DirectorySnapshots):
                 os.fchmod(fd, int(options["mode"], 8))
         finally:
             os.close(fd)
+
+    # Snapshottable, Restorable, Scheduled, Backupable: the helpers' -----------------------
+    def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
+        return self.local.create_snapshot(volume, name)
+
+    def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
+        return self.local.list_snapshots(volume)
+
+    def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
+        return self.local.delete_snapshot(snapshot)
+
+    def restore_snapshot(self, volume: VolumeRef, snapshot: str) -> dict[str, Any]:
+        return self.local.restore_snapshot(volume, snapshot)
+
+    def snapshot_schedule(self, volume: VolumeRef) -> str | None:
+        return volume.options.get("snapshot_schedule") or self.settings.snapshot_schedule
+
+    def stage_backup(self, volume: VolumeRef) -> str:
+        return self.backups.stage_backup(volume)
+
+    def send_backup(self, volume: VolumeRef, staged: str) -> dict[str, Any]:
+        return self.backups.send_backup(volume, staged)
+
+    def create_backup(self, volume: VolumeRef) -> dict[str, Any]:
+        return self.backups.create_backup(volume)
+
+    def list_backups(self, volume: str | None) -> list[dict[str, Any]]:
+        return self.backups.list_backups(volume)
+
+    def find_backup(self, backup: str) -> dict[str, Any]:
+        return self.backups.find_backup(backup)
+
+    def backup_options(self, backup: dict[str, Any]) -> dict[str, str]:
+        return self.backups.backup_options(backup)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from orlop.backends.base import VolumeRef
@@ -43,28 +44,32 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DirectorySnapshots(LocalBackups):
-    if TYPE_CHECKING:
-        context: BackendContext
-        root: str
+class DirectorySnapshots:
+    """Snapshots, clones, restores and backup staging of directory volumes: a helper object
+    the directory backend holds (and its backups' Stager). At construction it settles what a
+    kill left: half-made snapshots, interrupted restores."""
 
-        def mountpoint(self, volume: VolumeRef) -> str: ...
-
-    def _init_snapshots(self) -> None:
-        self.snapshots = SnapshotCatalog(self.context.path("snapshots"))
-        self.restoring = self.context.path("restoring")
+    def __init__(
+        self, context: BackendContext, root: str, mountpoint: Callable[[VolumeRef], str]
+    ) -> None:
+        self.context = context
+        self.mountpoint = mountpoint
+        self.snapshots = SnapshotCatalog(context.path("snapshots"))
+        self.restoring = context.path("restoring")
         os.makedirs(self.restoring, mode=0o700, exist_ok=True)
-        self.copy_method = snapshot_method(self.root)
+        self.copy_method = snapshot_method(root)
         for leftover in self.snapshots.cleanup():
             log.info("removed %s, left by an interrupted snapshot", leftover)
         self.recover_restores()
-        self._init_backups()
-        for leftover in os.listdir(self.staging):
+
+    def clean_staging(self, staging: str) -> None:
+        """Remove what interrupted backups left in `staging`."""
+        for leftover in os.listdir(staging):
             log.info("removed %s, left by an interrupted backup", leftover)
-            remove_payload(os.path.join(self.staging, leftover))
+            remove_payload(os.path.join(staging, leftover))
 
     # volume data ------------------------------------------------------------------------
-    def _new_data(self, data: str) -> None:
+    def new_data(self, data: str) -> None:
         """The empty `_data` of a new volume: a subvolume on btrfs, so it can be snapshotted."""
         if os.path.lexists(data):
             return
@@ -90,10 +95,10 @@ class DirectorySnapshots(LocalBackups):
                 "plain directory volumes only (no type/device options)"
             )
 
-    def _check_source(self, options: dict[str, str]) -> str:
+    def check_source(self, options: dict[str, str], backups: LocalBackups) -> str:
         """The data a clone starts from; NotFound if its snapshot or volume does not exist."""
         if "from_backup" in options:
-            self.find_backup(options["from_backup"])
+            backups.find_backup(options["from_backup"])
             return ""
         if "from_snapshot" in options:
             self.snapshots.get(options["from_snapshot"])  # NotFound with a helpful message
@@ -106,20 +111,20 @@ class DirectorySnapshots(LocalBackups):
             )
         return source
 
-    def _create_from(self, volume: VolumeRef) -> None:
+    def create_from(self, volume: VolumeRef, backups: LocalBackups) -> None:
         """Fill a new volume from `from_snapshot` or `from_volume` (a clone)."""
         options = volume.options
         data = self.mountpoint(volume)
         if os.path.lexists(data):
             return  # made before a crash: the service's CREATING row removes it anyway
         self._check_plain(volume, "a clone")
-        source = self._check_source(options)
+        source = self.check_source(options, backups)
         part = f"{data}.part"
         remove_payload(part)
         try:
             if "from_backup" in options:
-                self._new_data(part)
-                self._restore_backup_into(options["from_backup"], part)
+                self.new_data(part)
+                backups.restore_into(options["from_backup"], part)
             else:
                 self._copy_data(source, part, readonly=False)
             failpoint("clone.after_copy")
@@ -129,19 +134,19 @@ class DirectorySnapshots(LocalBackups):
                 remove_payload(part)
             raise
 
-    # backups ----------------------------------------------------------------------------
-    def _stage(self, volume: VolumeRef) -> str:
+    # Stager ------------------------------------------------------------------------------
+    def stage(self, volume: VolumeRef, staging: str) -> str:
         """A read-only snapshot of the volume's tree to back up."""
         self._check_plain(volume, "a backup")
-        staged = os.path.join(self.staging, volume.name)
+        staged = os.path.join(staging, volume.name)
         remove_payload(staged)
         self._copy_data(self.mountpoint(volume), staged, readonly=True)
         return staged
 
-    def _unstage(self, name: str) -> None:
-        remove_payload(os.path.join(self.staging, name))
+    def unstage(self, name: str, staging: str) -> None:
+        remove_payload(os.path.join(staging, name))
 
-    def _backup_tags(self, volume: VolumeRef) -> dict[str, str]:
+    def backup_tags(self, volume: VolumeRef) -> dict[str, str]:
         return {}
 
     # Snapshottable ----------------------------------------------------------------------

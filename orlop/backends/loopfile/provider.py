@@ -13,6 +13,7 @@ Options: `size` (driver default, else 10G), `preallocate` (false), plus the bloc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 from typing import Any, ClassVar
@@ -21,10 +22,12 @@ from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, 
 from orlop.backends.block.backend import BlockBackend
 from orlop.backends.loopfile.snapshots import ImageSnapshots
 from orlop.backends.settings import BackendSettings
+from orlop.backends.snapshots.backups import LocalBackups
 from orlop.backends.snapshots.options import CLONE_OPTIONS, check_clone_options
 from orlop.backends.snapshots.settings import LoopFileSettings
 from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import (
+    GIB,
     MAX_SIZE,
     Option,
     OptionSet,
@@ -34,7 +37,7 @@ from orlop.core.options import (
 )
 from orlop.host import loop
 
-DEFAULT_SIZE = 10 * 1024**3
+DEFAULT_SIZE = 10 * GIB
 
 
 def canonical_loop_size(value: str) -> str:
@@ -185,7 +188,7 @@ class LoopFileProvider:
         ]
 
 
-class LoopFileBackend(ImageSnapshots, BlockBackend):
+class LoopFileBackend(BlockBackend):
     """Block volumes on loop-mounted image files: the `loopfile` backend kind."""
 
     provider_class = LoopFileProvider
@@ -195,11 +198,14 @@ class LoopFileBackend(ImageSnapshots, BlockBackend):
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
-        self._init_snapshots()
+        self.local = ImageSnapshots(context, self.provider, self.journal, self.mountpoint)
+        self.backups = LocalBackups(context, self.settings, self.kind, stager=self.local)
+        self.local.clean_staging(self.backups.staging)
+        self.capabilities = dataclasses.replace(self.capabilities, backup=self.backups.available)
 
     def validate(self, name: str, options: dict[str, str]) -> None:
         super().validate(name, options)
-        self._check_source(options)
+        self.local.check_source(options, self.backups)
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         if "from_backup" in volume.options:
@@ -208,7 +214,52 @@ class LoopFileBackend(ImageSnapshots, BlockBackend):
         if "from_snapshot" not in volume.options and "from_volume" not in volume.options:
             return super().create(volume)
         self.journal.reset(volume.name)
-        return self._create_from(volume)
+        return self.local.create_from(volume, self.backups)
+
+    def _create_from_backup(self, volume: VolumeRef) -> dict[str, Any]:
+        """A new volume (formatted as usual) with a backup's files restored into it."""
+        record = self.provider.create(volume)
+        self.backups.find_backup(volume.options["from_backup"])
+        target = self.attach(volume)
+        try:
+            self.backups.restore_into(volume.options["from_backup"], target)
+        finally:
+            self.detach(volume)
+        return record
+
+    # Snapshottable, Restorable, Scheduled, Backupable: the helpers' -----------------------
+    def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
+        return self.local.create_snapshot(volume, name)
+
+    def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
+        return self.local.list_snapshots(volume)
+
+    def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
+        return self.local.delete_snapshot(snapshot)
+
+    def restore_snapshot(self, volume: VolumeRef, snapshot: str) -> dict[str, Any]:
+        return self.local.restore_snapshot(volume, snapshot)
+
+    def snapshot_schedule(self, volume: VolumeRef) -> str | None:
+        return volume.options.get("snapshot_schedule") or self.settings.snapshot_schedule
+
+    def stage_backup(self, volume: VolumeRef) -> str:
+        return self.backups.stage_backup(volume)
+
+    def send_backup(self, volume: VolumeRef, staged: str) -> dict[str, Any]:
+        return self.backups.send_backup(volume, staged)
+
+    def create_backup(self, volume: VolumeRef) -> dict[str, Any]:
+        return self.backups.create_backup(volume)
+
+    def list_backups(self, volume: str | None) -> list[dict[str, Any]]:
+        return self.backups.list_backups(volume)
+
+    def find_backup(self, backup: str) -> dict[str, Any]:
+        return self.backups.find_backup(backup)
+
+    def backup_options(self, backup: dict[str, Any]) -> dict[str, str]:
+        return self.backups.backup_options(backup)
 
 
 def _sectors(size: int) -> int:

@@ -22,7 +22,8 @@ import contextlib
 import glob
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orlop.backends.base import VolumeRef
 from orlop.backends.block import filesystem
@@ -38,24 +39,38 @@ from orlop.host.clone import clone_file
 if TYPE_CHECKING:
     from orlop.backends.base import BackendContext
     from orlop.backends.block.journal import Journal
-    from orlop.backends.loopfile.provider import LoopFileProvider
 
 log = logging.getLogger(__name__)
 
 
-class ImageSnapshots(LocalBackups):
-    if TYPE_CHECKING:
-        context: BackendContext
-        journal: Journal
-        provider: LoopFileProvider
+class ImageFiles(Protocol):
+    """What the snapshots need of the loopfile provider: where the images are."""
 
-        def mountpoint(self, volume: VolumeRef) -> str: ...
-        def attach(self, volume: VolumeRef) -> str: ...
-        def detach(self, volume: VolumeRef) -> None: ...
+    images: str
 
-    def _init_snapshots(self) -> None:
-        self.snapshots = SnapshotCatalog(self.context.path("snapshots"))
-        self.freezing = self.context.path("freezing")
+    def image(self, volume: VolumeRef) -> str: ...
+
+    def detach_device(self, volume: VolumeRef) -> None: ...
+
+
+class ImageSnapshots:
+    """Snapshots, clones, restores and backup staging of loopfile volumes: a helper object
+    the loopfile backend holds (and its backups' Stager). At construction it settles what a
+    kill left: a frozen filesystem, half-made snapshots, an interrupted restore's copy."""
+
+    def __init__(
+        self,
+        context: BackendContext,
+        provider: ImageFiles,
+        journal: Journal,
+        mountpoint: Callable[[VolumeRef], str],
+    ) -> None:
+        self.context = context
+        self.provider = provider
+        self.journal = journal
+        self.mountpoint = mountpoint
+        self.snapshots = SnapshotCatalog(context.path("snapshots"))
+        self.freezing = context.path("freezing")
         os.makedirs(self.freezing, mode=0o700, exist_ok=True)
         for name in os.listdir(self.freezing):  # a kill while a filesystem was frozen
             target = self.mountpoint(VolumeRef(name, {}))
@@ -68,20 +83,18 @@ class ImageSnapshots(LocalBackups):
         for leftover in glob.glob(os.path.join(self.provider.images, "*.img.restore")):
             log.info("removed %s, left by an interrupted restore", leftover)
             os.unlink(leftover)
-        self._init_backups()
-        self._clean_staging()
 
-    def _clean_staging(self) -> None:
-        """Undo what interrupted backups left: mounts, loop devices, image copies."""
-        names = {entry.removesuffix(".img") for entry in os.listdir(self.staging)}
+    def clean_staging(self, staging: str) -> None:
+        """Undo what interrupted backups left in `staging`: mounts, loop devices, image copies."""
+        names = {entry.removesuffix(".img") for entry in os.listdir(staging)}
         for name in sorted(names):
             log.info("removing the staging of an interrupted backup of %s", name)
-            self._unstage(name)
+            self.unstage(name, staging)
 
-    def _unstage(self, name: str) -> None:
+    def unstage(self, name: str, staging: str) -> None:
         """Remove one volume's backup staging: its mount, loop device and image copy."""
-        image = os.path.join(self.staging, f"{name}.img")
-        target = os.path.join(self.staging, name)
+        image = os.path.join(staging, f"{name}.img")
+        target = os.path.join(staging, name)
         if mounts.is_mountpoint(target):
             mounts.unmount(target, lazy_if_busy=True)
         if os.path.exists(image):
@@ -112,10 +125,10 @@ class ImageSnapshots(LocalBackups):
         finally:
             os.unlink(intent)
 
-    def _check_source(self, options: dict[str, str]) -> None:
+    def check_source(self, options: dict[str, str], backups: LocalBackups) -> None:
         """A clone's source exists: checked before the volume is recorded."""
         if "from_backup" in options:
-            self.find_backup(options["from_backup"])
+            backups.find_backup(options["from_backup"])
         elif "from_snapshot" in options:
             self.snapshots.get(options["from_snapshot"])
         elif "from_volume" in options:
@@ -126,14 +139,14 @@ class ImageSnapshots(LocalBackups):
                     f"{self.context.driver}"
                 )
 
-    def _create_from(self, volume: VolumeRef) -> dict[str, Any]:
+    def create_from(self, volume: VolumeRef, backups: LocalBackups) -> dict[str, Any]:
         """The image of a new volume made from `from_snapshot` or `from_volume`."""
         options = volume.options
         image = self.provider.image(volume)
         record = {"image": image}
         if os.path.exists(image):
             return record
-        self._check_source(options)
+        self.check_source(options, backups)
         part = f"{image}.part"
         try:
             if "from_snapshot" in options:
@@ -169,23 +182,12 @@ class ImageSnapshots(LocalBackups):
         )
         return record
 
-    def _create_from_backup(self, volume: VolumeRef) -> dict[str, Any]:
-        """A new volume (formatted as usual) with a backup's files restored into it."""
-        record = self.provider.create(volume)
-        self.find_backup(volume.options["from_backup"])
-        target = self.attach(volume)
-        try:
-            self._restore_backup_into(volume.options["from_backup"], target)
-        finally:
-            self.detach(volume)
-        return record
-
-    # backups ----------------------------------------------------------------------------
-    def _stage(self, volume: VolumeRef) -> str:
+    # Stager ------------------------------------------------------------------------------
+    def stage(self, volume: VolumeRef, staging: str) -> str:
         """The volume's files as of now: a (frozen) copy of its image, mounted by itself."""
-        image = os.path.join(self.staging, f"{volume.name}.img")
-        target = os.path.join(self.staging, volume.name)
-        self._unstage(volume.name)
+        image = os.path.join(staging, f"{volume.name}.img")
+        target = os.path.join(staging, volume.name)
+        self.unstage(volume.name, staging)
         try:
             self._copy_image(volume, image)
             device = loop.attach(image)
@@ -199,11 +201,11 @@ class ImageSnapshots(LocalBackups):
             # Mounted read-write: the filesystem replays its journal, as after a power cut.
             mounts.mount(device, target, fstype, flags)
         except BaseException:
-            self._unstage(volume.name)
+            self.unstage(volume.name, staging)
             raise
         return target
 
-    def _backup_tags(self, volume: VolumeRef) -> dict[str, str]:
+    def backup_tags(self, volume: VolumeRef) -> dict[str, str]:
         fs = self.journal.get(volume.name).get("fs") or filesystem.fs_of(volume.options)
         return {"size": volume.options.get("size", ""), "fs": str(fs)}
 

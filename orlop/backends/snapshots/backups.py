@@ -12,11 +12,10 @@ restore that does not finish is a create that did not finish, which the service 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shlex
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orlop.backends.base import VolumeRef
 from orlop.backends.snapshots.restic import Repository
@@ -27,7 +26,7 @@ from orlop.core.progress import report
 from orlop.host.clone import tree_bytes
 
 if TYPE_CHECKING:
-    from orlop.backends.base import BackendContext, Capabilities
+    from orlop.backends.base import BackendContext
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +58,40 @@ def repository_for(settings: LocalSettings, cache_dir: str) -> Repository | None
     )
 
 
+class Stager(Protocol):
+    """How a backend makes a throw-away copy of a volume's files for a backup, and removes it."""
+
+    def stage(self, volume: VolumeRef, staging: str) -> str:
+        """The volume's files as of now, under `staging`: the path to back up."""
+
+    def unstage(self, name: str, staging: str) -> None:
+        """Remove what `stage` made for volume `name` (or a kill left of it)."""
+
+    def backup_tags(self, volume: VolumeRef) -> dict[str, str]:
+        """Tags a restore needs to make the volume again (size, fs)."""
+
+
 class LocalBackups:
-    if TYPE_CHECKING:
-        context: BackendContext
-        capabilities: Capabilities
-        settings: LocalSettings
-        kind: ClassVar[str]
+    """A local backend's backups: its restic repository (if configured) and its staging
+    directory `<state>/backup/`, a helper object the backend holds and delegates to."""
 
-        def _stage(self, volume: VolumeRef) -> str: ...
-        def _unstage(self, name: str) -> None: ...
-        def _backup_tags(self, volume: VolumeRef) -> dict[str, str]: ...
-
-    def _init_backups(self) -> None:
-        self.staging = self.context.path("backup")
+    def __init__(
+        self, context: BackendContext, settings: LocalSettings, kind: str, stager: Stager
+    ) -> None:
+        self.context = context
+        self.settings = settings
+        self.kind = kind
+        self.stager = stager
+        self.staging = context.path("backup")
         os.makedirs(self.staging, mode=0o700, exist_ok=True)
-        self.repository = repository_for(self.settings, self.context.path("restic-cache"))
+        self.repository = repository_for(settings, context.path("restic-cache"))
         if self.repository is not None:
             self.repository.check()  # a missing or world-readable secret file stops serve
-        self.capabilities = dataclasses.replace(
-            self.capabilities, backup=self.repository is not None
-        )
+
+    @property
+    def available(self) -> bool:
+        """Whether the driver has a repository: its `backup` capability."""
+        return self.repository is not None
 
     def _repository(self) -> Repository:
         if self.repository is None:
@@ -95,12 +108,12 @@ class LocalBackups:
         The service holds the volume's lock for this step only: the upload, which takes as
         long as the data needs, does not keep a container's Mount waiting."""
         self._repository().check()
-        staged = self._stage(volume)
+        staged = self.stager.stage(volume, self.staging)
         try:
             if not [e for e in os.listdir(staged) if e != "lost+found"]:
                 raise InvalidOption(f"volume {volume.name} is empty: there is nothing to back up")
         except BaseException:
-            self._unstage(volume.name)
+            self.stager.unstage(volume.name, self.staging)
             raise
         failpoint("backup.after_snapshot")
         return staged
@@ -111,11 +124,11 @@ class LocalBackups:
             repository = self._repository()
             repository.ensure()
             tags = {"volume": volume.name, "kind": self.kind, "driver": self.context.driver}
-            tags.update(self._backup_tags(volume))
+            tags.update(self.stager.backup_tags(volume))
             tags["bytes"] = str(tree_bytes(staged))  # the total of a restore's progress bar
             summary = repository.backup(staged, tags, report)
         finally:
-            self._unstage(volume.name)
+            self.stager.unstage(volume.name, self.staging)
         failpoint("backup.after_upload")
         made = repository.backup_facts(summary, tags)
         keep = self.settings.keep()
@@ -149,9 +162,6 @@ class LocalBackups:
             options["fs"] = str(backup["fs"])
         return options
 
-    def snapshot_schedule(self, volume: VolumeRef) -> str | None:
-        return volume.options.get("snapshot_schedule") or self.settings.snapshot_schedule
-
-    def _restore_backup_into(self, backup: str, target: str) -> None:
+    def restore_into(self, backup: str, target: str) -> None:
         self._repository().restore(backup, target, report)
         failpoint("restore.after_download")

@@ -17,19 +17,14 @@ import contextlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from typing import Any
 
-from orlop.core.model import Conflict, NotFound, validate_name
+from orlop.core.model import Conflict, NotFound, rfc3339, validate_name
 from orlop.host import btrfs
 
 PART = ".part-"
 TRASH = ".trash-"
-
-
-def now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def remove_payload(path: str) -> None:
@@ -107,7 +102,7 @@ class SnapshotCatalog:
         os.mkdir(part, 0o700)
         try:
             yield part
-            meta = {"id": name, "name": name, "created_at": now_rfc3339(), **facts}
+            meta = {"id": name, "name": name, "created_at": rfc3339(), **facts}
             with open(os.path.join(part, "meta.json"), "w", encoding="utf-8") as file:
                 json.dump(meta, file)
                 file.flush()

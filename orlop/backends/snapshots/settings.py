@@ -13,8 +13,6 @@ settings:
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field, field_validator, model_validator
 
 from orlop.backends.block.backend import BlockSettings
@@ -69,7 +67,3 @@ class LocalSettings(BackendSettings):
 
 class LoopFileSettings(LocalSettings, BlockSettings):
     """The loopfile driver's: the local ones and the block layer's (allow_suid_dev)."""
-
-
-def parse_settings(model: type[LocalSettings], kind: str, values: Any) -> LocalSettings:
-    return model.parse(kind, values or {})

@@ -178,3 +178,29 @@ def test_preempted_hosts_never_mount_the_disk_again(
     check()
     c.ok("Remove", Name=NAME)
     assert namespace_volumes(moto.client(), hosts[0].settings["namespace"]) == []
+
+
+def test_a_loss_found_by_discovery_is_still_reported_at_the_next_mount(
+    moto: MotoServer, three: tuple[str, list[SimulatedHost], list[OrlopDaemon]]
+) -> None:
+    """A's discovery pass, not a Mount, drops the leftover mount; the Mount after it is
+    refused naming the holder, and Status keeps saying the volume was lost (it used to
+    clear the fault while settling the refused first mount)."""
+    driver, hosts, daemons = three
+    a, b = daemons[0].client(driver), daemons[1].client(driver)
+    a.ok("Create", Name=NAME, Opts={"size": "1G"})
+    where = a.ok("Mount", Name=NAME, ID="a1")["Mountpoint"]
+    b.ok("Create", Name=NAME, Opts={"preempt": "true"})
+    b.ok("Mount", Name=NAME, ID="b1")
+    deadline = time.monotonic() + SETTLE
+    while is_mountpoint(where):  # A is asked nothing: its discovery pass finds the loss
+        assert time.monotonic() < deadline, "A kept the mount of a disk B holds"
+        time.sleep(0.1)
+    refused = a.call("Mount", Name=NAME, ID="a2")
+    assert hosts[1].instance_id in refused["Err"], refused
+    state = a.ok("Get", Name=NAME)["Volume"]["Status"]
+    assert state["mounts"] == 0 and hosts[1].instance_id in state.get("fault", ""), state
+    assert not is_mountpoint(where)
+    check_invariants(moto, driver, hosts, daemons)
+    b.ok("Unmount", Name=NAME, ID="b1")
+    b.ok("Remove", Name=NAME)

@@ -160,7 +160,7 @@ def test_loopfile_snapshot_clone_restore(hostfs: HostFilesystem) -> None:
         assert os.statvfs(grown).f_blocks * os.statvfs(grown).f_frsize > 100 * 1024**2
         backend.detach(bigger)
 
-        snapshot_image = backend.snapshots.data("live")
+        snapshot_image = backend.local.snapshots.data("live")
         backend.restore_snapshot(volume, "live")
         assert _sha(backend.provider.image(volume)) == _sha(snapshot_image)
         assert _read(backend.attach(volume), "table") == b"version 1"

@@ -13,7 +13,8 @@ Both roots are settings, so tests can point discovery at a directory of symlinks
 from __future__ import annotations
 
 import os
-import stat
+
+from orlop.backends.cloud import devices
 
 # AWS recommends /dev/sd[f-p] (shown as xvd[f-p]) for EBS data volumes on HVM instances.
 DEVICE_LETTERS = "fghijklmnop"
@@ -40,26 +41,11 @@ def candidate_paths(
     return paths
 
 
-def block_device(path: str) -> str | None:
-    """`path` resolved, if it is (or links to) a block device."""
-    try:
-        resolved = os.path.realpath(path)
-        if stat.S_ISBLK(os.stat(resolved).st_mode):
-            return resolved
-    except OSError:
-        pass
-    return None
-
-
 def find_device(
     volume_id: str, device_name: str | None, device_root: str, by_id_dir: str
 ) -> str | None:
     """The block device of `volume_id` on this host, or None if it is not there (yet)."""
-    for path in candidate_paths(volume_id, device_name, device_root, by_id_dir):
-        device = block_device(path)
-        if device is not None:
-            return device
-    return None
+    return devices.find_device(candidate_paths(volume_id, device_name, device_root, by_id_dir))
 
 
 def free_device_name(in_use: set[str], device_root: str) -> str | None:
