@@ -17,7 +17,7 @@ from typing import Any
 
 from orlop.backends import backend_class, make_backend
 from orlop.backends.base import BackendContext
-from orlop.config import Config
+from orlop.config import Config, CsiConfig
 from orlop.core.model import ConfigError
 from orlop.core.service import Driver, VolumeService
 from orlop.core.store import Store
@@ -77,6 +77,7 @@ class Daemon:
         self.servers: list[HttpServer] = []
         self.metrics: MetricsListener | None = None
         self.recovery: asyncio.Future[None] | None = None
+        self.csi_servers: list[Any] = []  # CsiServer: imported only when csi is configured
         self._stop = asyncio.Event()
 
     def describe_driver(self, name: str) -> dict[str, Any]:
@@ -107,6 +108,8 @@ class Daemon:
             exporter = MetricsExporter(self.service)
             self.metrics = MetricsListener(self.config.metrics, exporter.render, self.health)
             await self.metrics.start()
+        if self.config.csi is not None:
+            await self._start_csi(self.config.csi)
         log.info("orlop ready (%s, state in %s)", self.config.source, self.config.state_dir)
 
     def recovery_state(self) -> str:
@@ -131,6 +134,17 @@ class Daemon:
         metrics = self.metrics.bound if self.metrics is not None else None
         return daemon_status(self.service, self.recovery_state(), self.serving(), metrics)
 
+    async def _start_csi(self, csi: CsiConfig) -> None:
+        from orlop.frontends.csi.frontend import csi_server, host_identity
+
+        for name, driver in self.service.drivers.items():
+            instance, zone = await host_identity(driver.backend)
+            node_id = csi.node_id or instance
+            server = csi_server(self.service, name, node_id, self.config.state_dir, zone)
+            await server.start(self.config.csi_socket_path(name))
+            self.csi_servers.append(server)
+            log.info("driver %s: CSI on unix://%s (node %s)", name, server.path, node_id)
+
     async def stop(self) -> None:
         """Close and remove sockets; mounts that containers still use stay mounted."""
         if self.metrics is not None:
@@ -138,6 +152,9 @@ class Daemon:
         for server in self.servers:
             await server.close()
         self.servers.clear()
+        for csi_server in self.csi_servers:
+            await csi_server.close()
+        self.csi_servers.clear()
         # Let operations already under way finish and be recorded; what does not finish in
         # time is repaired by recovery at the next start.
         if not await self.service.drain(STOP_GRACE_SECONDS):

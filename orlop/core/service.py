@@ -304,6 +304,18 @@ class VolumeService:
             registry.save(volume, add_mount=mount_id, durable=False)
             return path
 
+    async def hold(self, driver_name: str, name: str, holder: str) -> None:
+        """One more holder of a volume that is attached already (a CSI target bound from its
+        stage): recorded like a mount ID, without asking the backend again; `unmount` drops it."""
+        async with self.registry.lock(driver_name, name):
+            volume = self.registry.get(driver_name, name)
+            if holder in volume.mount_ids:
+                return
+            if not volume.mount_ids:
+                raise Conflict(f"volume {name} is not attached on this host: stage it first")
+            volume.mount_ids.add(holder)
+            self.registry.save(volume, add_mount=holder, durable=False)
+
     @observed("unmount")
     async def unmount(
         self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
