@@ -24,9 +24,11 @@ from orlop.core.store import Store
 from orlop.frontends.admin.api import AdminApi
 from orlop.frontends.docker.plugin import DockerPlugin
 from orlop.frontends.http import HttpServer
+from orlop.ops import notify
 from orlop.ops.counters import background_done
 from orlop.ops.health import daemon_status
 from orlop.ops.listener import MetricsListener
+from orlop.ops.logs import LogFormat, setup_logging
 from orlop.ops.metrics import MetricsExporter
 
 log = logging.getLogger("orlop")
@@ -171,10 +173,14 @@ class Daemon:
             await self.start()
             recovery = self.recovery = asyncio.ensure_future(self.service.recover())
             recovery.add_done_callback(_log_failure)
+            recovery.add_done_callback(self._tell_systemd_ready)
             measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
             scheduling = asyncio.ensure_future(self._schedule_forever(recovery))
+            pinging = asyncio.ensure_future(_ping_watchdog())
             await self._stop.wait()
+            notify.notify("STOPPING=1")
+            pinging.cancel()
             measuring.cancel()
             discovery.cancel()
             scheduling.cancel()
@@ -184,6 +190,14 @@ class Daemon:
                     await recovery
         finally:
             await self.stop()
+
+    def _tell_systemd_ready(self, recovery: asyncio.Future[None]) -> None:
+        """READY=1 once recovery is over, failed or not: Docker must not wait on a volume
+        recovery could not repair (`orlop status` shows it)."""
+        if recovery.cancelled():
+            return
+        outcome = f"recovery failed: {recovery.exception()}" if recovery.exception() else "ready"
+        notify.notify(f"READY=1\nSTATUS={outcome}; drivers: {', '.join(self.service.drivers)}")
 
     async def _schedule_forever(self, recovery: asyncio.Future[None]) -> None:
         """Scheduled snapshots; the first round at start takes what was missed meanwhile."""
@@ -214,6 +228,14 @@ class Daemon:
             await asyncio.sleep(max(0.2, min(due.values()) - loop.time()))
 
 
+async def _ping_watchdog() -> None:
+    """WATCHDOG=1 from the event loop: a stuck loop (not a slow backend) misses the pings."""
+    interval = notify.watchdog_interval()
+    while interval is not None:
+        notify.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("crash recovery failed: %s", task.exception())
@@ -222,12 +244,9 @@ def _log_failure(task: asyncio.Future[None]) -> None:
         background_done("recovery")
 
 
-def serve(config: Config, daemon: Daemon | None = None) -> None:
+def serve(config: Config, daemon: Daemon | None = None, log_format: LogFormat = "text") -> None:
     """Run until SIGTERM; `daemon` is one already built from `config` (see orlop.managed)."""
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(config.log_level, log_format)
     try:
         import uvloop
 

@@ -59,14 +59,21 @@ def cli(ctx: click.Context, config_path: str | None, admin_socket: str | None) -
 
 @cli.command()
 @config_option
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="ORLOP_LOG_FORMAT",
+    help="text (journald's format under systemd), or one JSON object a line.",
+)
 @pass_context
-def serve(ctx: Context) -> None:
+def serve(ctx: Context, log_format: str) -> None:
     """Run the daemon: one Docker plugin socket per configured driver."""
     from orlop.daemon import serve as run_daemon
 
     try:
         config = ctx.config()
-        run_daemon(config)
+        run_daemon(config, log_format="json" if log_format == "json" else "text")
     except (OrlopError, OSError) as error:
         click.echo(f"orlop: {error}", err=True)
         sys.exit(1)
