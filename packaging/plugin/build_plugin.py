@@ -330,6 +330,32 @@ def prune(cache: Path, days: float = 3.0) -> None:
             shutil.rmtree(layer, ignore_errors=True)
 
 
+CAPABILITY_BITS = {"CAP_SYS_ADMIN": 21, "CAP_SYS_RESOURCE": 24}  # linux/capability.h
+
+
+def lacking_capabilities(status: str, engine: str | None) -> list[str]:
+    """Capabilities a plugin may ask for that this host's bounding set (`status`: the text of
+    /proc/self/status) lacks, when the engine runs here (`engine`: DOCKER_HOST): runc refuses
+    to start a plugin asking for one ("unable to apply caps"). A remote engine: none known."""
+    if engine and not engine.startswith("unix://"):
+        return []
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            bounding = int(line.split()[1], 16)
+            return [cap for cap, bit in CAPABILITY_BITS.items() if not bounding >> bit & 1]
+    return []
+
+
+def capabilities_to_drop(requested: Sequence[str]) -> list[str]:
+    """--drop-capability, and what this host lacks (said, so a build elsewhere differs visibly)."""
+    status = Path("/proc/self/status").read_text()
+    lacking = lacking_capabilities(status, os.environ.get("DOCKER_HOST"))
+    added = [cap for cap in lacking if cap not in requested and cap != "CAP_SYS_ADMIN"]
+    for cap in added:
+        log(f"this host's capability bounding set lacks {cap}: leaving it out of config.json")
+    return [*requested, *added]
+
+
 def size_of(path: Path) -> int:
     total = 0
     for directory, _, files in os.walk(path):
@@ -362,13 +388,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="CAP",
-        help="leave a capability out of config.json (CAP_SYS_RESOURCE for engines without it)",
+        help="leave a capability out of config.json (one the local host lacks is left out anyway)",
     )
     parser.add_argument("--stage-dir", help="where to stage (default: a temporary directory)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("run as root (debootstrap, chroot)")
     kind = plugin_kind(args.kind)
+    args.drop_capability = capabilities_to_drop(args.drop_capability)
     manifest(kind, __version__, args.drop_capability)  # bad flags fail before minutes of build
     cache = Path(args.cache_dir)
     name = args.name or f"orlop/{kind.name}:{__version__}"

@@ -1,0 +1,58 @@
+"""scripts/build-plugin notices by itself what the host lacks: capabilities, tools, the env."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from orlop.managed.kinds import plugin_kind
+from orlop.managed.manifest import manifest
+
+ROOT = Path(__file__).resolve().parents[3]
+FULL = "CapBnd:\t000001ffffffffff\n"
+NO_SYS_RESOURCE = "CapInh:\t0000000000000000\nCapBnd:\t000001fffeffffff\n"  # bit 24 cleared
+
+
+def _builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "build_plugin", ROOT / "packaging" / "plugin" / "build_plugin.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_plugin", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_bounding_set_without_sys_resource_is_noticed() -> None:
+    builder = _builder()
+    assert builder.lacking_capabilities(NO_SYS_RESOURCE, None) == ["CAP_SYS_RESOURCE"]
+    assert builder.lacking_capabilities(NO_SYS_RESOURCE, "unix:///run/x.sock") == [
+        "CAP_SYS_RESOURCE"
+    ]
+    assert builder.lacking_capabilities(FULL, None) == []
+    # A remote engine's host is not this one: nothing is guessed from ours.
+    assert builder.lacking_capabilities(NO_SYS_RESOURCE, "tcp://10.0.0.1:2376") == []
+
+
+def test_the_lacking_capability_is_left_out_of_config_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    builder = _builder()
+    monkeypatch.setattr(builder, "lacking_capabilities", lambda *_: ["CAP_SYS_RESOURCE"])
+    drop = builder.capabilities_to_drop([])
+    assert drop == ["CAP_SYS_RESOURCE"]
+    assert "lacks CAP_SYS_RESOURCE" in capsys.readouterr().err
+    config = manifest(plugin_kind("block"), "0", drop)
+    assert config["linux"]["capabilities"] == ["CAP_SYS_ADMIN"]
+    assert builder.capabilities_to_drop(["CAP_SYS_RESOURCE"]) == ["CAP_SYS_RESOURCE"]  # once
+
+
+def test_the_script_no_longer_asks_for_the_test_setup() -> None:
+    script = (ROOT / "scripts" / "build-plugin").read_text()
+    assert "--test" not in script
+    assert "debootstrap" in script  # installs it when missing
