@@ -57,6 +57,7 @@ DEFAULT_CACHE = "/var/cache/orlop/plugin"
 DEBOOTSTRAP_TIMEOUT = 1800.0
 PIP_TIMEOUT = 900.0
 CREATE_TIMEOUT = 900.0
+ROOTFS_LIMIT_MB = 150  # issue 20: every kind's root filesystem at most this (MB, 10^6 bytes)
 
 
 def log(message: str) -> None:
@@ -365,6 +366,13 @@ def size_of(path: Path) -> int:
     return total
 
 
+def size_verdict(kind: str, size: int, limit_mb: float) -> tuple[bool, str]:
+    """(within the limit, the line saying so) for a root filesystem of `size` bytes."""
+    within = size <= limit_mb * 1e6
+    verdict = "within" if within else "OVER"
+    return within, f"root filesystem of {kind}: {size / 1e6:.0f} MB, {verdict} {limit_mb:g} MB"
+
+
 def stage(kind: PluginKind, rootfs: Path, into: Path, drop: Sequence[str] = ()) -> None:
     """config.json + rootfs (hard links into the cache: docker plugin create only reads)."""
     run(["cp", "-al", str(rootfs), str(into / "rootfs")], timeout=600)
@@ -390,6 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="CAP",
         help="leave a capability out of config.json (one the local host lacks is left out anyway)",
     )
+    parser.add_argument(
+        "--size-limit", type=float, default=ROOTFS_LIMIT_MB, metavar="MB",
+        help=f"the root filesystem's size limit, measured every build (default {ROOTFS_LIMIT_MB})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--enforce-size", action="store_true", help="fail, not just say so, above --size-limit"
+    )
     parser.add_argument("--stage-dir", help="where to stage (default: a temporary directory)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -408,7 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             rootfs = orlop_rootfs(kind, base, cache)
             stage(kind, rootfs, staging, args.drop_capability)
             prune(cache)
-        log(f"root filesystem of {kind.name}: {size_of(rootfs) / 1e6:.0f} MB ({rootfs})")
+        within, line = size_verdict(kind.name, size_of(rootfs), args.size_limit)
+        log(f"{line} ({rootfs})")
+        if not within and args.enforce_size:
+            raise SystemExit(f"build-plugin: {line}")
         if args.no_create:
             handed_over = True
             print(staging)

@@ -56,3 +56,13 @@ def test_the_script_no_longer_asks_for_the_test_setup() -> None:
     script = (ROOT / "scripts" / "build-plugin").read_text()
     assert "--test" not in script
     assert "debootstrap" in script  # installs it when missing
+
+
+def test_the_root_filesystem_size_is_checked_against_the_limit() -> None:
+    builder = _builder()
+    assert builder.ROOTFS_LIMIT_MB == 150
+    within, line = builder.size_verdict("block", 135_000_000, 150)
+    assert within and line == "root filesystem of block: 135 MB, within 150 MB"
+    within, line = builder.size_verdict("powerscale", 489_000_000, 150)
+    assert not within and "489 MB, OVER 150 MB" in line
+    assert builder.size_verdict("s3", 150_000_001, 150)[0] is False
