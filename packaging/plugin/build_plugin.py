@@ -19,6 +19,7 @@ packages from the index pip is configured with. Everything else is offline.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import fcntl
 import glob
@@ -51,6 +52,11 @@ BASE_PACKAGES = ("python3", "ca-certificates")
 EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {}
 # botocore ships the API models of ~400 AWS services; Orlop calls these.
 BOTOCORE_SERVICES = ("ec2", "s3", "sts", "sso", "sso-oidc")
+# Parts of client libraries Orlop never imports: pydo's asyncio twin of its 21 MB generated
+# client (Orlop calls pydo.Client), isilon-sdk's OneFS API versions but the one Orlop uses.
+UNUSED_PARTS = ("pydo/aio", "isilon_sdk/v9_[!5]_*", "isilon_sdk/v9_[0-9][0-9]_*", "*/tests")
+# A generated module this large is mostly docstrings (pydo's: 21 MB, 3 MB without them).
+DOCSTRING_HEAVY = 4 * 1024**2
 HERE = Path(__file__).resolve().parent
 TRIM_LIST = HERE / "trim.txt"
 DEFAULT_CACHE = "/var/cache/orlop/plugin"
@@ -237,6 +243,7 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
             for service in botocore.iterdir():
                 if service.is_dir() and service.name not in BOTOCORE_SERVICES:
                     shutil.rmtree(service)
+        lean_dependencies(site)
         shared = [str(p) for p in site.rglob("*.so")]
         if shared and shutil.which("strip"):
             run(["strip", "--strip-unneeded", *shared], timeout=300)
@@ -245,6 +252,31 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
     seconds = time.monotonic() - started
     log(f"{len(requirements)} Python dependencies installed in {seconds:.0f} s")
     return final
+
+
+def lean_dependencies(site: Path) -> None:
+    """Remove what Orlop never imports, and the docstrings of huge generated modules."""
+    for pattern in UNUSED_PARTS:
+        for match in glob.glob(str(site / pattern)):
+            _remove(Path(match))
+    for module in site.rglob("*.py"):
+        if module.stat().st_size > DOCSTRING_HEAVY:
+            module.write_text(without_docstrings(module.read_text()))
+
+
+def without_docstrings(source: str) -> str:
+    """`source` without its module, class and function docstrings (what -OO drops)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
 
 
 def _project() -> dict[str, Any]:

@@ -66,3 +66,22 @@ def test_the_root_filesystem_size_is_checked_against_the_limit() -> None:
     within, line = builder.size_verdict("powerscale", 489_000_000, 150)
     assert not within and "489 MB, OVER 150 MB" in line
     assert builder.size_verdict("s3", 150_000_001, 150)[0] is False
+
+
+def test_dependencies_lose_unused_parts_and_huge_docstrings(tmp_path: Path) -> None:
+    builder = _builder()
+    for kept in ("pydo/operations", "isilon_sdk/v9_5_0", "botocore/data"):
+        (tmp_path / kept).mkdir(parents=True)
+    for dropped in ("pydo/aio", "isilon_sdk/v9_10_0", "isilon_sdk/v9_7_0", "keystoneauth1/tests"):
+        (tmp_path / dropped).mkdir(parents=True)
+    generated = tmp_path / "pydo/operations/_operations.py"
+    doc = '"""' + "example JSON " * 400_000 + '"""'
+    generated.write_text(f"{doc}\nclass Ops:\n    {doc}\n    def get(self):\n        {doc}\n")
+    generated.write_text(generated.read_text() + "        return 42\n")
+    builder.lean_dependencies(tmp_path)
+    left = {str(p.relative_to(tmp_path)) for p in tmp_path.glob("*/*")}
+    assert left == {"pydo/operations", "isilon_sdk/v9_5_0", "botocore/data"}
+    assert generated.stat().st_size < 1000
+    namespace: dict[str, object] = {}
+    exec(generated.read_text(), namespace)  # still the same code, minus the docstrings
+    assert namespace["Ops"]().get() == 42  # type: ignore[operator]
