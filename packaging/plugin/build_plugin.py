@@ -55,8 +55,9 @@ BOTOCORE_SERVICES = ("ec2", "s3", "sts", "sso", "sso-oidc")
 # Parts of client libraries Orlop never imports: pydo's asyncio twin of its 21 MB generated
 # client (Orlop calls pydo.Client), isilon-sdk's OneFS API versions but the one Orlop uses.
 UNUSED_PARTS = ("pydo/aio", "isilon_sdk/v9_[!5]_*", "isilon_sdk/v9_[0-9][0-9]_*", "*/tests")
-# A generated module this large is mostly docstrings (pydo's: 21 MB, 3 MB without them).
-DOCSTRING_HEAVY = 4 * 1024**2
+# Generated API clients, mostly docstrings (pydo's operations: 21 MB, 3 MB without them);
+# nothing in them reads __doc__. Their source and byte-code are written without docstrings.
+GENERATED_CLIENTS = ("pydo", "google/cloud/compute_v1", "isilon_sdk")
 HERE = Path(__file__).resolve().parent
 TRIM_LIST = HERE / "trim.txt"
 DEFAULT_CACHE = "/var/cache/orlop/plugin"
@@ -255,12 +256,12 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
 
 
 def lean_dependencies(site: Path) -> None:
-    """Remove what Orlop never imports, and the docstrings of huge generated modules."""
+    """Remove what Orlop never imports, and the docstrings of generated clients."""
     for pattern in UNUSED_PARTS:
         for match in glob.glob(str(site / pattern)):
             _remove(Path(match))
-    for module in site.rglob("*.py"):
-        if module.stat().st_size > DOCSTRING_HEAVY:
+    for tree in GENERATED_CLIENTS:
+        for module in (site / tree).rglob("*.py"):
             module.write_text(without_docstrings(module.read_text()))
 
 
