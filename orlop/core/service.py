@@ -30,6 +30,7 @@ from typing import Any
 from orlop.backends.base import Backend, Describable, Resizable
 from orlop.core.backups import Backups
 from orlop.core.discovery import Discovery
+from orlop.core.inflight import InFlight
 from orlop.core.model import (
     Conflict,
     InvalidOption,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 class VolumeService:
     def __init__(self, store: Store, drivers: Iterable[Driver], workers: int = 32) -> None:
         self.registry = VolumeRegistry(store, drivers, workers)
+        self.inflight = InFlight()  # Create and Mount calls in flight, joined by a retry
         self.store = store
         self.drivers = self.registry.drivers
         self.generation = self.registry.generation  # frontends cache their answers on it
@@ -119,18 +121,39 @@ class VolumeService:
 
     # writes -----------------------------------------------------------------------------
     async def create(
-        self, driver_name: str, name: str, options: dict[str, str], task: str | None = None
+        self,
+        driver_name: str,
+        name: str,
+        options: dict[str, str],
+        task: str | None = None,
+        timeout: float | None = None,
     ) -> Volume:
         """Create a volume; the same name with the same (or no) options is a no-op.
 
         A clone or a restore (from_volume, from_snapshot, from_backup) reports its progress
-        under `task`."""
+        under `task`. The same create in flight is joined; the caller waits at most `timeout`
+        seconds (see `InFlight`)."""
         driver = self.driver(driver_name)
         validate_name(name)
         backend = driver.backend
         canonical = backend.options.validate(options, driver.defaults)
         backend.validate(name, canonical)
-        registry = self.registry
+        return await self.inflight.run(
+            ("create", driver_name, name, tuple(sorted(options.items()))),
+            lambda: self._create(driver, name, options, canonical, task),
+            timeout,
+            f"creating volume {name}",
+        )
+
+    async def _create(
+        self,
+        driver: Driver,
+        name: str,
+        options: dict[str, str],
+        canonical: dict[str, str],
+        task: str | None,
+    ) -> Volume:
+        driver_name, backend, registry = driver.name, driver.backend, self.registry
         async with registry.lock(driver_name, name):
             existing = registry.volumes[driver_name].get(name)
             if existing is not None:
@@ -227,8 +250,21 @@ class VolumeService:
             self.discovery.removed(driver_name, name)
             log.info("removed volume %s (driver %s)", name, driver_name)
 
-    async def mount(self, driver_name: str, name: str, mount_id: str) -> str:
-        """Attach on the first mount ID; a known ID changes nothing. Returns the mountpoint."""
+    async def mount(
+        self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
+    ) -> str:
+        """Attach on the first mount ID; a known ID changes nothing. Returns the mountpoint.
+
+        The same Mount again while one is in flight joins it; the caller waits at most
+        `timeout` seconds (see `InFlight`)."""
+        return await self.inflight.run(
+            ("mount", driver_name, name, mount_id),
+            lambda: self._mount(driver_name, name, mount_id),
+            timeout,
+            f"mounting volume {name}",
+        )
+
+    async def _mount(self, driver_name: str, name: str, mount_id: str) -> str:
         driver = self.driver(driver_name)
         registry = self.registry
         async with registry.lock(driver_name, name):
@@ -261,8 +297,19 @@ class VolumeService:
             registry.save(volume, add_mount=mount_id, durable=False)
             return path
 
-    async def unmount(self, driver_name: str, name: str, mount_id: str) -> None:
-        """Forget `mount_id`; detach after the last one. An unknown ID changes nothing."""
+    async def unmount(
+        self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
+    ) -> None:
+        """Forget `mount_id`; detach after the last one. An unknown ID changes nothing.
+        Joined and timed like `mount`."""
+        await self.inflight.run(
+            ("unmount", driver_name, name, mount_id),
+            lambda: self._unmount(driver_name, name, mount_id),
+            timeout,
+            f"unmounting volume {name}",
+        )
+
+    async def _unmount(self, driver_name: str, name: str, mount_id: str) -> None:
         driver = self.driver(driver_name)
         registry = self.registry
         async with registry.lock(driver_name, name):

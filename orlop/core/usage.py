@@ -22,6 +22,9 @@ SETTLE_SECONDS = 1.0  # quiet time before usage is measured after a create or un
 class UsageMeter:
     def __init__(self, registry: VolumeRegistry) -> None:
         self.registry = registry
+        # Volumes whose last measurement has not come back (a hung filesystem): not asked
+        # again until it does, or each refresh would strand one more worker thread.
+        self._measuring: set[tuple[str, str]] = set()
 
     async def refresh(self, driver_name: str, name: str, timeout: float = 10.0) -> Volume:
         """Ask the backend for size/used/free now, and remember it for Status."""
@@ -29,8 +32,13 @@ class UsageMeter:
         driver = registry.driver(driver_name)
         async with registry.lock(driver_name, name):
             volume = registry.get(driver_name, name)
+            key = (driver_name, name)
+            if key in self._measuring:
+                return volume
+            self._measuring.add(key)
             measuring = asyncio.ensure_future(registry.call(driver.backend.usage, ref(volume)))
             measuring.add_done_callback(_retrieve)
+            measuring.add_done_callback(lambda _: self._measuring.discard(key))
             try:
                 # Shielded: on timeout the answer is abandoned at once, not waited for (a
                 # hung network filesystem must not hold the lock).

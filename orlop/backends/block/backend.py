@@ -227,6 +227,11 @@ class BlockBackend:
                 f"{device} holds no filesystem now: refusing to format it again, which would "
                 "lose its data; check the device (or remove the volume)"
             )
+        # Never formatted by our record, and blkid found nothing on a device that reads: format
+        # only if it reads back blank too, checked before "formatting" is journaled (a format
+        # the journal says was cut short is redone over whatever the device holds).
+        if not interrupted:
+            filesystem.require_blank(device)
         self.journal.update(volume.name, formatting=True)
         failpoint("block.before_format")
         filesystem.make(device, wanted, volume.options.get("mkfs_options", ""), force=interrupted)

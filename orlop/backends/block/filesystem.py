@@ -4,8 +4,10 @@ Public API (stable; the EBS and other providers use it through `BlockBackend`):
 
 * `OPTIONS` — the per-volume options this layer adds: `fs`, `mkfs_options`, `mount_options`.
 * `check(options)` — reject a bad combination before anything is allocated (`InvalidOption`).
-* `detect(device)` — the filesystem on a device, None if it is blank; raises if it holds
-  something else (a partition table, LVM, swap): Orlop never formats over that.
+* `detect(device)` — the filesystem on a device, None if blkid finds none *and* the device
+  reads; raises if it holds something else (a partition table, LVM, swap) or cannot be read
+  (an I/O error, a timeout: blkid then says "nothing found"): Orlop never formats over that.
+* `require_blank(device)` — raise unless the device reads back blank (its first MiB zeros).
 * `wipe(device)`, `make(device, fs, mkfs_options, force)` — format (only blank devices).
 * `mount(device, target, fs, mount_options)` — `nodev,nosuid` (unless the driver's admin
   allows `dev`/`suid` and the volume asks); options from an allow-list.
@@ -19,8 +21,11 @@ argument each, never through a shell.
 
 from __future__ import annotations
 
+import errno
+import mmap
 import os
 import shlex
+import threading
 
 from orlop.backends.base import Check, filesystem_check, tool_check
 from orlop.backends.block import allowlists
@@ -39,6 +44,10 @@ SAFE_MOUNT_OPTIONS = ("nodev", "nosuid")
 MKFS_TIMEOUT = 600.0
 GROW_TIMEOUT = 600.0
 BLKID_TIMEOUT = 30.0
+# Every signature mkfs.{ext4,xfs,btrfs} writes (and MBR, GPT, LVM, swap, LUKS) lies in the first
+# MiB; md 1.0 and the GPT backup lie in the last one. A blank device reads both back.
+PROBE_BYTES = 1024**2
+READ_TIMEOUT = 30.0
 _MKFS = {"ext4": "mkfs.ext4", "xfs": "mkfs.xfs", "btrfs": "mkfs.btrfs"}
 _FORCE = {"ext4": "-F", "xfs": "-f", "btrfs": "-f"}
 
@@ -101,7 +110,8 @@ def _split_mount(value: str) -> list[str]:
 
 # detect and format ------------------------------------------------------------------------
 def probe(device: str) -> dict[str, str]:
-    """Every signature blkid finds on `device` (low-level probe, no cache); {} when blank."""
+    """Every signature blkid finds on `device` (low-level probe, no cache); {} when it finds
+    none — which blkid also says when its reads fail: `detect` reads the device itself."""
     result = run(["blkid", "-p", "-o", "export", "--", device], timeout=BLKID_TIMEOUT, check=False)
     if result.returncode == 2:
         return {}
@@ -118,22 +128,97 @@ def probe(device: str) -> dict[str, str]:
 
 
 def detect(device: str) -> str | None:
-    """The filesystem type on `device`, or None if it holds nothing at all.
+    """The filesystem type on `device`, or None if blkid finds no signature and the device
+    reads (its first and last MiB, within `READ_TIMEOUT`).
 
-    Anything else (a partition table, LVM, swap, an unknown filesystem) raises: never format
-    a device that holds data.
+    blkid alone says "nothing found" when its reads fail, which would format over data: an
+    unreadable device raises, and so does anything but ext4/xfs/btrfs (a partition table,
+    LVM, swap, an unknown filesystem). `make` then formats only a device that reads back blank.
     """
     found = probe(device)
-    if not found:
-        return None
     fstype = found.get("TYPE")
     if fstype in FILESYSTEMS:
         return fstype
-    what = fstype or (f"a {found['PTTYPE']} partition table" if "PTTYPE" in found else "data")
-    raise BackendError(
-        f"{device} holds {what}, not an ext4, xfs or btrfs filesystem: Orlop mounts only those "
-        "and never formats a device that holds something"
-    )
+    if found:
+        what = fstype or (f"a {found['PTTYPE']} partition table" if "PTTYPE" in found else "data")
+        raise BackendError(
+            f"{device} holds {what}, not an ext4, xfs or btrfs filesystem: Orlop mounts only "
+            "those and never formats a device that holds something"
+        )
+    read_ends(device)
+    return None
+
+
+def require_blank(device: str) -> None:
+    """Raise unless `device` reads back blank: its first MiB all zeros (read without error).
+    Every filesystem's superblock lies there, so zeros there mean no data is lost."""
+    head, _ = read_ends(device)
+    if head.count(0) != len(head):
+        raise BackendError(
+            f"{device} holds data in its first MiB that blkid recognises as no filesystem: "
+            "Orlop formats only a blank (all-zero) device, never over data. If it is really "
+            f"unused, zero it (blkdiscard -z {device}) and mount again"
+        )
+
+
+def read_ends(device: str) -> tuple[bytes, bytes]:
+    """The first and last `PROBE_BYTES` of `device`, read past the page cache; an I/O error
+    or no answer within `READ_TIMEOUT` raises (a stalled disk must not look blank)."""
+    result: list[tuple[bytes, bytes]] = []
+    failure: list[OSError] = []
+
+    def read() -> None:
+        try:
+            result.append(_read_ends(device))
+        except OSError as error:
+            failure.append(error)
+
+    # A read stuck in the kernel cannot be interrupted: it is left to its (daemon) thread.
+    reader = threading.Thread(target=read, name=f"read-ends {device}", daemon=True)
+    reader.start()
+    reader.join(READ_TIMEOUT)
+    if failure:
+        raise BackendError(
+            f"cannot read {device} ({failure[0].strerror or failure[0]}): refusing to treat it "
+            "as blank or format it; it is mounted once it reads again (check the disk)"
+        )
+    if not result:
+        raise BackendError(
+            f"{device} did not answer a read within {READ_TIMEOUT:g}s: refusing to treat it as "
+            "blank or format it; it is mounted once it reads again (check the disk)"
+        )
+    return result[0]
+
+
+def _read_ends(device: str) -> tuple[bytes, bytes]:
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno != errno.EINVAL:
+            raise
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)  # no O_DIRECT here: the cache
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        length = min(PROBE_BYTES, size)
+        tail = max(0, size - length) // 4096 * 4096
+        return _read_at(fd, 0, length), _read_at(fd, tail, size - tail)
+    finally:
+        os.close(fd)
+
+
+def _read_at(fd: int, offset: int, length: int) -> bytes:
+    buffer = mmap.mmap(-1, max(length, 1))  # page-aligned, as O_DIRECT needs
+    try:
+        done = 0
+        with memoryview(buffer) as view:
+            while done < length:
+                count = os.preadv(fd, [view[done:length]], offset + done)
+                if count == 0:
+                    raise OSError(errno.EIO, f"short read at byte {offset + done}")
+                done += count
+        return bytes(buffer[:length])
+    finally:
+        buffer.close()
 
 
 def wipe(device: str) -> None:
@@ -142,7 +227,8 @@ def wipe(device: str) -> None:
 
 
 def make(device: str, fs: str, mkfs_options: str = "", force: bool = False) -> None:
-    """Format `device` as `fs`. `force` only after `wipe` of our own interrupted format."""
+    """Format `device` as `fs`: only one that `require_blank` passed, or with `force` after
+    `wipe` of our own interrupted format."""
     extra = _split_mkfs(mkfs_options)
     allowlists.check_mkfs(fs, extra)
     args = [_MKFS[fs], "-q"]

@@ -36,7 +36,8 @@ class Journal:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError):
-            # An unreadable entry says nothing: detection (blkid) still guards the data.
+            # An unreadable entry says nothing: detection still guards the data (blkid, and a
+            # format only of a device that reads back blank).
             return {}
         return entry if isinstance(entry, dict) else {}
 

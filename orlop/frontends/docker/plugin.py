@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 FIRST_PASS_WAIT = 5.0  # seconds List (and Get of an unknown name) wait after start, at most
+# Docker gives up on a Create or Mount after 2 minutes, on an Unmount after 1 (moby's
+# volume/drivers/proxy.go): answer before that with a clear error (the operation goes on,
+# and Docker's retry joins it: see orlop.core.inflight).
+OPERATION_TIMEOUT = 100.0
+UNMOUNT_TIMEOUT = 50.0
 _ACTIVATE = json.dumps({"Implements": ["VolumeDriver"]}).encode()
 _OK = b'{"Err":""}'
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -101,7 +106,9 @@ class DockerPlugin:
 
     # endpoints --------------------------------------------------------------------------
     async def create(self, request: CreateRequest) -> bytes:
-        await self.service.create(self.driver, request.Name, dict(request.Opts or {}))
+        await self.service.create(
+            self.driver, request.Name, dict(request.Opts or {}), timeout=OPERATION_TIMEOUT
+        )
         return _OK
 
     async def remove(self, request: NameRequest) -> bytes:
@@ -109,11 +116,13 @@ class DockerPlugin:
         return _OK
 
     async def mount(self, request: MountRequest) -> bytes:
-        path = await self.service.mount(self.driver, request.Name, request.ID)
+        path = await self.service.mount(
+            self.driver, request.Name, request.ID, timeout=OPERATION_TIMEOUT
+        )
         return _dumps({"Mountpoint": path, "Err": ""}).encode()
 
     async def unmount(self, request: MountRequest) -> bytes:
-        await self.service.unmount(self.driver, request.Name, request.ID)
+        await self.service.unmount(self.driver, request.Name, request.ID, timeout=UNMOUNT_TIMEOUT)
         return _OK
 
     def _get(self, body: bytes) -> Response | Awaitable[Response]:
