@@ -19,6 +19,7 @@ packages from the index pip is configured with. Everything else is offline.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import fcntl
 import glob
@@ -52,12 +53,19 @@ BASE_PACKAGES = ("python3", "ca-certificates")
 EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {}
 # botocore ships the API models of ~400 AWS services; Orlop calls these.
 BOTOCORE_SERVICES = ("ec2", "s3", "sts", "sso", "sso-oidc")
+# Parts of client libraries Orlop never imports: pydo's asyncio twin of its 21 MB generated
+# client (Orlop calls pydo.Client), isilon-sdk's OneFS API versions but the one Orlop uses.
+UNUSED_PARTS = ("pydo/aio", "isilon_sdk/v9_[!5]_*", "isilon_sdk/v9_[0-9][0-9]_*", "*/tests")
+# Generated API clients, mostly docstrings (pydo's operations: 21 MB, 3 MB without them);
+# nothing in them reads __doc__. Their source and byte-code are written without docstrings.
+GENERATED_CLIENTS = ("pydo", "google/cloud/compute_v1", "isilon_sdk")
 HERE = Path(__file__).resolve().parent
 TRIM_LIST = HERE / "trim.txt"
 DEFAULT_CACHE = "/var/cache/orlop/plugin"
 DEBOOTSTRAP_TIMEOUT = 1800.0
 PIP_TIMEOUT = 900.0
 CREATE_TIMEOUT = 900.0
+ROOTFS_LIMIT_MB = 150  # issue 20: every kind's root filesystem at most this (MB, 10^6 bytes)
 
 
 def log(message: str) -> None:
@@ -241,6 +249,7 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
             for service in botocore.iterdir():
                 if service.is_dir() and service.name not in BOTOCORE_SERVICES:
                     shutil.rmtree(service)
+        lean_dependencies(site)
         shared = [str(p) for p in site.rglob("*.so")]
         if shared and shutil.which("strip"):
             run(["strip", "--strip-unneeded", *shared], timeout=300)
@@ -249,6 +258,31 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
     seconds = time.monotonic() - started
     log(f"{len(requirements)} Python dependencies installed in {seconds:.0f} s")
     return final
+
+
+def lean_dependencies(site: Path) -> None:
+    """Remove what Orlop never imports, and the docstrings of generated clients."""
+    for pattern in UNUSED_PARTS:
+        for match in glob.glob(str(site / pattern)):
+            _remove(Path(match))
+    for tree in GENERATED_CLIENTS:
+        for module in (site / tree).rglob("*.py"):
+            module.write_text(without_docstrings(module.read_text()))
+
+
+def without_docstrings(source: str) -> str:
+    """`source` without its module, class and function docstrings (what -OO drops)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
 
 
 def _project() -> dict[str, Any]:
@@ -343,6 +377,32 @@ def prune(cache: Path, days: float = 3.0) -> None:
             shutil.rmtree(layer, ignore_errors=True)
 
 
+CAPABILITY_BITS = {"CAP_SYS_ADMIN": 21, "CAP_SYS_RESOURCE": 24}  # linux/capability.h
+
+
+def lacking_capabilities(status: str, engine: str | None) -> list[str]:
+    """Capabilities a plugin may ask for that this host's bounding set (`status`: the text of
+    /proc/self/status) lacks, when the engine runs here (`engine`: DOCKER_HOST): runc refuses
+    to start a plugin asking for one ("unable to apply caps"). A remote engine: none known."""
+    if engine and not engine.startswith("unix://"):
+        return []
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            bounding = int(line.split()[1], 16)
+            return [cap for cap, bit in CAPABILITY_BITS.items() if not bounding >> bit & 1]
+    return []
+
+
+def capabilities_to_drop(requested: Sequence[str]) -> list[str]:
+    """--drop-capability, and what this host lacks (said, so a build elsewhere differs visibly)."""
+    status = Path("/proc/self/status").read_text()
+    lacking = lacking_capabilities(status, os.environ.get("DOCKER_HOST"))
+    added = [cap for cap in lacking if cap not in requested and cap != "CAP_SYS_ADMIN"]
+    for cap in added:
+        log(f"this host's capability bounding set lacks {cap}: leaving it out of config.json")
+    return [*requested, *added]
+
+
 def size_of(path: Path) -> int:
     total = 0
     for directory, _, files in os.walk(path):
@@ -350,6 +410,13 @@ def size_of(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(directory, name)).st_size
     return total
+
+
+def size_verdict(kind: str, size: int, limit_mb: float) -> tuple[bool, str]:
+    """(within the limit, the line saying so) for a root filesystem of `size` bytes."""
+    within = size <= limit_mb * 1e6
+    verdict = "within" if within else "OVER"
+    return within, f"root filesystem of {kind}: {size / 1e6:.0f} MB, {verdict} {limit_mb:g} MB"
 
 
 def stage(
@@ -379,7 +446,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="CAP",
-        help="leave a capability out of config.json (CAP_SYS_RESOURCE for engines without it)",
+        help="leave a capability out of config.json (one the local host lacks is left out anyway)",
+    )
+    parser.add_argument(
+        "--size-limit", type=float, default=ROOTFS_LIMIT_MB, metavar="MB",
+        help=f"the root filesystem's size limit, measured every build (default {ROOTFS_LIMIT_MB})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--enforce-size", action="store_true", help="fail, not just say so, above --size-limit"
     )
     parser.add_argument("--stage-dir", help="where to stage (default: a temporary directory)")
     # --csi: a CSI plugin for Swarm's cluster volumes (orlop/managed/csi.py, docs/csi.md)
@@ -388,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         parser.error("run as root (debootstrap, chroot)")
     kind = plugin_kind(args.kind)
+    args.drop_capability = capabilities_to_drop(args.drop_capability)
     manifest(kind, __version__, args.drop_capability)  # bad flags fail before minutes of build
     cache = Path(args.cache_dir)
     name = args.name or f"orlop/{kind.name}{'-csi' if args.csi else ''}:{__version__}"
@@ -400,7 +475,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             rootfs = orlop_rootfs(kind, base, cache)
             stage(kind, rootfs, staging, args.drop_capability, csi=args.csi)
             prune(cache)
-        log(f"root filesystem of {kind.name}: {size_of(rootfs) / 1e6:.0f} MB ({rootfs})")
+        within, line = size_verdict(kind.name, size_of(rootfs), args.size_limit)
+        log(f"{line} ({rootfs})")
+        if not within and args.enforce_size:
+            raise SystemExit(f"build-plugin: {line}")
         if args.no_create:
             handed_over = True
             print(staging)
