@@ -28,6 +28,7 @@ from orlop.frontends.http import HttpServer
 log = logging.getLogger("orlop")
 
 STOP_GRACE_SECONDS = 20.0
+TRASH_SWEEP_INTERVAL = 60.0  # seconds between sweeps of the trash for expired volumes
 SCHEDULE_INTERVAL = 60.0  # seconds between rounds of scheduled snapshots (hourly at best)
 
 
@@ -44,7 +45,8 @@ def build_drivers(config: Config) -> list[Driver]:
         backend = make_backend(driver_config.backend, context)
         # Check the driver's defaults now: a bad config fails at start, not at first use.
         backend.options.validate({}, driver_config.options)
-        drivers.append(Driver(name, backend, dict(driver_config.options)))
+        trash = driver_config.trash_seconds
+        drivers.append(Driver(name, backend, dict(driver_config.options), trash))
     return drivers
 
 
@@ -122,7 +124,9 @@ class Daemon:
             measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
             scheduling = asyncio.ensure_future(self._schedule_forever(recovery))
+            sweeping = asyncio.ensure_future(self._sweep_trash_forever(recovery))
             await self._stop.wait()
+            sweeping.cancel()
             measuring.cancel()
             discovery.cancel()
             scheduling.cancel()
@@ -138,6 +142,18 @@ class Daemon:
         with contextlib.suppress(Exception):
             await asyncio.shield(recovery)
         await self.service.scheduler.run_forever(SCHEDULE_INTERVAL)
+
+    async def _sweep_trash_forever(self, recovery: asyncio.Future[None]) -> None:
+        """Free the storage of volumes whose time in the trash is up; the first sweep at
+        start frees what expired while the daemon was down."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(recovery)
+        while True:
+            try:
+                await self.service.trash.sweep()
+            except Exception:
+                log.exception("sweeping the trash")
+            await asyncio.sleep(TRASH_SWEEP_INTERVAL)
 
     async def _discover_forever(self, recovery: asyncio.Future[None]) -> None:
         """Adopt volumes other hosts made, for global drivers whose storage can list them."""
