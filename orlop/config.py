@@ -5,6 +5,11 @@
     admin_socket: /run/orlop/admin.sock
     log_level: info
     usage_interval: 300                # seconds between refreshes of usage for Status
+    metrics: 127.0.0.1:9450            # Prometheus /metrics and /healthz (default: off);
+                                       # HOST:PORT or a unix socket path
+    csi:                               # optional: also serve each driver over CSI
+      socket_dir: /run/orlop/csi       # unix://<socket_dir>/<driver>.sock
+      node_id: node-1                  # default: the hostname
     drivers:
       orlop:                           # the driver name Docker sees
         backend: directory
@@ -13,7 +18,9 @@
         trash: off                     # e.g. 24h: Remove keeps the storage that long
 
 Environment: ORLOP_CONFIG (the file), ORLOP_STATE_DIR, ORLOP_PLUGIN_DIR,
-ORLOP_ADMIN_SOCKET, ORLOP_LOG_LEVEL override the file's values. Inside a Docker managed
+ORLOP_ADMIN_SOCKET, ORLOP_LOG_LEVEL, ORLOP_METRICS override the file's values. CSI_ENDPOINT
+(unix://PATH, as orchestrators set it) turns CSI on with that one socket, for a configuration
+of one driver; ORLOP_CSI_NODE_ID sets csi.node_id. Inside a Docker managed
 plugin, ORLOP_PLUGIN_KIND selects that kind's configuration from the plugin's environment
 (`orlop.managed.env`) in place of a file.
 """
@@ -25,10 +32,18 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orlop.core.model import ConfigError, InvalidName, validate_name
 from orlop.core.trash import parse_duration
+from orlop.ops.listener import parse_address
 
 DEFAULT_CONFIG_PATH = "/etc/orlop/orlop.yaml"
 PLUGIN_KIND_VARIABLE = "ORLOP_PLUGIN_KIND"  # set in a managed plugin's config.json
@@ -50,6 +65,7 @@ _ENV = {
     "ORLOP_PLUGIN_DIR": "plugin_dir",
     "ORLOP_ADMIN_SOCKET": "admin_socket",
     "ORLOP_LOG_LEVEL": "log_level",
+    "ORLOP_METRICS": "metrics",
 }
 
 
@@ -85,6 +101,29 @@ class DriverConfig(BaseModel):
         return value
 
 
+class CsiConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    socket_dir: str = "/run/orlop/csi"
+    node_id: str = ""  # empty: the hostname
+    endpoint: str = ""  # one socket (CSI_ENDPOINT), for a configuration of one driver
+
+    @field_validator("socket_dir")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        if not os.path.isabs(path):
+            raise ValueError(f"{path!r} must be an absolute path")
+        return path
+
+    @field_validator("endpoint")
+    @classmethod
+    def _unix(cls, endpoint: str) -> str:
+        path = endpoint.removeprefix("unix://")
+        if endpoint and not os.path.isabs(path):
+            raise ValueError(f"{endpoint!r} must be unix:///absolute/path (or an absolute path)")
+        return path
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -93,8 +132,19 @@ class Config(BaseModel):
     admin_socket: str = "/run/orlop/admin.sock"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     usage_interval: float = Field(default=300.0, ge=1.0)  # seconds between usage refreshes
+    metrics: str | None = None  # HOST:PORT or a unix socket path; None: no metrics listener
     drivers: dict[str, DriverConfig] = Field(min_length=1)
+    csi: CsiConfig | None = None
     source: str = "embedded default"
+
+    @model_validator(mode="after")
+    def _one_driver_per_endpoint(self) -> Config:
+        if self.csi is not None and self.csi.endpoint and len(self.drivers) != 1:
+            raise ValueError(
+                f"csi.endpoint (CSI_ENDPOINT) names one socket, but {len(self.drivers)} drivers "
+                "are configured: use csi.socket_dir for several"
+            )
+        return self
 
     @field_validator("drivers")
     @classmethod
@@ -106,6 +156,13 @@ class Config(BaseModel):
                 raise ValueError(str(error)) from None
         return drivers
 
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_address(cls, address: str | None) -> str | None:
+        if address is not None:
+            parse_address(address)  # its ValueError says what is allowed
+        return address
+
     @field_validator("state_dir", "plugin_dir", "admin_socket")
     @classmethod
     def _absolute(cls, path: str) -> str:
@@ -115,6 +172,10 @@ class Config(BaseModel):
 
     def socket_path(self, driver: str) -> str:
         return os.path.join(self.plugin_dir, f"{driver}.sock")
+
+    def csi_socket_path(self, driver: str) -> str:
+        assert self.csi is not None
+        return self.csi.endpoint or os.path.join(self.csi.socket_dir, f"{driver}.sock")
 
     def driver_state_dir(self, driver: str) -> str:
         return os.path.join(self.state_dir, "drivers", driver)
@@ -162,6 +223,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     for variable, key in _ENV.items():
         if environ.get(variable):
             raw[key] = environ[variable]
+    _csi_environment(raw, environ)
     raw["source"] = source
     try:
         return Config.model_validate(raw)
@@ -170,3 +232,17 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
             f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors()
         )
         raise ConfigError(f"invalid configuration ({source}): {problems}") from None
+
+
+def _csi_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """CSI_ENDPOINT and ORLOP_CSI_NODE_ID: set them in (or add) the csi section."""
+    endpoint, node_id = environ.get("CSI_ENDPOINT"), environ.get("ORLOP_CSI_NODE_ID")
+    if not endpoint and not node_id:
+        return
+    section = raw.get("csi")
+    section = dict(section) if isinstance(section, Mapping) else {}
+    if endpoint:
+        section["endpoint"] = endpoint
+    if node_id:
+        section["node_id"] = node_id
+    raw["csi"] = section

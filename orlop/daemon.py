@@ -17,13 +17,17 @@ from typing import Any
 
 from orlop.backends import backend_class, make_backend
 from orlop.backends.base import BackendContext
-from orlop.config import Config
+from orlop.config import Config, CsiConfig
 from orlop.core.model import ConfigError
 from orlop.core.service import Driver, VolumeService
 from orlop.core.store import Store
 from orlop.frontends.admin.api import AdminApi
 from orlop.frontends.docker.plugin import DockerPlugin
 from orlop.frontends.http import HttpServer
+from orlop.ops.counters import background_done
+from orlop.ops.health import daemon_status
+from orlop.ops.listener import MetricsListener
+from orlop.ops.metrics import MetricsExporter
 
 log = logging.getLogger("orlop")
 
@@ -73,6 +77,9 @@ class Daemon:
         self.store = Store(config.database)
         self.service = VolumeService(self.store, build_drivers(config))
         self.servers: list[HttpServer] = []
+        self.metrics: MetricsListener | None = None
+        self.recovery: asyncio.Future[None] | None = None
+        self.csi_servers: list[Any] = []  # CsiServer: imported only when csi is configured
         self._stop = asyncio.Event()
 
     def describe_driver(self, name: str) -> dict[str, Any]:
@@ -90,7 +97,8 @@ class Daemon:
         }
 
     async def start(self) -> None:
-        admin = HttpServer(AdminApi(self.service, self.describe_driver).routes(), root_only=True)
+        admin_api = AdminApi(self.service, self.describe_driver, self.status)
+        admin = HttpServer(admin_api.routes(), root_only=True)
         await admin.start(self.config.admin_socket, mode=0o600)
         self.servers.append(admin)
         for name in self.service.drivers:
@@ -98,13 +106,57 @@ class Daemon:
             await server.start(self.config.socket_path(name), mode=0o600)
             self.servers.append(server)
             log.info("driver %s listening on %s", name, server.path)
+        if self.config.metrics:
+            exporter = MetricsExporter(self.service)
+            self.metrics = MetricsListener(self.config.metrics, exporter.render, self.health)
+            await self.metrics.start()
+        if self.config.csi is not None:
+            await self._start_csi(self.config.csi)
         log.info("orlop ready (%s, state in %s)", self.config.source, self.config.state_dir)
+
+    def recovery_state(self) -> str:
+        recovery = self.recovery
+        if recovery is None or not recovery.done():
+            return "running"
+        return "failed" if recovery.cancelled() or recovery.exception() else "done"
+
+    def serving(self) -> dict[str, bool]:
+        paths = {server.path for server in self.servers}
+        return {name: self.config.socket_path(name) in paths for name in self.service.drivers}
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """For /healthz: healthy while every driver socket serves; recovery's progress."""
+        drivers = self.serving()
+        healthy = all(drivers.values())
+        status = "ok" if healthy else "down"
+        return healthy, {"status": status, "recovery": self.recovery_state(), "drivers": drivers}
+
+    async def status(self) -> dict[str, Any]:
+        """For `orlop status`: see orlop.ops.health."""
+        metrics = self.metrics.bound if self.metrics is not None else None
+        return daemon_status(self.service, self.recovery_state(), self.serving(), metrics)
+
+    async def _start_csi(self, csi: CsiConfig) -> None:
+        from orlop.frontends.csi.frontend import csi_server, host_identity
+
+        for name, driver in self.service.drivers.items():
+            instance, zone = await host_identity(driver.backend)
+            node_id = csi.node_id or instance
+            server = csi_server(self.service, name, node_id, self.config.state_dir, zone)
+            await server.start(self.config.csi_socket_path(name))
+            self.csi_servers.append(server)
+            log.info("driver %s: CSI on unix://%s (node %s)", name, server.path, node_id)
 
     async def stop(self) -> None:
         """Close and remove sockets; mounts that containers still use stay mounted."""
+        if self.metrics is not None:
+            await self.metrics.close()
         for server in self.servers:
             await server.close()
         self.servers.clear()
+        for csi_server in self.csi_servers:
+            await csi_server.close()
+        self.csi_servers.clear()
         # Let operations already under way finish and be recorded; what does not finish in
         # time is repaired by recovery at the next start.
         if not await self.service.drain(STOP_GRACE_SECONDS):
@@ -119,7 +171,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         try:
             await self.start()
-            recovery = asyncio.ensure_future(self.service.recover())
+            recovery = self.recovery = asyncio.ensure_future(self.service.recover())
             recovery.add_done_callback(_log_failure)
             measuring = asyncio.ensure_future(self.service.measure_all(self.config.usage_interval))
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
@@ -172,12 +224,18 @@ class Daemon:
                         await self.service.discover(name)
                     except Exception as error:
                         log.warning("discovering volumes of driver %s: %s", name, error)
+                        background_done("discovery", error)
+                    else:
+                        background_done("discovery")
             await asyncio.sleep(max(0.2, min(due.values()) - loop.time()))
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("crash recovery failed: %s", task.exception())
+        background_done("recovery", task.exception())
+    elif not task.cancelled():
+        background_done("recovery")
 
 
 def serve(config: Config, daemon: Daemon | None = None) -> None:

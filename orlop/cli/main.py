@@ -12,6 +12,7 @@ from orlop.cli.client import AdminClient
 from orlop.cli.copies import backup, snapshot
 from orlop.cli.output import echo_json, fail, print_table, remove_each
 from orlop.cli.progress import call_with_progress
+from orlop.cli.status import status
 from orlop.config import Config, load_config
 from orlop.core.model import OrlopError
 from orlop.core.options import format_size
@@ -285,6 +286,7 @@ def _abilities(capabilities: dict[str, Any]) -> str:
 
 
 cli.add_command(snapshot)
+cli.add_command(status)
 cli.add_command(backup)
 
 

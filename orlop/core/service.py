@@ -47,6 +47,7 @@ from orlop.core.snapshots import Snapshots
 from orlop.core.store import Store
 from orlop.core.trash import Trash
 from orlop.core.usage import UsageMeter
+from orlop.ops.counters import observed
 
 __all__ = ["Driver", "VolumeService"]
 
@@ -83,9 +84,11 @@ class VolumeService:
     def driver(self, name: str) -> Driver:
         return self.registry.driver(name)
 
+    @observed("get")
     def get(self, driver: str, name: str) -> Volume:
         return self.registry.get(driver, name)
 
+    @observed("list")
     def list(self, driver: str) -> list[Volume]:
         self.driver(driver)
         return list(self.registry.volumes[driver].values())
@@ -94,8 +97,9 @@ class VolumeService:
         """Volumes called `name`, across every driver."""
         return [vols[name] for vols in self.registry.volumes.values() if name in vols]
 
+    @observed("path")
     def path(self, driver: str, name: str) -> str:
-        return self.get(driver, name).mountpoint
+        return self.registry.get(driver, name).mountpoint
 
     def redacted_options(self, volume: Volume) -> dict[str, str]:
         return self.drivers[volume.driver].backend.options.redact(volume.options)
@@ -123,6 +127,7 @@ class VolumeService:
         return status
 
     # writes -----------------------------------------------------------------------------
+    @observed("create")
     async def create(
         self,
         driver_name: str,
@@ -228,11 +233,12 @@ class VolumeService:
             return
         self.store.delete(volume.driver, volume.name)
 
+    @observed("remove")
     async def remove(self, driver_name: str, name: str) -> None:
         driver = self.driver(driver_name)
         registry = self.registry
         async with registry.lock(driver_name, name):
-            volume = self.get(driver_name, name)
+            volume = self.registry.get(driver_name, name)
             if volume.mount_ids:
                 raise Conflict(
                     f"volume {name} is in use by {volume.mounts} mount"
@@ -258,6 +264,7 @@ class VolumeService:
             self.discovery.removed(driver_name, name)
             log.info("removed volume %s (driver %s)", name, driver_name)
 
+    @observed("mount")
     async def mount(
         self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
     ) -> str:
@@ -276,7 +283,7 @@ class VolumeService:
         driver = self.driver(driver_name)
         registry = self.registry
         async with registry.lock(driver_name, name):
-            volume = self.get(driver_name, name)
+            volume = self.registry.get(driver_name, name)
             if mount_id in volume.mount_ids:
                 return volume.mountpoint
             first = not volume.mount_ids
@@ -305,6 +312,19 @@ class VolumeService:
             registry.save(volume, add_mount=mount_id, durable=False)
             return path
 
+    async def hold(self, driver_name: str, name: str, holder: str) -> None:
+        """One more holder of a volume that is attached already (a CSI target bound from its
+        stage): recorded like a mount ID, without asking the backend again; `unmount` drops it."""
+        async with self.registry.lock(driver_name, name):
+            volume = self.registry.get(driver_name, name)
+            if holder in volume.mount_ids:
+                return
+            if not volume.mount_ids:
+                raise Conflict(f"volume {name} is not attached on this host: stage it first")
+            volume.mount_ids.add(holder)
+            self.registry.save(volume, add_mount=holder, durable=False)
+
+    @observed("unmount")
     async def unmount(
         self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
     ) -> None:
@@ -321,7 +341,7 @@ class VolumeService:
         driver = self.driver(driver_name)
         registry = self.registry
         async with registry.lock(driver_name, name):
-            volume = self.get(driver_name, name)
+            volume = self.registry.get(driver_name, name)
             if mount_id not in volume.mount_ids:
                 return
             volume.mount_ids.discard(mount_id)
@@ -356,6 +376,7 @@ class VolumeService:
     async def _detach_or_raise(self, driver: Driver, volume: Volume) -> None:
         await self._settle_detached(driver, volume, raise_errors=True)
 
+    @observed("resize")
     async def resize(self, driver_name: str, name: str, size: int) -> Volume:
         """Grow a volume to `size` bytes, if its backend is Resizable."""
         driver = self.driver(driver_name)
@@ -367,7 +388,7 @@ class VolumeService:
                 f"drivers that can: {able or 'none'}"
             )
         async with self.registry.lock(driver_name, name):
-            volume = self.get(driver_name, name)
+            volume = self.registry.get(driver_name, name)
             try:
                 volume.record = await self.registry.call(backend.resize, ref(volume), size)
             except Exception as error:
@@ -386,6 +407,7 @@ class VolumeService:
     def snapshot_drivers(self) -> builtins.list[str]:
         return self.snapshots.drivers()
 
+    @observed("snapshot")
     async def create_snapshot(
         self, driver_name: str, name: str, snapshot_name: str | None = None
     ) -> dict[str, Any]:
@@ -396,6 +418,7 @@ class VolumeService:
     ) -> builtins.list[dict[str, Any]]:
         return await self.snapshots.list(driver_name, volume)
 
+    @observed("delete_snapshot")
     async def delete_snapshot(self, driver_name: str, snapshot: str) -> dict[str, Any]:
         return await self.snapshots.delete(driver_name, snapshot)
 

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from orlop import __version__  # noqa: E402
 from orlop.host.mounts import mounts_under, unmount  # noqa: E402
 from orlop.host.run import CommandError, run  # noqa: E402
+from orlop.managed.csi import csi_manifest  # noqa: E402
 from orlop.managed.kinds import PluginKind, plugin_kind  # noqa: E402
 from orlop.managed.manifest import manifest  # noqa: E402
 
@@ -197,6 +198,7 @@ def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
     """The base + Orlop's dependencies (a cached layer of its own: they change rarely,
     Orlop often) + Orlop's wheel."""
     extras = [kind.backend] if kind.backend in _optional() else []
+    extras.append("csi")  # the CSI frontend's gRPC and protobuf (any kind may serve CSI)
     deps = dependencies_rootfs(base, cache, extras)
     key = digest("orlop", deps.name, source_digest())
     final = cache / f"rootfs-{kind.name}-{key}"
@@ -220,7 +222,9 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
     for extra in extras:
         # An extra may name another (orlop[cinder]); only third-party pins go in this layer.
         requirements += sorted(r for r in _optional()[extra] if not r.startswith("orlop"))
+    without_deps = _no_deps()
     key = digest("deps", base.name, requirements, BOTOCORE_SERVICES, Path(__file__).read_text())
+    key = digest(key, without_deps)
     final = cache / f"deps-{key}"
     if final.is_dir():
         os.utime(final)
@@ -231,6 +235,7 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
         run(["cp", "-a", "--reflink=auto", str(base), str(target)], timeout=600)
         site = target / SITE_PACKAGES
         _pip(site, *requirements)
+        _pip(site, *without_deps, deps=False)  # ember-csi: the CSI descriptor only
         botocore = site / "botocore" / "data"
         if botocore.is_dir():
             for service in botocore.iterdir():
@@ -251,6 +256,14 @@ def _project() -> dict[str, Any]:
 
     project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     return project
+
+
+def _no_deps() -> list[str]:
+    """[tool.orlop] no-deps of pyproject.toml: packages used for a data file only."""
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text()).get("tool", {})
+    return list(tool.get("orlop", {}).get("no-deps", []))
 
 
 def _optional() -> dict[str, list[str]]:
@@ -339,10 +352,14 @@ def size_of(path: Path) -> int:
     return total
 
 
-def stage(kind: PluginKind, rootfs: Path, into: Path, drop: Sequence[str] = ()) -> None:
+def stage(
+    kind: PluginKind, rootfs: Path, into: Path, drop: Sequence[str] = (), csi: bool = False
+) -> None:
     """config.json + rootfs (hard links into the cache: docker plugin create only reads)."""
     run(["cp", "-al", str(rootfs), str(into / "rootfs")], timeout=600)
     config = manifest(kind, __version__, drop)
+    if csi:  # --csi: a CSI driver for Swarm (orlop/managed/csi.py)
+        config = csi_manifest(config)
     (into / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     stamp = {"kind": kind.name, "version": __version__, "rootfs": rootfs.name, "built": time.time()}
     (into / "rootfs" / "etc" / "orlop-plugin.json").write_text(json.dumps(stamp) + "\n")
@@ -365,13 +382,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="leave a capability out of config.json (CAP_SYS_RESOURCE for engines without it)",
     )
     parser.add_argument("--stage-dir", help="where to stage (default: a temporary directory)")
+    # --csi: a CSI plugin for Swarm's cluster volumes (orlop/managed/csi.py, docs/csi.md)
+    parser.add_argument("--csi", action="store_true", help="build a CSI driver for Swarm")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("run as root (debootstrap, chroot)")
     kind = plugin_kind(args.kind)
     manifest(kind, __version__, args.drop_capability)  # bad flags fail before minutes of build
     cache = Path(args.cache_dir)
-    name = args.name or f"orlop/{kind.name}:{__version__}"
+    name = args.name or f"orlop/{kind.name}{'-csi' if args.csi else ''}:{__version__}"
     staging = Path(args.stage_dir or tempfile.mkdtemp(prefix=f"orlop-plugin-{kind.name}-"))
     staging.mkdir(parents=True, exist_ok=True)
     handed_over = False  # with --no-create the staging directory is the result
@@ -379,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with locked(cache):  # staged under the lock: pruning never removes what is linked
             base = base_rootfs(kind, cache, args.mirror or debian_mirror())
             rootfs = orlop_rootfs(kind, base, cache)
-            stage(kind, rootfs, staging, args.drop_capability)
+            stage(kind, rootfs, staging, args.drop_capability, csi=args.csi)
             prune(cache)
         log(f"root filesystem of {kind.name}: {size_of(rootfs) / 1e6:.0f} MB ({rootfs})")
         if args.no_create:

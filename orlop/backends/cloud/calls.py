@@ -21,6 +21,7 @@ from orlop.backends.cloud.api import (
 )
 from orlop.backends.cloud.waiting import call_with_retries
 from orlop.core.model import BackendError, InvalidOption
+from orlop.ops.counters import counted_provider_call
 
 T = TypeVar("T")
 
@@ -44,7 +45,8 @@ class CloudCalls:
         self._identity_lock = threading.Lock()
 
     def call(self, what: str, function: Callable[[], T], repeatable: bool = False) -> T:
-        return call_with_retries(self.settings, what, function, repeatable)
+        counted = counted_provider_call(self.cloud.kind, function)  # metrics: each attempt
+        return call_with_retries(self.settings, what, counted, repeatable)
 
     # reads ----------------------------------------------------------------------------------
     def identity(self) -> Identity:

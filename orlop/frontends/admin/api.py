@@ -93,14 +93,21 @@ class ProgressBody(_Body):
 
 
 class AdminApi:
-    def __init__(self, service: VolumeService, describe_driver: Callable[[str], dict[str, Any]]):
+    def __init__(
+        self,
+        service: VolumeService,
+        describe_driver: Callable[[str], dict[str, Any]],
+        status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ):
         self.service = service
         self.describe_driver = describe_driver
+        self._status = status
 
     def routes(self) -> dict[bytes, Handler]:
         calls: dict[str, tuple[type[_Body] | None, Callable[..., Awaitable[Any]]]] = {
             "version": (None, self.version),
             "drivers": (None, self.drivers),
+            "status": (None, self.status),
             "volumes/list": (ListBody, self.list),
             "volumes/create": (CreateBody, self.create),
             "volumes/inspect": (VolumeBody, self.inspect),
@@ -136,6 +143,12 @@ class AdminApi:
     # calls ------------------------------------------------------------------------------
     async def version(self) -> dict[str, Any]:
         return {"version": orlop.__version__, "drivers": sorted(self.service.drivers)}
+
+    async def status(self) -> dict[str, Any]:
+        """Health per driver, recovery, background work: see orlop.ops.health."""
+        if self._status is None:
+            raise NotFound("this daemon does not report its status")
+        return await self._status()
 
     async def drivers(self) -> list[dict[str, Any]]:
         return [self.describe_driver(name) for name in sorted(self.service.drivers)]

@@ -1,0 +1,1 @@
+"""Operating Orlop in production: metrics and health (issue 20)."""

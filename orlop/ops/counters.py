@@ -1,0 +1,228 @@
+"""The instruments Orlop's layers count with: operations, provider API calls, background work.
+
+Shared vocabulary (like the error types): core and backends import it, it imports nothing of
+Orlop's. Counted always (a counter increment and a histogram observation per operation, a
+few microseconds); exposed only when the `metrics` listener is on (see `orlop.ops.metrics`).
+
+Cardinality is bounded: labels are driver names (from the config; another name counts as
+"(unknown)"), operation names, error class names and provider kinds; never a volume option
+or a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from orlop.core.model import BackendError
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNKNOWN_DRIVER = "(unknown)"  # a driver name not in the config: user input, not a label
+
+# No `_created` series: half the page, and nothing an alert uses.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+REGISTRY = CollectorRegistry(auto_describe=False)
+
+LATENCY = Histogram(
+    "orlop_operation_duration_seconds",
+    "Time to answer a volume operation, by driver and operation.",
+    ["driver", "operation"],
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
+PROVIDER_CALLS = Counter(
+    "orlop_provider_api_calls_total",
+    "Cloud provider API calls (each attempt), by provider and outcome "
+    "(ok, or the kind of error: throttled and retryable ones are retried).",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+BACKGROUND_SUCCESS = Gauge(
+    "orlop_background_last_success_timestamp_seconds",
+    "When background work (recovery, discovery, ...) last finished without error.",
+    ["work"],
+    registry=REGISTRY,
+)
+BACKGROUND_FAILURES = Counter(
+    "orlop_background_failures_total",
+    "Rounds of background work that failed.",
+    ["work"],
+    registry=REGISTRY,
+)
+
+
+def error_kind(error: BaseException) -> str:
+    """An error's kind for a label: its class name (a bounded set, never its message)."""
+    return type(error).__name__
+
+
+# What `orlop status` shows: per background work its last result; per driver the outcome of
+# its last backend call (a backend fault says the backend is not reachable or not well).
+BACKGROUND: dict[str, dict[str, Any]] = {}
+BACKENDS: dict[str, dict[str, Any]] = {}
+_USERS = frozenset({"invalid", "not found", "in use elsewhere"})  # cloud kinds of a user's error
+MEMORY_ONLY = frozenset({"get", "list", "path"})  # answered from memory: say nothing of it
+
+
+def background_done(work: str, error: BaseException | None = None) -> None:
+    now = time.time()
+    last = BACKGROUND.setdefault(work, {"last_success": None, "last_failure": None})
+    last["last_result"] = "ok" if error is None else f"failed: {error}"
+    if error is None:
+        BACKGROUND_SUCCESS.labels(work).set(now)
+        last["last_success"] = now
+    else:
+        BACKGROUND_FAILURES.labels(work).inc()
+        last["last_failure"] = now
+
+
+def _backend_outcome(driver: str, error: BaseException | None) -> None:
+    if error is None:
+        BACKENDS[driver] = {"reachable": True, "at": time.time(), "error": None}
+    elif isinstance(error, BackendError) and str(getattr(error, "kind", "")) not in _USERS:
+        # the backend's (or its host tools') fault; not a user error, nor a refused value
+        BACKENDS[driver] = {"reachable": False, "at": time.time(), "error": str(error)}
+
+
+class _Series:
+    """One (driver, operation): its count and errors as plain ints (the hot path, a Get, is a
+    memory read: a library counter's lock would cost more than the read), its latency
+    histogram for operations that reach a backend; exported by `_OperationCollector`."""
+
+    __slots__ = ("backend", "count", "driver", "errors", "latency", "operation")
+
+    def __init__(self, driver: str, operation: str) -> None:
+        self.driver = driver
+        self.operation = operation
+        self.count = 0
+        self.errors: dict[str, int] = {}
+        self.backend = operation not in MEMORY_ONLY and driver != UNKNOWN_DRIVER
+        self.latency = LATENCY.labels(driver, operation) if self.backend else None
+
+    def done(self, started: float, error: BaseException | None) -> None:
+        self.count += 1
+        if self.latency is not None:
+            self.latency.observe(time.perf_counter() - started)
+        if isinstance(error, asyncio.CancelledError):
+            return
+        if error is not None:
+            kind = error_kind(error)
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+        if self.backend:
+            _backend_outcome(self.driver, error)
+
+
+# operation → driver → series
+_SERIES: dict[str, dict[str, _Series]] = {}
+
+
+def _series(service: Any, driver: str, operation: str) -> _Series:
+    by_driver = _SERIES.setdefault(operation, {})
+    series = by_driver.get(driver)
+    if series is None:
+        label = driver if driver in service.drivers else UNKNOWN_DRIVER
+        series = by_driver.get(label) or _Series(label, operation)
+        by_driver[label] = series
+        if label == driver:
+            by_driver[driver] = series
+    return series
+
+
+class _OperationCollector(Collector):
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        count = CounterMetricFamily(
+            "orlop_operations",
+            "Volume operations handled, by driver and operation.",
+            labels=["driver", "operation"],
+        )
+        errors = CounterMetricFamily(
+            "orlop_operation_errors",
+            "Volume operations that failed, by driver, operation and kind of error.",
+            labels=["driver", "operation", "kind"],
+        )
+        for operation, by_driver in list(_SERIES.items()):
+            for driver, series in list(by_driver.items()):
+                if driver != series.driver:
+                    continue
+                count.add_metric([driver, operation], series.count)
+                for kind, errors_of_kind in list(series.errors.items()):
+                    errors.add_metric([driver, operation, kind], errors_of_kind)
+        yield count
+        yield errors
+
+
+REGISTRY.register(_OperationCollector())
+
+
+def observed(operation: str) -> Callable[[F], F]:
+    """Count (and, reaching a backend, time) a VolumeService method whose first argument
+    is the driver name."""
+
+    def decorate(method: F) -> F:
+        if asyncio.iscoroutinefunction(method):
+
+            @functools.wraps(method)
+            async def run_async(self: Any, driver: str, *args: Any, **kwargs: Any) -> Any:
+                series = _series(self, driver, operation)
+                started = time.perf_counter()
+                try:
+                    result = await method(self, driver, *args, **kwargs)
+                except BaseException as error:
+                    series.done(started, error)
+                    raise
+                series.done(started, None)
+                return result
+
+            return cast(F, run_async)
+
+        by_driver = _SERIES.setdefault(operation, {})
+
+        @functools.wraps(method)
+        def run(self: Any, driver: str, *args: Any, **kwargs: Any) -> Any:
+            # memory only: no clock, no lock; a failure takes the slow path
+            try:
+                result = method(self, driver, *args, **kwargs)
+            except BaseException as error:
+                _series(self, driver, operation).done(0.0, error)
+                raise
+            series = by_driver.get(driver)
+            if series is None:
+                series = _series(self, driver, operation)
+            series.count += 1
+            return result
+
+        return cast(F, run)
+
+    return decorate
+
+
+def counted_provider_call(provider: str, function: Callable[[], T]) -> Callable[[], T]:
+    """`function`, counting each call's outcome under `provider` (a backend kind)."""
+
+    def call() -> T:
+        try:
+            result = function()
+        except Exception as error:
+            kind = getattr(error, "kind", None)
+            PROVIDER_CALLS.labels(provider, str(kind) if kind else "failed").inc()
+            raise
+        PROVIDER_CALLS.labels(provider, "ok").inc()
+        return result
+
+    return call
