@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from orlop.backends.base import BackendContext
+from orlop.backends.base import BackendContext, Capabilities
 from orlop.config import DriverConfig
 from orlop.core.model import BackendError, Conflict, NotFound
 from orlop.core.registry import Driver
@@ -140,3 +140,26 @@ def test_the_trash_setting_parses_durations_and_refuses_others() -> None:
     assert DriverConfig(backend="directory", trash="2h").trash_seconds == 7200
     with pytest.raises(ValueError, match="not a duration: use a number with s, m, h or d"):
         DriverConfig(backend="directory", trash="tomorrow")
+
+
+class ListingBackend(MemoryBackend):
+    """A global backend whose storage lists its volumes, as shares and cloud disks do."""
+
+    capabilities = Capabilities(scope="global")
+    discover_interval = 1.0
+
+    def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        return [(name, {}, {}) for name in self.volumes]
+
+
+def test_discovery_does_not_bring_back_a_volume_in_the_trash(tmp_path: Path) -> None:
+    backend = ListingBackend(BackendContext("mem", str(tmp_path)))
+    host = Host(tmp_path / "orlop.db", backend)
+    host.run(host.service.create("mem", "listed", {}))
+    host.run(host.service.remove("mem", "listed"))
+    time.sleep(0.01)  # a listing begun after the removal
+    assert host.run(host.service.discover("mem")) == []
+    assert host.names() == [] and [e.name for e in host.service.trash.list()] == ["listed"]
+    host = host.restart()
+    assert host.run(host.service.discover("mem")) == [] and host.names() == []
+    host.close()
