@@ -15,6 +15,7 @@
         backend: directory
         options: {mode: "0755"}        # defaults for every volume of this driver
         settings: {}                   # backend-level settings (not per volume)
+        trash: off                     # e.g. 24h: Remove keeps the storage that long
 
 Environment: ORLOP_CONFIG (the file), ORLOP_STATE_DIR, ORLOP_PLUGIN_DIR,
 ORLOP_ADMIN_SOCKET, ORLOP_LOG_LEVEL, ORLOP_METRICS override the file's values. CSI_ENDPOINT
@@ -41,6 +42,7 @@ from pydantic import (
 )
 
 from orlop.core.model import ConfigError, InvalidName, validate_name
+from orlop.core.trash import parse_duration
 from orlop.ops.listener import parse_address
 
 DEFAULT_CONFIG_PATH = "/etc/orlop/orlop.yaml"
@@ -73,6 +75,18 @@ class DriverConfig(BaseModel):
     backend: str
     options: dict[str, str] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
+    trash: str = "off"  # how long Remove keeps a volume's storage (core.trash); off: deletes
+
+    @field_validator("trash", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        text = "off" if value is False else str(value)
+        parse_duration(text)  # a ValueError says what is allowed
+        return text
+
+    @property
+    def trash_seconds(self) -> float:
+        return parse_duration(self.trash)
 
     @field_validator("options", mode="before")
     @classmethod

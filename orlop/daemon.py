@@ -34,6 +34,7 @@ from orlop.ops.metrics import MetricsExporter
 log = logging.getLogger("orlop")
 
 STOP_GRACE_SECONDS = 20.0
+TRASH_SWEEP_INTERVAL = 60.0  # seconds between sweeps of the trash for expired volumes
 SCHEDULE_INTERVAL = 60.0  # seconds between rounds of scheduled snapshots (hourly at best)
 
 
@@ -50,7 +51,8 @@ def build_drivers(config: Config) -> list[Driver]:
         backend = make_backend(driver_config.backend, context)
         # Check the driver's defaults now: a bad config fails at start, not at first use.
         backend.options.validate({}, driver_config.options)
-        drivers.append(Driver(name, backend, dict(driver_config.options)))
+        trash = driver_config.trash_seconds
+        drivers.append(Driver(name, backend, dict(driver_config.options), trash))
     return drivers
 
 
@@ -178,9 +180,11 @@ class Daemon:
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
             scheduling = asyncio.ensure_future(self._schedule_forever(recovery))
             pinging = asyncio.ensure_future(_ping_watchdog())
+            sweeping = asyncio.ensure_future(self._sweep_trash_forever(recovery))
             await self._stop.wait()
             notify.notify("STOPPING=1")
             pinging.cancel()
+            sweeping.cancel()
             measuring.cancel()
             discovery.cancel()
             scheduling.cancel()
@@ -204,6 +208,18 @@ class Daemon:
         with contextlib.suppress(Exception):
             await asyncio.shield(recovery)
         await self.service.scheduler.run_forever(SCHEDULE_INTERVAL)
+
+    async def _sweep_trash_forever(self, recovery: asyncio.Future[None]) -> None:
+        """Free the storage of volumes whose time in the trash is up; the first sweep at
+        start frees what expired while the daemon was down."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(recovery)
+        while True:
+            try:
+                await self.service.trash.sweep()
+            except Exception:
+                log.exception("sweeping the trash")
+            await asyncio.sleep(TRASH_SWEEP_INTERVAL)
 
     async def _discover_forever(self, recovery: asyncio.Future[None]) -> None:
         """Adopt volumes other hosts made, for global drivers whose storage can list them."""

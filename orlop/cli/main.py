@@ -13,6 +13,7 @@ from orlop.cli.copies import backup, snapshot
 from orlop.cli.output import echo_json, fail, print_table, remove_each
 from orlop.cli.progress import call_with_progress
 from orlop.cli.status import status
+from orlop.cli.trash import trash
 from orlop.config import Config, load_config
 from orlop.core.model import OrlopError
 from orlop.core.options import format_size
@@ -295,6 +296,7 @@ def _abilities(capabilities: dict[str, Any]) -> str:
 cli.add_command(snapshot)
 cli.add_command(status)
 cli.add_command(backup)
+cli.add_command(trash)
 
 
 def main() -> None:

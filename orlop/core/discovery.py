@@ -80,6 +80,8 @@ class Discovery:
                 removed = self._removed_at.get((driver_name, name), -1.0)
                 if name in registry.volumes[driver_name] or removed >= started:
                     continue  # known here, or removed here while the backend was listing
+                if name in registry.trashed.get(driver_name, ()):
+                    continue  # in this host's trash: its storage is still listed
                 volume = Volume(
                     driver=driver_name,
                     name=name,

@@ -86,6 +86,7 @@ class State(StrEnum):
     ATTACHED = "attached"
     DETACHING = "detaching"
     REMOVING = "removing"
+    TRASHED = "trashed"  # removed into the trash: storage kept until purged (core.trash)
 
 
 @dataclass(slots=True)

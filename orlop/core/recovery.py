@@ -47,6 +47,8 @@ class Recovery:
 
     async def _reconcile(self, driver: Driver, volume: Volume, mounted: set[str]) -> None:
         backend, volume_ref = driver.backend, ref(volume)
+        if volume.state == State.TRASHED:
+            return  # kept, detached: the trash's sweep owns it
         if volume.state in (State.CREATING, State.REMOVING):
             log.info("finishing interrupted %s of %s", volume.state.value, volume.name)
             await self.registry.call(backend.remove, volume_ref)

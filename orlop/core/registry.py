@@ -45,6 +45,7 @@ class Driver:
     name: str
     backend: Backend
     defaults: dict[str, str]
+    trash: float = 0.0  # seconds a removed volume's storage is kept (core.trash); 0: off
 
     @property
     def kind(self) -> str:
@@ -66,6 +67,7 @@ class VolumeRegistry:
         self._active = 0  # operations holding (or waiting for) a volume lock
         self._idle = asyncio.Event()
         self.progress = ProgressBoard()  # long operations' bytes, for the CLI's bars
+        self.trashed: dict[str, set[str]] = {}  # driver → names in the trash (core.trash)
 
     def load(self) -> builtins.list[Volume]:
         """Fill memory from the store; return every stored volume, for recovery to check."""

@@ -45,6 +45,7 @@ from orlop.core.registry import Driver, VolumeRegistry, forget_lost_mounts, ref,
 from orlop.core.schedules import SnapshotScheduler
 from orlop.core.snapshots import Snapshots
 from orlop.core.store import Store
+from orlop.core.trash import Trash
 from orlop.core.usage import UsageMeter
 from orlop.ops.counters import observed
 
@@ -65,7 +66,9 @@ class VolumeService:
         self.backups = Backups(self.registry, self.create)
         self.scheduler = SnapshotScheduler(self.registry, self.snapshots)
         self.discovery = Discovery(self.registry)
-        self.recovery = Recovery(self.registry, self.registry.load(), self._detach_or_raise)
+        stored = self.registry.load()
+        self.trash = Trash(self.registry, stored)  # removed volumes kept a while (`trash`)
+        self.recovery = Recovery(self.registry, stored, self._detach_or_raise)
 
     def close(self) -> None:
         self.registry.close()
@@ -161,6 +164,7 @@ class VolumeService:
         driver_name, backend, registry = driver.name, driver.backend, self.registry
         async with registry.lock(driver_name, name):
             existing = registry.volumes[driver_name].get(name)
+            self.trash.refuse_name(driver_name, name)
             if existing is not None:
                 if options:
                     self._reconcile_options(existing, options, canonical, backend)
@@ -240,6 +244,10 @@ class VolumeService:
                     f"volume {name} is in use by {volume.mounts} mount"
                     f"{'s' if volume.mounts != 1 else ''}: stop the containers using it first"
                 )
+            if driver.trash > 0:
+                self.trash.keep(volume, driver.trash)
+                self.discovery.removed(driver_name, name)
+                return
             volume.state = State.REMOVING
             registry.save(volume)
             del registry.volumes[driver_name][name]

@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS mounts (
     PRIMARY KEY (driver, name, mount_id),
     FOREIGN KEY (driver, name) REFERENCES volumes (driver, name) ON DELETE CASCADE
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trash (
+    driver      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    removed_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    PRIMARY KEY (driver, name),
+    FOREIGN KEY (driver, name) REFERENCES volumes (driver, name) ON DELETE CASCADE
+) WITHOUT ROWID;
 """
 
 
@@ -179,6 +187,10 @@ class Store:
             )
         return volumes
 
+    def trash_rows(self) -> list[tuple[str, str, float, float]]:
+        """(driver, name, removed_at, expires_at) of every volume in the trash."""
+        return list(self._db.execute("SELECT driver, name, removed_at, expires_at FROM trash"))
+
     # writes -----------------------------------------------------------------------------
     def insert(self, volume: Volume, durable: bool = True) -> None:
         with self._transaction(durable) as db:
@@ -254,3 +266,20 @@ class Store:
         undoes the delete, recover() finds REMOVING and finishes the removal again."""
         with self._transaction(durable) as db:
             db.execute("DELETE FROM volumes WHERE driver = ? AND name = ?", (driver, name))
+
+    def trash_insert(self, volume: Volume, removed_at: float, expires_at: float) -> None:
+        """Record `volume` TRASHED with its expiry, in one durable commit."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE volumes SET state = ? WHERE driver = ? AND name = ?",
+                (volume.state.value, volume.driver, volume.name),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO trash (driver, name, removed_at, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                (volume.driver, volume.name, removed_at, expires_at),
+            )
+
+    def trash_delete(self, driver: str, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM trash WHERE driver = ? AND name = ?", (driver, name))

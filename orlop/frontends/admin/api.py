@@ -88,6 +88,11 @@ class BackupRestoreBody(_Body):
     task: str | None = None
 
 
+class TrashBody(_Body):
+    name: str | None = None  # purge: without a name, everything in the trash
+    driver: str | None = None
+
+
 class ProgressBody(_Body):
     task: str
 
@@ -120,6 +125,9 @@ class AdminApi:
             "backups/create": (BackupCreateBody, self.backup_create),
             "backups/list": (BackupListBody, self.backup_list),
             "backups/restore": (BackupRestoreBody, self.backup_restore),
+            "trash/list": (None, self.trash_list),
+            "trash/restore": (TrashBody, self.trash_restore),
+            "trash/purge": (TrashBody, self.trash_purge),
             "progress": (ProgressBody, self.progress),
         }
         return {f"/v1/{name}".encode(): self._wrap(*call) for name, call in calls.items()}
@@ -149,6 +157,17 @@ class AdminApi:
         if self._status is None:
             raise NotFound("this daemon does not report its status")
         return await self._status()
+
+    async def trash_list(self) -> list[dict[str, str]]:
+        return [entry.as_dict() for entry in self.service.trash.list()]
+
+    async def trash_restore(self, body: TrashBody) -> dict[str, Any]:
+        if not body.name:
+            raise InvalidOption("trash restore needs the name of a volume in the trash")
+        return self._describe(await self.service.trash.restore(body.name, body.driver))
+
+    async def trash_purge(self, body: TrashBody) -> list[str]:
+        return await self.service.trash.purge(body.name, body.driver)
 
     async def drivers(self) -> list[dict[str, Any]]:
         return [self.describe_driver(name) for name in sorted(self.service.drivers)]
