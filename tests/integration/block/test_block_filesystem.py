@@ -17,38 +17,11 @@ from orlop.core.model import BackendError, InvalidOption, State
 from orlop.host import loop
 from orlop.host.mounts import mount_at
 from orlop.host.run import run
-from tests.support.block import cleanup, has_cap_sys_resource, leftovers
+from tests.support.block import has_cap_sys_resource, leftovers
 from tests.support.harness import Harness
 
 SIZES = {"ext4": "64M", "xfs": "320M", "btrfs": "160M"}
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[str]:
-    root = str(tmp_path / "driver")
-    try:
-        yield root
-    finally:
-        cleanup(root)
-
-
-@pytest.fixture
-def backend(root: str) -> LoopFileBackend:
-    return LoopFileBackend(BackendContext("blk", root))
-
-
-@pytest.fixture
-def harness(backend: LoopFileBackend, tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(backend, "blk", store_path=str(tmp_path / "orlop.db"))
-    try:
-        yield harness
-    finally:
-        for volume in harness.service.list("blk"):
-            for mount_id in list(volume.mount_ids):
-                with contextlib.suppress(Exception):
-                    harness.unmount(volume.name, mount_id)
-        harness.close()
 
 
 @contextlib.contextmanager

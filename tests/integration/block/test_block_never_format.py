@@ -5,53 +5,23 @@ with its data once it reads again."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orlop.backends.base import BackendContext
 from orlop.backends.block import filesystem
 from orlop.backends.loopfile.provider import LoopFileBackend
 from orlop.core.model import BackendError, State
 from orlop.host import loop
 from orlop.host.run import run
-from tests.support.block import cleanup, leftovers
+from tests.support.block import leftovers
 from tests.support.faultydisk import FaultyDisk
 from tests.support.harness import Harness
 
 MiB = 1024 * 1024
 SIZES = {"ext4": 64 * MiB, "xfs": 320 * MiB, "btrfs": 160 * MiB}
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[str]:
-    root = str(tmp_path / "driver")
-    try:
-        yield root
-    finally:
-        cleanup(root)
-
-
-@pytest.fixture
-def backend(root: str) -> LoopFileBackend:
-    return LoopFileBackend(BackendContext("blk", root))
-
-
-@pytest.fixture
-def harness(backend: LoopFileBackend, tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(backend, "blk", store_path=str(tmp_path / "orlop.db"))
-    try:
-        yield harness
-    finally:
-        for volume in harness.service.list("blk"):
-            for mount_id in list(volume.mount_ids):
-                with contextlib.suppress(Exception):
-                    harness.unmount(volume.name, mount_id)
-        harness.close()
 
 
 def sha256(path: str) -> str:

@@ -6,50 +6,24 @@ flight and finds the data."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import glob
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orlop.backends.base import BackendContext
-from orlop.backends.loopfile.provider import LoopFileBackend
 from orlop.core.model import BackendError, State
 from orlop.host import loop
 from orlop.host.run import run
-from tests.support.block import cleanup, leftovers
+from tests.support.block import leftovers
 from tests.support.daemon import OrlopDaemon
 from tests.support.faultydisk import FaultyDisk
 from tests.support.harness import Harness
 from tests.support.names import unique
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[str]:
-    root = str(tmp_path / "driver")
-    try:
-        yield root
-    finally:
-        cleanup(root)
-
-
-@pytest.fixture
-def harness(root: str, tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(LoopFileBackend(BackendContext("blk", root)), "blk", str(tmp_path / "db"))
-    try:
-        yield harness
-    finally:
-        for volume in harness.service.list("blk"):
-            for mount_id in list(volume.mount_ids):
-                with contextlib.suppress(Exception):
-                    harness.unmount(volume.name, mount_id)
-        harness.close()
 
 
 def p99(samples: list[float]) -> float:
