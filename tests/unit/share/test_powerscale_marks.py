@@ -32,3 +32,19 @@ def test_session_cookies_from_one_or_several_headers() -> None:
     assert _cookies([joined]) == {"isisessid": "s1", "isicsrf": "c1"}
     apart = ["isisessid=s2; path=/", "isicsrf=c2; Expires=Wed, 21 Oct 2026 07:28:00 GMT"]
     assert _cookies(apart) == {"isisessid": "s2", "isicsrf": "c2"}
+
+
+def test_a_session_closed_at_shutdown_never_logs_in_again() -> None:
+    """A backend call still running when the daemon stops must not open a new session
+    behind the logout (it would be left open on the cluster)."""
+    import isilon_sdk.v9_5_0 as isi  # type: ignore[import-untyped]
+
+    from orlop.backends.share.powerscale.session import SessionClient
+
+    config = isi.Configuration()
+    config.host = "https://cluster.invalid:8080"
+    client = SessionClient(config)
+    client.logout()  # no session yet: nothing to end, but the client is closed
+    with pytest.raises(RuntimeError, match="ended at shutdown"):
+        client.update_params_for_auth({}, [], None)
+    assert client.logins == 0

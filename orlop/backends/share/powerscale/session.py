@@ -34,11 +34,14 @@ class SessionClient(isi.ApiClient):  # type: ignore[misc]  # the SDK is untyped
         self._idle_ends_at = 0.0  # timeout_inactive, from the last request
         self._inactive = 0.0
         self.logins = 0  # sessions opened (tests and the log count them)
+        self._closed = False  # logged out at shutdown: a call still running must not log in
         self.login_timeout = 20.0  # set by api.OneFs to the volume's timeout
 
     # the SDK calls this before every request ---------------------------------------------
     def update_params_for_auth(self, headers: dict[str, str], querys: Any, auth: Any) -> None:
         with self._session_lock:
+            if self._closed:
+                raise RuntimeError(f"the session with {self.configuration.host} ended at shutdown")
             now = time.monotonic()
             if self._cookie is None or now >= min(self._ends_at, self._idle_ends_at):
                 self._login(now)
@@ -58,6 +61,7 @@ class SessionClient(isi.ApiClient):  # type: ignore[misc]  # the SDK is untyped
         """End the session on the cluster (DELETE /session/1/session); errors only logged."""
         with self._session_lock:
             cookie, csrf, self._cookie = self._cookie, self._csrf, None
+            self._closed = True
         if cookie is None:
             return
         headers = {"Cookie": cookie}
