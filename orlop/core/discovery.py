@@ -25,12 +25,17 @@ class Discovery:
     def settled(self, driver_name: str) -> bool:
         """Whether List and Get can answer for the driver: it has nothing to discover, or
         its first discovery pass since start has ended (done or failed)."""
+        return self._first_pass_event(driver_name).is_set()
+
+    def _first_pass_event(self, driver_name: str) -> asyncio.Event:
+        """Made once per driver (List asks on every call), already set for a driver that has
+        nothing to discover."""
         event = self._first_pass.get(driver_name)
         if event is None:
-            if driver_name not in self.intervals():
-                return True
             event = self._first_pass[driver_name] = asyncio.Event()
-        return event.is_set()
+            if driver_name not in self.intervals():
+                event.set()
+        return event
 
     async def first_pass(self, driver_name: str, timeout: float) -> None:
         """Wait for the driver's first discovery pass, at most `timeout` seconds: right after
@@ -39,7 +44,7 @@ class Discovery:
         if self.settled(driver_name):
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_pass[driver_name].wait(), timeout)
+            await asyncio.wait_for(self._first_pass_event(driver_name).wait(), timeout)
 
     def intervals(self) -> dict[str, float]:
         """Seconds between discovery rounds, for each driver that can discover volumes."""
@@ -58,9 +63,7 @@ class Discovery:
         try:
             return await self._discover(driver_name)
         finally:
-            self.settled(driver_name)  # makes the event if need be
-            if driver_name in self._first_pass:
-                self._first_pass[driver_name].set()
+            self._first_pass_event(driver_name).set()
 
     async def _discover(self, driver_name: str) -> list[Volume]:
         registry = self.registry
