@@ -38,7 +38,6 @@ from orlop.backends.cloud.cinder.client import (
     translated,
 )
 from orlop.backends.cloud.cinder.resources import (
-    GIB,
     PREFIX,
     UUID,
     CinderAttachment,
@@ -50,7 +49,7 @@ from orlop.backends.cloud.cinder.resources import (
 from orlop.backends.cloud.cinder.settings import CinderSettings
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import InvalidOption, NotFound
-from orlop.core.options import Option, OptionSet, canonical_gib_size
+from orlop.core.options import GIB, Option, OptionSet, canonical_gib_size
 
 DEFAULT_SIZE = 10 * GIB
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orlop.backends.cloud.api import LABEL_SNAPSHOT, LABEL_VOLUME, Attachment, Disk, Snapshot
+from orlop.core.options import GIB
 
-GIB = 1024**3
 PREFIX = "orlop-"  # Cinder metadata keys Orlop owns: orlop-<logical label>
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _CREATING = {"creating", "downloading", "restoring-backup", "awaiting-transfer"}

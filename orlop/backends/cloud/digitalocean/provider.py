@@ -43,11 +43,10 @@ from orlop.backends.cloud.digitalocean import tags
 from orlop.backends.cloud.digitalocean.client import Api, DigitalOceanSettings, metadata
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import BackendError, InvalidOption
-from orlop.core.options import Option, OptionSet, bounded_size
+from orlop.core.options import GIB, Option, OptionSet, bounded_size
 
 log = logging.getLogger(__name__)
 
-GIB = 1024**3
 MIN_GIB, MAX_GIB, DEFAULT_GIB = 1, 16384, 10
 NAME_MAX = 64
 PAGE = 200

@@ -11,8 +11,7 @@ import re
 from dataclasses import dataclass
 
 from orlop.core.model import InvalidOption, OrlopError, validate_name
-
-GIB = 1024**3
+from orlop.core.options import GIB
 
 
 @dataclass(frozen=True, slots=True)

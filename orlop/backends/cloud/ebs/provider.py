@@ -35,7 +35,6 @@ from orlop.backends.cloud.ebs import devices
 from orlop.backends.cloud.ebs.client import EbsSettings, Ec2, instance_identity
 from orlop.backends.cloud.ebs.limits import (
     DEFAULT_TYPE,
-    GIB,
     VOLUME_TYPES,
     canonical_count,
     canonical_kms_key,
@@ -46,8 +45,8 @@ from orlop.backends.cloud.ebs.limits import (
     requested_gib,
 )
 from orlop.backends.cloud.waiting import wait_until
-from orlop.core.model import BackendError, InvalidOption
-from orlop.core.options import Option, OptionSet, canonical_bool, canonical_gib_size, one_of
+from orlop.core.model import BackendError, InvalidOption, rfc3339
+from orlop.core.options import GIB, Option, OptionSet, canonical_bool, canonical_gib_size, one_of
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +393,4 @@ def _snapshot(found: Mapping[str, Any]) -> Snapshot:
 
 
 def _rfc3339(moment: Any) -> str | None:
-    if not isinstance(moment, datetime.datetime):
-        return None
-    return moment.astimezone(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return rfc3339(moment) if isinstance(moment, datetime.datetime) else None

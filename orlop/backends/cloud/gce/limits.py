@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orlop.core.model import InvalidOption, OrlopError, validate_name
+from orlop.core.options import GIB
 
-GIB = 1024**3
 DEFAULT_TYPE = "pd-balanced"
 DEFAULT_SIZE_GIB = 10
 

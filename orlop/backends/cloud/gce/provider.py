@@ -39,7 +39,6 @@ from orlop.backends.cloud.gce.client import Compute, metadata
 from orlop.backends.cloud.gce.limits import (
     DEFAULT_TYPE,
     DISK_TYPES,
-    GIB,
     canonical_count,
     canonical_kms_key,
     canonical_snapshot,
@@ -51,7 +50,7 @@ from orlop.backends.cloud.gce.resources import disk_from, last, split_id
 from orlop.backends.cloud.gce.settings import GceSettings
 from orlop.backends.cloud.gce.snapshots import GceSnapshots
 from orlop.core.model import InvalidOption, NotFound
-from orlop.core.options import Option, OptionSet, canonical_gib_size, one_of
+from orlop.core.options import GIB, Option, OptionSet, canonical_gib_size, one_of
 
 
 def _warm_up() -> None:

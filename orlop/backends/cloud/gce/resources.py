@@ -6,8 +6,8 @@ from typing import Any
 
 from orlop.backends.cloud.api import LABEL_SNAPSHOT, LABEL_VOLUME, Attachment, Disk, Snapshot
 from orlop.backends.cloud.gce import labels as gce_labels
-from orlop.backends.cloud.gce.limits import GIB
 from orlop.core.model import NotFound
+from orlop.core.options import GIB
 
 STATES: dict[str, Any] = {
     "CREATING": "creating",

@@ -9,7 +9,6 @@ sizes are rounded up, and Status says so.
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import math
@@ -37,13 +36,12 @@ from orlop.backends.cloud.api import (
 )
 from orlop.backends.cloud.powerflex import names
 from orlop.backends.cloud.powerflex.client import Gateway, PowerFlexSettings
-from orlop.core.model import InvalidOption
-from orlop.core.options import Option, OptionSet, bounded_size, one_of
+from orlop.core.model import InvalidOption, rfc3339
+from orlop.core.options import GIB, Option, OptionSet, bounded_size, one_of
 from orlop.host.run import CommandError, run
 
 log = logging.getLogger(__name__)
 
-GIB = 1024**3
 STEP_GIB = 8
 MAX_GIB = 1024 * 1024  # 1 PiB
 _TYPES = {"thin": "ThinProvisioned", "thick": "ThickProvisioned"}
@@ -496,7 +494,6 @@ def _one(
 
 def _rfc3339(epoch: Any) -> str | None:
     try:
-        moment = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
-    except (TypeError, ValueError):
+        return rfc3339(int(epoch))
+    except (TypeError, ValueError, OverflowError):
         return None
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

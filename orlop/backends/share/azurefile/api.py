@@ -31,7 +31,6 @@ from azure.storage.fileshare import (
 from orlop.core.model import BackendError, Conflict, NotFound
 
 T = TypeVar("T")
-GIB = 1024**3
 METADATA_VOLUME = "orlop_volume"  # the Docker name of the volume a share holds
 METADATA_KEPT = "orlop_kept"  # instead, once Remove kept it (keep_on_remove): not adopted again
 

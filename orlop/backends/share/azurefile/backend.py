@@ -30,9 +30,10 @@ from orlop.backends.base import VolumeRef
 from orlop.backends.fuse.layer import parse_timeout, read_secret
 from orlop.backends.settings import secret_value
 from orlop.core.model import ConfigError
+from orlop.core.options import GIB
 
 try:
-    from orlop.backends.share.azurefile.api import GIB, METADATA_KEPT, METADATA_VOLUME, AzureFiles
+    from orlop.backends.share.azurefile.api import METADATA_KEPT, METADATA_VOLUME, AzureFiles
 except ModuleNotFoundError as missing:  # the SDK is an optional extra
     raise ConfigError(
         f"backend azurefile needs the Python package azure-storage-file-share ({missing}): "

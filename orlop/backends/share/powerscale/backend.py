@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -43,7 +42,7 @@ from orlop.backends.share.layer import (
 from orlop.backends.share.naming import share_name
 from orlop.backends.share.powerscale.making import VolumeMaker
 from orlop.backends.share.powerscale.marks import Mark
-from orlop.core.model import ConfigError, InvalidOption, NotFound, Usage
+from orlop.core.model import ConfigError, InvalidOption, NotFound, Usage, rfc3339
 from orlop.core.options import (
     MAX_SIZE,
     Option,
@@ -347,4 +346,4 @@ def keeps(volume: VolumeRef) -> bool:
 
 
 def _rfc3339(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+    return rfc3339(int(epoch))
