@@ -19,10 +19,11 @@ import pytest
 
 from orlop.backends.base import Backend, BackendContext
 from orlop.backends.share import clients, naming
-from orlop.backends.share.azurefile.api import GIB, AzureFiles
+from orlop.backends.share.azurefile.api import AzureFiles
 from orlop.backends.share.azurefile.backend import AzureFileBackend
 from orlop.backends.share.naming import share_name
 from orlop.core.model import BackendError, ConfigError, Conflict, InvalidOption, NotFound, Volume
+from orlop.core.options import GIB
 from orlop.host import fuse
 from orlop.host.fuse import MountState
 from orlop.host.mounts import mounts_under
