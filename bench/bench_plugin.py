@@ -11,8 +11,11 @@ Runs as root. Prints four tables, each with its peer measured in the same run:
 3. `docker plugin install` from a local registry (Debian's docker-registry), beside
    `docker plugin create` from the staged directory;
 4. the protocol benchmark (Get; Mount+Unmount of block volumes) on the plugin's socket vs
-   the host daemon's, same load generator (bench/loadgen.py), 1 and 4 clients, interleaved;
-   target: the plugin at least 0.95 of the host's throughput.
+   a host daemon on the plugin's own interpreter and packages (Debian's python3 with the
+   plugin's dist-packages), and vs the host daemon on this venv's Python; same load
+   generator (bench/loadgen.py), 1 and 4 clients, interleaved; each server's CPU per
+   operation and cgroup shown; target: the plugin at least 0.95 of the same-interpreter
+   host daemon's throughput.
 """
 
 from __future__ import annotations
@@ -197,7 +200,19 @@ def _median(results: list[Result]) -> Result:
     return sorted(results, key=lambda r: r.ops_per_s)[len(results) // 2]
 
 
+def cgroup_of(pid: int) -> str:
+    """The cgroup (v2) a process runs in, and its CPU weight: where a busy host's CPU goes."""
+    try:
+        group = Path(f"/proc/{pid}/cgroup").read_text().strip().split("::", 1)[-1]
+        weight = Path(f"/sys/fs/cgroup{group}/cpu.weight").read_text().strip()
+    except OSError:
+        return "?"
+    return f"{group} (cpu.weight {weight})"
+
+
 def protocol(peers: dict[str, tuple[str, int]], args: argparse.Namespace) -> None:
+    """The load generator on each peer's socket in turn, interleaved; the ratio compares the
+    plugin with the host daemon on the plugin's own interpreter and packages."""
     names = [f"bench-{i}" for i in range(4)]
     for path, _ in peers.values():
         conn = Connection(path, timeout=120)
@@ -209,35 +224,61 @@ def protocol(peers: dict[str, tuple[str, int]], args: argparse.Namespace) -> Non
         finally:
             conn.close()
     runs = f"{args.repeat} runs of {args.duration:g} s, median; ratio ≥ {RATIO_TARGET}"
-    print(f"Protocol on a block (loopfile) driver, plugin socket vs host daemon socket ({runs}):")
-    head = (
-        f"{'operation':<14} {'cl':>2} | {'plugin op/s':>11} {'p50 ms':>7} {'p99 ms':>7} | "
-        f"{'host op/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'p/h':>5} | {'srv µs/op p':>11} {'h':>6}"
+    print(f"Protocol on a block (loopfile) driver, on each peer's socket ({runs}):")
+    for label, (_, pid) in peers.items():
+        print(f"  {label}: pid {pid}, cgroup {cgroup_of(pid)}")
+    labels = list(peers)
+    head = f"{'operation':<14} {'cl':>2} | " + " | ".join(
+        f"{label[:22]:>22} {'p50 ms':>7} {'µs/op':>6}" for label in labels
     )
+    head += f" | {'ratio':>5}"
     print(head)
     print("-" * len(head))
+    plugin, same = labels[0], labels[1]
     for operation, scripts in _scripts(names).items():
         for clients in CLIENTS:
-            runs: dict[str, list[Result]] = {label: [] for label in peers}
+            results: dict[str, list[Result]] = {label: [] for label in peers}
             for _ in range(args.repeat):
                 for label, (path, pid) in peers.items():
                     warmup = args.warmup if operation == "Get" else 0.0
-                    runs[label].append(
+                    results[label].append(
                         loadgen.run(path, scripts, clients, args.duration, warmup, pid)
                     )
-            p, h = (
-                sorted(runs[label], key=lambda r: r.ops_per_s)[args.repeat // 2] for label in peers
-            )
+            medians = {label: _median(results[label]) for label in labels}
+            p, h = medians[plugin], medians[same]
             ratio = p.ops_per_s / h.ops_per_s if h.ops_per_s else float("nan")
-            cpu_p = f"{p.server_cpu_us:.0f}" if p.server_cpu_us is not None else "-"
-            cpu_h = f"{h.server_cpu_us:.0f}" if h.server_cpu_us is not None else "-"
+            cells = []
+            for label in labels:
+                r = medians[label]
+                cpu = f"{r.server_cpu_us:.0f}" if r.server_cpu_us is not None else "-"
+                cells.append(f"{r.ops_per_s:>16,.0f} op/s {r.p50_ms:>7.3f} {cpu:>6}")
             print(
-                f"{operation:<14} {clients:>2} | {p.ops_per_s:>11,.0f} {p.p50_ms:>7.3f} "
-                f"{p.p99_ms:>7.3f} | {h.ops_per_s:>10,.0f} {h.p50_ms:>7.3f} {h.p99_ms:>7.3f} | "
-                f"{ratio:>5.2f} | {cpu_p:>11} {cpu_h:>6}  {_verdict(ratio >= RATIO_TARGET)}",
+                f"{operation:<14} {clients:>2} | " + " | ".join(cells) + f" | {ratio:>5.2f}  "
+                f"{_verdict(ratio >= RATIO_TARGET)}",
                 flush=True,
             )
-    print()
+    print(
+        f"ratio: {plugin} / {same}. µs/op: the server's CPU per operation — equal CPU per "
+        "operation with fewer operations per second is time the plugin waited for a CPU "
+        "(its cgroup's share), not work it did.\n"
+    )
+
+
+def plugin_python(staged: Path) -> OrlopDaemon:
+    """A host daemon on the managed plugin's interpreter and packages: Debian's python3 (the
+    plugin's is bookworm's, the same build) with the plugin's dist-packages, run from / so
+    that `-m orlop` finds the plugin's copy, not this source tree."""
+    found = sorted((staged / "rootfs" / "usr" / "local" / "lib").glob("python3*/dist-packages"))
+    if not found:
+        raise RuntimeError(f"no dist-packages in the plugin's root filesystem {staged}/rootfs")
+    packages = found[-1]
+    return OrlopDaemon(
+        {unique("bench-deb"): {"backend": "loopfile"}},
+        python="/usr/bin/python3",
+        env={"PYTHONPATH": str(packages), "PYTHONNOUSERSITE": "1"},
+        log_level="info",
+        cwd="/",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,7 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes([k for k in args.kinds.split(",") if k])
     staged, _, _ = stage("block")
     engine = Dockerd()
-    host = OrlopDaemon({unique("bench-blk"): {"backend": "loopfile"}})
+    host = OrlopDaemon({unique("bench-blk"): {"backend": "loopfile"}}, log_level="info")
+    debian = plugin_python(staged)
     name = f"orlop/block:bench{os.getpid()}"
     try:
         engine.start()
@@ -263,17 +305,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         host.start()
         enable_times(engine, name, host, args.rounds)
         install_times(engine)
-        assert host.process is not None
-        driver = next(iter(host.drivers))
-        peers = {
-            "plugin": (plugin_socket(engine, name, "block.sock"), plugin_pid(engine, name)),
-            "host": (host.socket(driver), host.process.pid),
-        }
+        debian.start()
+        peers = {"plugin": (plugin_socket(engine, name, "block.sock"), plugin_pid(engine, name))}
+        for label, daemon in (("host, plugin's python", debian), ("host, venv python", host)):
+            assert daemon.process is not None
+            peers[label] = (daemon.socket(next(iter(daemon.drivers))), daemon.process.pid)
         protocol(peers, args)
     finally:
-        host.stop()
-        cleanup(str(host.root))
-        host.destroy()
+        for daemon in (host, debian):
+            daemon.stop()
+            cleanup(str(daemon.root))
+            daemon.destroy()
         engine.destroy()
         subprocess.run(["rm", "-rf", str(staged)], check=False)
     return 0

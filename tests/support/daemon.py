@@ -48,7 +48,14 @@ class OrlopDaemon:
         plugin_dir: str | None = None,
         root: str | None = None,
         env: dict[str, str] | None = None,
+        python: str = sys.executable,
+        log_level: str = "debug",
+        cwd: str | None = None,
     ) -> None:
+        # `python`: the interpreter that runs `-m orlop` (a benchmark runs the managed
+        # plugin's own, with its packages on PYTHONPATH through `env`).
+        self.python = python
+        self.cwd = cwd  # None: this process's (where `-m orlop` finds the source tree)
         self.root = Path(root or tempfile.mkdtemp(prefix="orlop-test-"))
         self.state_dir = self.root / "state"
         self.plugin_dir = plugin_dir or str(self.root / "plugins")
@@ -61,7 +68,7 @@ class OrlopDaemon:
                     "state_dir": str(self.state_dir),
                     "plugin_dir": self.plugin_dir,
                     "admin_socket": self.admin_socket,
-                    "log_level": "debug",
+                    "log_level": log_level,
                     "drivers": drivers,
                 }
             )
@@ -78,10 +85,11 @@ class OrlopDaemon:
         env = {**os.environ, **self.env, **(extra_env or {})}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "orlop", "--config", str(self.config_path), "serve"],
+                [self.python, "-m", "orlop", "--config", str(self.config_path), "serve"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=self.cwd,
             )
         if wait:
             started = time.monotonic()

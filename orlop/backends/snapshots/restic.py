@@ -17,6 +17,7 @@ Tags: `orlop`, `orlop-volume=<name>`, `orlop-kind=<backend>`, `orlop-size=<bytes
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -81,6 +82,10 @@ def read_env_file(path: str) -> dict[str, str]:
     return variables
 
 
+class RepositoryLocked(BackendError):
+    """Another restic holds the repository's lock, or a killed one left it behind."""
+
+
 @dataclass(slots=True)
 class Repository:
     """Where a driver's backups go, and how to open it."""
@@ -90,7 +95,6 @@ class Repository:
     env_file: str | None
     cache_dir: str
     ssh_command: str | None = None  # for sftp: the ssh command line restic starts
-    opened: bool = False  # known to exist and to open with the password
 
     def check(self) -> None:
         check_secret_file(self.password_file, "backup_password_file")
@@ -129,6 +133,8 @@ class Repository:
             )
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
         first = lines[0].removeprefix("Fatal: ") if lines else "restic failed"
+        if "already locked" in stderr:
+            return RepositoryLocked(f"{where} is locked: {first}")
         if any(sign in stderr for sign in UNREACHABLE):
             return BackendError(f"{where} is unreachable: {first}")
         if "Is there a repository" in stderr or "does not exist" in stderr:
@@ -138,25 +144,33 @@ class Repository:
 
     # calls --------------------------------------------------------------------------
     def ensure(self) -> None:
-        """Open the repository, creating it on first use (checked once per daemon)."""
+        """Check the secrets; the repository itself is opened (and made) by the first call
+        that needs it (`backup`), so a backup costs one restic process, not three: each one
+        derives the key from the password, about half a second on a busy host."""
         self.check()
-        if self.opened:
-            return
-        try:
-            self._run("cat", "config")
-        except NotFound:
-            log.info("initialising backup repository %s", self.location)
-            self._run("init")
-        # Locks of a restic a kill ended (ours): they would block the next prune.
-        self._run("unlock")
-        self.opened = True
 
     def backup(self, directory: str, tags: Mapping[str, str], progress: Progress) -> dict[str, Any]:
         """Back up the files below `directory`; return restic's summary (snapshot_id, …).
 
         `directory` is the same path for every backup of a volume on this host, so restic
-        finds the parent (the last backup of that path) itself: no second restic process,
-        whose key derivation alone costs about half a second."""
+        finds the parent (the last backup of that path) itself: no second restic process.
+        A repository that does not exist yet is made, once; a lock a killed restic left
+        (ours: a prune) is removed, once; then the backup is tried again."""
+        try:
+            return self._backup(directory, tags, progress)
+        except NotFound:
+            log.info("initialising backup repository %s", self.location)
+            # A failed init: another backup of this driver made it meanwhile, or the retry
+            # below says what is wrong.
+            with contextlib.suppress(BackendError):
+                self._run("init")
+        except RepositoryLocked:
+            self._run("unlock")  # removes stale locks only: a live restic keeps its own
+        return self._backup(directory, tags, progress)
+
+    def _backup(
+        self, directory: str, tags: Mapping[str, str], progress: Progress
+    ) -> dict[str, Any]:
         args = ["backup", "--json", "--ignore-inode", "--ignore-ctime", "--host", "orlop"]
         args += ["--tag", ",".join(["orlop", *(f"orlop-{k}={v}" for k, v in tags.items())])]
         summary: dict[str, Any] = {}
@@ -235,6 +249,9 @@ class Repository:
 
     def forget(self, volume: str, keep: Mapping[str, int]) -> None:
         """Apply retention to one volume's backups (keep_daily=7, …) and prune."""
+        # Locks of a restic a kill ended (ours) would block the prune: unlock removes only
+        # stale ones, a running restic keeps its lock.
+        self._run("unlock")
         args = ["forget", "--prune", "--tag", f"orlop,orlop-volume={volume}", "--group-by", ""]
         for name, count in keep.items():
             args += [f"--{name.replace('_', '-')}", str(count)]

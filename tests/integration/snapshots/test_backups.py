@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -192,3 +194,48 @@ def test_retention_keeps_the_newest_backups(btrfs: HostFilesystem) -> None:
         made.append(backend.create_backup(volume)["short_id"])
     assert [b["short_id"] for b in backend.list_backups("v")] == made[1:]
     assert backend.list_backups("other") == []
+
+
+def _leave_a_stale_exclusive_lock(settings: dict[str, str]) -> str:
+    """Kill -9 a restic that holds the repository's exclusive lock (a prune would): its
+    lock file stays. Returns the lock's name."""
+    env = {
+        **os.environ,
+        "RESTIC_REPOSITORY": settings["backup_repository"],
+        "RESTIC_PASSWORD_FILE": settings["backup_password_file"],
+    }
+    locks = os.path.join(settings["backup_repository"], "locks")
+    holder = subprocess.Popen(["restic", "-q", "rebuild-index"], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            written = [name for name in os.listdir(locks) if "tmp" not in name]
+            if written:
+                return written[0]
+            time.sleep(0.002)
+        raise AssertionError("restic rebuild-index never took its lock")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_left_by_a_killed_restic_does_not_stop_backups(btrfs: HostFilesystem) -> None:
+    root = os.path.join(btrfs.path, unique("lock"))
+    os.makedirs(root)
+    settings = repository_settings(root)
+    backend = DirectoryBackend(
+        BackendContext("lock", os.path.join(root, "state"), settings=settings)
+    )
+    volume = VolumeRef("v", {})
+    volume.record = backend.create(volume)
+    with open(os.path.join(backend.mountpoint(volume), "data"), "w") as file:
+        file.write("first")
+    first = backend.create_backup(volume)["short_id"]  # the first backup makes the repository
+    lock = _leave_a_stale_exclusive_lock(settings)
+    assert lock in os.listdir(os.path.join(settings["backup_repository"], "locks"))
+
+    with open(os.path.join(backend.mountpoint(volume), "data"), "w") as file:
+        file.write("second")
+    second = backend.create_backup(volume)["short_id"]
+    assert [b["short_id"] for b in backend.list_backups("v")] == [first, second]
+    assert lock not in os.listdir(os.path.join(settings["backup_repository"], "locks"))
