@@ -27,9 +27,9 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from orlop.backends.base import VolumeRef
+from orlop.backends.base import BackendContext, VolumeRef
 from orlop.backends.snapshots.backups import LocalBackups
 from orlop.backends.snapshots.catalog import SnapshotCatalog, fsync_directory, remove_payload
 from orlop.core.failpoints import failpoint
@@ -37,9 +37,6 @@ from orlop.core.model import InvalidOption, NotFound
 from orlop.core.progress import report
 from orlop.host import btrfs
 from orlop.host.clone import copy_tree, snapshot_method
-
-if TYPE_CHECKING:
-    from orlop.backends.base import BackendContext
 
 log = logging.getLogger(__name__)
 

@@ -145,14 +145,14 @@ def test_credentials_from_settings_never_leak(tmp_path: Path, s3: S3Server, pref
             **harness.service.backend_facts(volume),
         }
         assert SECRET_KEY not in repr(shown)
-        config = Path(harness.backend.secrets_dir, "secret.rclone.conf")
+        config = Path(harness.backend.paths.secrets_dir, "secret.rclone.conf")
         assert config.stat().st_mode & 0o077 == 0
         harness.unmount("secret", "m1")
         harness.store.close()
         database = sqlite3.connect(harness.store_path)
         assert SECRET_KEY not in "\n".join(database.iterdump())
         database.close()
-        for log in Path(harness.backend.log_dir).iterdir():
+        for log in Path(harness.backend.paths.log_dir).iterdir():
             assert SECRET_KEY not in log.read_text(errors="replace")
     finally:
         harness.close()

@@ -144,7 +144,7 @@ def test_password_and_key_from_driver_settings(tmp_path: Path, running_sshd: Ssh
         options = running_sshd.options(path=str(running_sshd.data))
         del options["identity"]
         keyed.create(unique("k"), **options)
-        secret_file = Path(keyed.backend.secrets_dir, "identity")
+        secret_file = Path(keyed.backend.paths.secrets_dir, "identity")
         assert secret_file.stat().st_mode & 0o077 == 0
     finally:
         keyed.close()

@@ -157,7 +157,7 @@ def test_dead_mount_is_mounted_again(harness: Harness, azure: AzureAccount) -> N
     harness.create(name, size="1G", delete_on_remove="true", timeout="60")
     path = harness.mount(name, "c1")
     Path(path, "before").write_text("kept")
-    client = str(Path(harness.backend.clients_dir, name))  # type: ignore[attr-defined]
+    client = str(Path(harness.backend.mounts.clients_dir, name))  # type: ignore[attr-defined]
     os.kill(client_pid(client), signal.SIGKILL)
     deadline = time.monotonic() + 15
     while fuse.state(path) is MountState.ALIVE and time.monotonic() < deadline:
@@ -289,11 +289,11 @@ def test_account_key_never_leaks(
         harness.create(name, size="1G", delete_on_remove="true", timeout="60")
         path = harness.mount(name, "m1")
         Path(path, "f").write_text("x")
-        client_dir = str(Path(harness.backend.clients_dir, name))  # type: ignore[attr-defined]
+        client_dir = str(Path(harness.backend.mounts.clients_dir, name))  # type: ignore[attr-defined]
         assert fuse_client_args(client_dir)
         for args in fuse_client_args(client_dir):
             assert not any(azure.key in arg for arg in args)
-        config = Path(harness.backend.secrets_dir, f"{name}.home", ".smb", "smbnetfs.conf")  # type: ignore[attr-defined]
+        config = Path(harness.backend.paths.secrets_dir, f"{name}.home", ".smb", "smbnetfs.conf")  # type: ignore[attr-defined]
         assert config.stat().st_mode & 0o077 == 0
         volume = harness.get(name)
         shown = {
@@ -307,7 +307,7 @@ def test_account_key_never_leaks(
         dump = "\n".join(database.iterdump())
         database.close()
         assert name in dump and azure.key not in dump
-        for log in Path(harness.backend.log_dir).iterdir():  # type: ignore[attr-defined]
+        for log in Path(harness.backend.paths.log_dir).iterdir():  # type: ignore[attr-defined]
             assert azure.key not in log.read_text(errors="replace")
         assert azure.key not in caplog.text
         harness.remove(name)
@@ -395,14 +395,14 @@ class TestAzureFileHosts(KeepOnRemoveConformance, SharedVolumeConformance):
     def still_stored(self, backend: Backend, volume: Volume) -> bool:
         assert isinstance(backend, AzureFileBackend)
         try:
-            backend.api().properties(volume.record["share"])
+            backend.provider.api().properties(volume.record["share"])
         except NotFound:
             return False
         return True
 
     def delete_kept(self, backend: Backend, volume: Volume) -> None:
         assert isinstance(backend, AzureFileBackend)
-        backend.api().delete_share(volume.record["share"])
+        backend.provider.api().delete_share(volume.record["share"])
 
 
 def test_a_share_another_host_made_is_adopted_with_its_real_quota_and_tier(

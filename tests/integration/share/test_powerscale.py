@@ -183,8 +183,9 @@ def test_options_refused(harness: Harness) -> None:
 
 def test_wrong_password(tmp_path: Path, powerscale: PowerScaleCluster, base: str) -> None:
     harness = make_harness(tmp_path, powerscale.settings(base_path=base, password="wrong"))
-    harness.backend.ps = harness.backend.ps.model_copy(update={"password_file": None})  # type: ignore[attr-defined]
-    harness.backend._password = "wrong"  # type: ignore[attr-defined]
+    provider = harness.backend.provider  # type: ignore[attr-defined]
+    provider.settings = provider.settings.model_copy(update={"password_file": None})
+    provider._password = "wrong"
     try:
         with pytest.raises(BackendError, match=r"refused .* \(HTTP 401\); check username"):
             harness.create("v", size="32M", protocol="smb")
@@ -223,7 +224,7 @@ def test_password_never_leaks(
         harness.create("sec", size="32M", protocol="smb", timeout="60")
         path = harness.mount("sec", "m1")
         Path(path, "f").write_text("x")
-        client_dir = str(Path(harness.backend.clients_dir, "sec"))  # type: ignore[attr-defined]
+        client_dir = str(Path(harness.backend.mounts.clients_dir, "sec"))  # type: ignore[attr-defined]
         assert fuse_client_args(client_dir)
         for args in fuse_client_args(client_dir):
             assert not any(secret in arg for arg in args)
@@ -238,7 +239,7 @@ def test_password_never_leaks(
         database.close()
         assert "sec" in dump and secret not in dump
         harness.unmount("sec", "m1")
-        for log in Path(harness.backend.log_dir).iterdir():  # type: ignore[attr-defined]
+        for log in Path(harness.backend.paths.log_dir).iterdir():  # type: ignore[attr-defined]
             assert secret not in log.read_text(errors="replace")
         assert secret not in caplog.text
         harness.remove("sec")

@@ -114,12 +114,12 @@ class TestPowerScaleHosts(KeepOnRemoveConformance, SharedVolumeConformance):
 
     def still_stored(self, backend: Backend, volume: Volume) -> bool:
         assert isinstance(backend, PowerScaleBackend)
-        quota = backend.api().find_quota(volume.record["path"])
+        quota = backend.provider.api().find_quota(volume.record["path"])
         return quota is not None and quota["id"] == volume.record["quota_id"]
 
     def delete_kept(self, backend: Backend, volume: Volume) -> None:
         assert isinstance(backend, PowerScaleBackend)
-        api, record = backend.api(), volume.record
+        api, record = backend.provider.api(), volume.record
         api.delete_smb_share(record["smb_share"])
         api.delete_quota(record["quota_id"])
         api.delete_directory(record["path"])

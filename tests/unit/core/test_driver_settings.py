@@ -79,12 +79,12 @@ def test_bad_values_are_refused() -> None:
 
 def test_backends_use_their_secret_settings(tmp_path: Path) -> None:
     ssh = SshfsBackend(BackendContext("ssh", str(tmp_path / "ssh"), settings=GOOD["sshfs"][0]))
-    assert ssh.settings_password == "pw"
-    assert ssh.settings_identity is not None
-    assert Path(ssh.settings_identity).read_text() == SECRET + "\n"
-    assert Path(ssh.settings_identity).stat().st_mode & 0o077 == 0
+    assert ssh.client.settings_password == "pw"
+    assert ssh.client.settings_identity is not None
+    assert Path(ssh.client.settings_identity).read_text() == SECRET + "\n"
+    assert Path(ssh.client.settings_identity).stat().st_mode & 0o077 == 0
     s3 = S3Backend(BackendContext("s3", str(tmp_path / "s3"), settings=GOOD["s3"][0]))
-    assert s3._credentials({}) == ("AKIA1", "sk")
+    assert s3.remote.credentials({}) == ("AKIA1", "sk")
     with pytest.raises(ConfigError, match="unknown s3 setting"):
         S3Backend(BackendContext("s3", str(tmp_path / "s3"), settings={"secret_key": "x"}))
 

@@ -9,9 +9,9 @@ import pytest
 
 from orlop.backends import backend_class
 from orlop.backends.base import BackendContext, VolumeRef
-from orlop.backends.fuse.layer import write_secret
 from orlop.backends.fuse.rclone import reason as _rclone_reason
 from orlop.backends.fuse.s3 import S3Backend
+from orlop.backends.fuse.secret_files import write_secret
 from orlop.backends.fuse.sshfs import SshfsBackend
 from orlop.core.model import InvalidOption
 from orlop.host.run import CommandError
@@ -71,7 +71,7 @@ def test_sshfs_password_goes_to_stdin_never_argv(tmp_path: Path) -> None:
     options = backend.options.validate(
         {"host": "::1", "port": "2222", "user": "u", "password_file": str(password_file)}
     )
-    command = backend.client_command(VolumeRef("v", options), "/mnt/v", {})
+    command = backend.client.command(VolumeRef("v", options), "/mnt/v", {})
     assert not any(SECRET in arg for arg in command.args)
     assert command.stdin == (SECRET + "\n").encode()
     assert command.args[1] == "u@[::1]:v"
@@ -86,7 +86,7 @@ def test_sshfs_key_login_is_batch_mode_and_readonly_is_ro(tmp_path: Path) -> Non
     options = backend.options.validate(
         {"host": "h", "identity": str(key), "path": "/srv", "readonly": "true", "share": "true"}
     )
-    command = backend.client_command(VolumeRef("v", options), "/mnt/v", {})
+    command = backend.client.command(VolumeRef("v", options), "/mnt/v", {})
     assert command.args[1] == "root@h:/srv"
     assert command.stdin is None
     for expected in ("BatchMode=yes", f"IdentityFile={key}", "ro", "reconnect"):
@@ -95,12 +95,12 @@ def test_sshfs_key_login_is_batch_mode_and_readonly_is_ro(tmp_path: Path) -> Non
 
 def test_sshfs_key_from_settings_is_a_0600_file(tmp_path: Path) -> None:
     backend = ssh_backend(tmp_path, private_key="-----BEGIN KEY-----\nabc\n-----END KEY-----")
-    assert backend.settings_identity is not None
-    assert os.stat(backend.settings_identity).st_mode & 0o777 == 0o600
-    command = backend.client_command(
+    assert backend.client.settings_identity is not None
+    assert os.stat(backend.client.settings_identity).st_mode & 0o777 == 0o600
+    command = backend.client.command(
         VolumeRef("v", backend.options.validate({"host": "h"})), "/m", {}
     )
-    assert f"IdentityFile={backend.settings_identity}" in command.args
+    assert f"IdentityFile={backend.client.settings_identity}" in command.args
     assert not any("BEGIN KEY" in arg for arg in command.args)
 
 
@@ -133,7 +133,7 @@ def test_s3_layout(tmp_path: Path) -> None:
 def test_s3_secret_only_in_a_0600_config(tmp_path: Path) -> None:
     backend = s3_backend(tmp_path, access_key_id="AKIDEXAMPLE", secret_access_key=SECRET)
     volume = VolumeRef("v", backend.options.validate({"bucket": "bkt", "cache_size": "1G"}))
-    command = backend.client_command(volume, "/mnt/v", {})
+    command = backend.client.command(volume, "/mnt/v", {})
     assert not any(SECRET in arg for arg in command.args)
     assert "AWS_CA_BUNDLE" not in (command.env or {})
     config = Path(command.args[command.args.index("--config") + 1])
@@ -153,8 +153,8 @@ def test_s3_credentials_file_profiles(tmp_path: Path) -> None:
     options = backend.options.validate(
         {"bucket": "bkt", "credentials_file": str(credentials), "profile": "other"}
     )
-    assert backend._credentials(options) == ("C", "D")
-    assert backend._credentials(backend.options.validate({"bucket": "bkt"})) == (None, None)
+    assert backend.remote.credentials(options) == ("C", "D")
+    assert backend.remote.credentials(backend.options.validate({"bucket": "bkt"})) == (None, None)
 
 
 def test_rclone_reason_drops_noise() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orlop.backends.share.powerscale.marks import Mark
-from orlop.backends.share.powerscale.session import _cookies
+from orlop.backends.share.powerscale.client import _cookies
+from orlop.backends.share.powerscale.labels import Mark
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_a_session_closed_at_shutdown_never_logs_in_again() -> None:
     behind the logout (it would be left open on the cluster)."""
     import isilon_sdk.v9_5_0 as isi  # type: ignore[import-untyped]
 
-    from orlop.backends.share.powerscale.session import SessionClient
+    from orlop.backends.share.powerscale.client import SessionClient
 
     config = isi.Configuration()
     config.host = "https://cluster.invalid:8080"

@@ -15,7 +15,7 @@ import pytest
 from orlop.backends.share import clients, naming
 from orlop.backends.share.azurefile.api import AzureFiles
 from orlop.backends.share.clients import NfsTarget, Presentation, SmbTarget
-from orlop.backends.share.layer import nfs_client_check, smb_client_check
+from orlop.backends.share.mounting import nfs_client_check, smb_client_check
 from orlop.backends.share.powerscale.backend import PowerScaleBackend
 from orlop.core.model import BackendError, InvalidOption
 from tests.servers.azurefile.server import AzureFilesServer, sign, string_to_sign
@@ -176,9 +176,9 @@ def test_azurefile_settings_from_a_connection_string(tmp_path: Path) -> None:
         BackendContext("az", str(tmp_path / "d"),
                        settings={"connection_string_file": str(tmp_path / "conn")})
     )  # fmt: skip
-    assert backend.account == "acct"
-    assert backend.endpoint == "https://acct.file.core.chinacloudapi.cn"
-    assert backend.smb_host == "acct.file.core.chinacloudapi.cn"
+    assert backend.provider.account == "acct"
+    assert backend.provider.endpoint == "https://acct.file.core.chinacloudapi.cn"
+    assert backend.provider.smb_host == "acct.file.core.chinacloudapi.cn"
     with pytest.raises(ConfigError, match="account_key_file: cannot read"):
         AzureFileBackend(
             BackendContext("az", str(tmp_path / "d"),

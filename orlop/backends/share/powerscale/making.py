@@ -1,7 +1,7 @@
 """Make a PowerScale volume when other hosts may make the same one at the same moment.
 
 A Swarm service starting on two nodes creates its volume on both at once. The quota is the
-claim (see marks.py): the host whose quota create succeeds makes the rest (export or SMB
+claim (see labels.py): the host whose quota create succeeds makes the rest (export or SMB
 share), proves the mount and marks the quota ready; a host that gets 409 for the quota
 adopts the volume: it waits until the quota is marked ready and takes it as it is. A
 rollback undoes only what this host made: its own quota (recognised by this create's
@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from orlop.backends.share.naming import share_name
-from orlop.backends.share.powerscale.api import OneFs
-from orlop.backends.share.powerscale.marks import Mark
+from orlop.backends.share.powerscale.client import OneFs
+from orlop.backends.share.powerscale.labels import Mark
 from orlop.core.failpoints import failpoint
 from orlop.core.model import BackendError, Conflict
 

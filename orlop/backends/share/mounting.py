@@ -1,22 +1,17 @@
-"""The file-share layer: mount a share made through a storage system's API, on any host.
-
-A provider (Azure Files, PowerScale) makes and deletes the share with a quota, and says
-where it is (`target`: an SMB share with credentials, or an NFS export). This layer mounts
-it, top to bottom, the same for every provider:
+"""Mount a share, on any host, the same for every provider.
 
 * attach: a live mount is reused; a dead or stale one (a client that died, a server that
   went away: ENOTCONN, EIO, ESTALE, or a stat that hangs) is unmounted and mounted again,
   so the next container start gets a working mount;
 * kernel client: `mount -t cifs` with a 0600 credentials file that exists only while
   mount.cifs reads it, or `mount -t nfs`;
-* FUSE client (smbnetfs): its own mount under `clients/<name>`, a probe of the share that
-  turns a refused login, a missing share or an unreachable server into a clear error, then
-  a bind mount of `<host>/<share>[/<dir>]` at the volume's mountpoint; its config (with the
-  password) is 0600 under `secrets/` and deleted once the client is gone;
-* Create proves the share now: it is mounted once and unmounted, so a wrong key or an
-  unreachable server fails `docker volume create`, not the first container.
-
-Shares are `global`: many hosts mount one at once, with no attach, preemption or format.
+* FUSE client (smbnetfs): its own mount under `clients/<name>` (through the FUSE layer's
+  FuseMounts), a probe of the share that turns a refused login, a missing share or an
+  unreachable server into a clear error, then a bind mount of `<host>/<share>[/<dir>]` at
+  the volume's mountpoint; its config (with the password) is 0600 under `secrets/` and
+  deleted once the client is gone;
+* prove: mount once and unmount, so a wrong key or an unreachable server fails
+  `docker volume create`, not the first container.
 """
 
 from __future__ import annotations
@@ -28,91 +23,98 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
-from orlop.backends.fuse.layer import FuseBackend, fuse_device_check, write_secret
-from orlop.backends.settings import BackendSettings
+from orlop.backends.base import Check, VolumeRef
+from orlop.backends.fuse.mounting import DRAIN_TIMEOUT, FuseMounts, FusePaths
+from orlop.backends.fuse.options import timeout_of
+from orlop.backends.fuse.secret_files import write_secret
 from orlop.backends.share import clients
 from orlop.backends.share.clients import NfsTarget, Presentation, SmbTarget
-from orlop.core.model import BackendError, InvalidOption
-from orlop.core.options import Option, canonical_bool, canonical_int, canonical_mode, one_of
-from orlop.core.options import parse_id as _parse_id
+from orlop.backends.share.provider import ShareProvider, Target, target_text
+from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.host import fuse, mounts
 from orlop.host.fuse import FuseCommand, MountState
 from orlop.host.run import CommandError, run
 
 log = logging.getLogger(__name__)
 
-Target = SmbTarget | NfsTarget
+
+def presentation(volume: VolumeRef) -> Presentation:
+    """How the volume's files look through its mount, from its options."""
+    options = volume.options
+    return Presentation(
+        uid=options.get("uid"),
+        gid=options.get("gid"),
+        file_mode=options.get("file_mode"),
+        dir_mode=options.get("dir_mode"),
+        readonly=options.get("readonly") == "true",
+    )
 
 
-class ShareSettings(BackendSettings):
-    """Settings every share driver has."""
+class SmbnetfsClient:
+    """smbnetfs as a FuseClient: the whole SMB network of one share's server, privately."""
 
-    smb_host: str | None = None  # the SMB server to mount (default: the provider's)
-    client: Literal["auto", "kernel", "fuse"] = "auto"
+    name = "smbnetfs"
+
+    def __init__(self, paths: FusePaths, provider: ShareProvider) -> None:
+        self.paths = paths
+        self.provider = provider
+
+    def home(self, name: str) -> str:
+        """smbnetfs's $HOME: its config under .smb/ (0600, with the password)."""
+        return self.paths.secret_path(f"{name}.home")
+
+    def command(self, volume: VolumeRef, mountpoint: str, run: dict[str, Any]) -> FuseCommand:
+        target = self.provider.target(volume)
+        assert isinstance(target, SmbTarget)
+        home = self.home(volume.name)
+        smb = os.path.join(home, ".smb")
+        write_secret(
+            os.path.join(smb, "smbnetfs.conf"),
+            clients.smbnetfs_config(target, timeout_of(volume)),
+        )
+        write_secret(os.path.join(smb, "smb.conf"), clients.smbnetfs_client_conf(target))
+        command = clients.smbnetfs_command(mountpoint, home, presentation(volume))
+        return dataclasses.replace(command, secrets=[target.password])
+
+    def describe(self, volume: VolumeRef) -> str:
+        return target_text(self.provider.target(volume))
+
+    def drain_timeout(self, volume: VolumeRef) -> float:
+        return DRAIN_TIMEOUT
+
+    def before_unmount(self, volume: VolumeRef, run: dict[str, Any]) -> None:
+        """smbnetfs writes through to the server: nothing waits once the kernel is idle."""
+
+    def after_unmount(self, volume: VolumeRef, run: dict[str, Any]) -> None:
+        shutil.rmtree(self.home(volume.name), ignore_errors=True)
 
 
-def presentation_options() -> list[Option]:
-    """Options every share driver takes for how its files look, and which client mounts it.
+class ShareMounts:
+    """The mounts of one driver's shares at `paths.root/<name>`, by the client each needs."""
 
-    They say how this host mounts the share, not what the share is (identity=False): a host
-    that adopted a share another host made may give its own."""
-    return [
-        host_option("uid", canonical_int(_parse_id), "owner of every file (the mount's uid=)"),
-        host_option("gid", canonical_int(_parse_id), "group of every file (the mount's gid=)"),
-        host_option("file_mode", canonical_mode, "permissions of files, octal (0755)"),
-        host_option("dir_mode", canonical_mode, "permissions of directories, octal (0755)"),
-        host_option("readonly", canonical_bool, "mount read-only (false)"),
-        host_option("client", one_of(*clients.CLIENT_CHOICES), "auto, kernel or fuse (smbnetfs)"),
-    ]
-
-
-def host_option(name: str, canonical: Callable[[str], str], help: str) -> Option:
-    """An option saying how this host uses a share (mount, remove), not what it is."""
-    return Option(name, canonical, help, identity=False)
-
-
-class ShareBackend(FuseBackend):
-    """Base of share providers; subclasses set `kind`, `options`, `settings_model` and
-    implement create/remove, `target`, and usage."""
-
-    capabilities = Capabilities(scope="global", resize=True, quota=True)
-    client_name = "smbnetfs"
-    settings_model: ClassVar[type[ShareSettings]] = ShareSettings
-
-    def __init__(self, context: BackendContext) -> None:
-        super().__init__(context)
-        self.settings = self.settings_model.parse(self.kind, context.settings)
-        self.clients_dir = context.path("clients")
+    def __init__(
+        self, paths: FusePaths, clients_dir: str, provider: ShareProvider, client: str
+    ) -> None:
+        """`client`: the driver's `client` setting (auto, kernel, fuse) for SMB shares."""
+        self.paths = paths
+        self.clients_dir = clients_dir
+        self.provider = provider
+        self.client_setting = client
+        self.fuse = FuseMounts(paths, SmbnetfsClient(paths, provider))
         os.makedirs(self.clients_dir, mode=0o700, exist_ok=True)
 
-    # hooks for providers ------------------------------------------------------------------
-    def target(self, volume: VolumeRef) -> Target:
-        """Where the volume's data is and how to log in; from options and record, no I/O."""
-        raise NotImplementedError
+    def mountpoint(self, volume: VolumeRef) -> str:
+        return self.paths.mountpoint(volume.name)
 
-    def presentation(self, volume: VolumeRef) -> Presentation:
-        options = volume.options
-        return Presentation(
-            uid=options.get("uid"),
-            gid=options.get("gid"),
-            file_mode=options.get("file_mode"),
-            dir_mode=options.get("dir_mode"),
-            readonly=options.get("readonly") == "true",
-        )
-
-    # choice of client ---------------------------------------------------------------------
     def client_for(self, volume: VolumeRef, target: Target) -> tuple[clients.Client, str]:
         protocol: Literal["smb", "nfs"] = "nfs" if isinstance(target, NfsTarget) else "smb"
         # The driver's `client` setting picks the SMB client; NFS has only the kernel's.
-        default = self.settings.client if protocol == "smb" else "auto"
+        default = self.client_setting if protocol == "smb" else "auto"
         wanted = volume.options.get("client", default)
         return clients.choose_client(wanted, protocol)
 
-    # Backend protocol ---------------------------------------------------------------------
     def attach(self, volume: VolumeRef) -> str:
         path = self.mountpoint(volume)
         current = fuse.state(path)
@@ -121,7 +123,7 @@ class ShareBackend(FuseBackend):
         if current is not MountState.ABSENT:
             log.warning("volume %s: mount is %s; mounting it again", volume.name, current.value)
         self.detach(volume)  # also a stale mount, and a FUSE client left without its bind
-        target = self.target(volume)
+        target = self.provider.target(volume)
         client, why = self.client_for(volume, target)
         log.debug("volume %s: %s client (%s)", volume.name, client, why)
         os.makedirs(path, mode=0o755, exist_ok=True)
@@ -141,17 +143,15 @@ class ShareBackend(FuseBackend):
             except CommandError as error:
                 raise BackendError(f"volume {volume.name}: could not unmount: {error}") from None
         client_dir = self._client_dir(volume.name)
-        if mounts.mount_at(client_dir) is not None or os.path.exists(self.run_path(volume.name)):
-            self.unmount_at(volume, client_dir, self.run_path(volume.name))
+        run_path = self.paths.run_path(volume.name)
+        if mounts.mount_at(client_dir) is not None or os.path.exists(run_path):
+            self.fuse.unmount_at(volume, client_dir, run_path)
 
     def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
-        path = self.mountpoint(volume)
-        return path in mounted and fuse.state(path) is MountState.ALIVE
+        return self.fuse.is_attached(volume, mounted)
 
-    def remove_local(self, volume: VolumeRef) -> None:
-        super().remove_local(volume)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._client_dir(volume.name))
+    def walked_usage(self, volume: VolumeRef) -> Usage | None:
+        return self.fuse.walked_usage(volume)
 
     def prove(self, volume: VolumeRef) -> None:
         """Mount and unmount once: a wrong key or an unreachable server fails Create."""
@@ -160,39 +160,17 @@ class ShareBackend(FuseBackend):
         finally:
             self.detach(volume)
 
-    def describe_remote(self, volume: VolumeRef) -> str:
-        target = self.target(volume)
-        if isinstance(target, NfsTarget):
-            return f"{target.host}:{target.export}"
-        return target.unc
-
-    @classmethod
-    def host_checks(cls) -> list[Check]:
-        return [smb_client_check(), tool_check("smbnetfs", "smbnetfs"), fuse_device_check()]
-
-    # the FUSE client (FuseBackend hooks) ----------------------------------------------------
-    def client_command(
-        self, volume: VolumeRef, mountpoint: str, run: dict[str, Any]
-    ) -> FuseCommand:
-        target = self.target(volume)
-        assert isinstance(target, SmbTarget)
-        home = self._home(volume.name)
-        smb = os.path.join(home, ".smb")
-        write_secret(
-            os.path.join(smb, "smbnetfs.conf"),
-            clients.smbnetfs_config(target, self.timeout(volume)),
-        )
-        write_secret(os.path.join(smb, "smb.conf"), clients.smbnetfs_client_conf(target))
-        command = clients.smbnetfs_command(mountpoint, home, self.presentation(volume))
-        return dataclasses.replace(command, secrets=[target.password])
-
-    def after_unmount(self, volume: VolumeRef, run: dict[str, Any]) -> None:
-        shutil.rmtree(self._home(volume.name), ignore_errors=True)
+    def remove_local(self, volume: VolumeRef) -> None:
+        """Forget this host's leftovers of a volume (mounts, mountpoint, client, log)."""
+        self.detach(volume)
+        self.fuse.forget(volume)
+        with contextlib.suppress(OSError):
+            os.rmdir(self._client_dir(volume.name))
 
     # mounting -------------------------------------------------------------------------------
     def _mount_kernel(self, volume: VolumeRef, target: Target, path: str) -> None:
-        look = self.presentation(volume)
-        timeout = self.timeout(volume) + 30
+        look = presentation(volume)
+        timeout = timeout_of(volume) + 30
         if isinstance(target, NfsTarget):
             try:
                 run(clients.nfs_mount_args(target, path, look), timeout=timeout)
@@ -203,7 +181,7 @@ class ShareBackend(FuseBackend):
                 ) from None
             return
         credentials = write_secret(
-            self.secret_path(f"{volume.name}.credentials"), clients.cifs_credentials(target)
+            self.paths.secret_path(f"{volume.name}.credentials"), clients.cifs_credentials(target)
         )
         try:
             run(
@@ -223,24 +201,20 @@ class ShareBackend(FuseBackend):
 
     def _mount_fuse(self, volume: VolumeRef, target: SmbTarget, path: str) -> None:
         client_dir = self._client_dir(volume.name)
-        run_path = self.run_path(volume.name)
-        self.mount_at(volume, client_dir, run_path)
+        run_path = self.paths.run_path(volume.name)
+        self.fuse.mount_at(volume, client_dir, run_path)
         try:
             share_dir = os.path.join(client_dir, target.host, target.share, target.path.strip("/"))
-            _probe_share(share_dir.rstrip("/"), target, self.timeout(volume))
+            _probe_share(share_dir.rstrip("/"), target, timeout_of(volume))
             options = ["bind", "ro"] if volume.options.get("readonly") == "true" else ["bind"]
-            mounts.mount(share_dir, path, options=options, timeout=self.timeout(volume) + 10)
+            mounts.mount(share_dir, path, options=options, timeout=timeout_of(volume) + 10)
         except BaseException:
             with contextlib.suppress(Exception):
-                self.unmount_at(volume, client_dir, run_path)
+                self.fuse.unmount_at(volume, client_dir, run_path)
             raise
 
-    # helpers ----------------------------------------------------------------------------------
     def _client_dir(self, name: str) -> str:
         return os.path.join(self.clients_dir, name)
-
-    def _home(self, name: str) -> str:
-        return self.secret_path(f"{name}.home")
 
 
 def _probe_share(path: str, target: SmbTarget, timeout: float) -> None:

@@ -1,4 +1,4 @@
-"""Where a PowerScale volume is in its life, written in its directory quota's description.
+"""How Orlop marks PowerScale volumes: where each is in its life, in its quota's description.
 
 OneFS makes at most one directory quota per path (a second create is 409), so the quota is
 the claim: the host whose quota create succeeds owns the create, and every other host
@@ -52,3 +52,10 @@ class Mark:
             keep=fields.get("keep") == "true",
             token=fields.get("token", ""),
         )
+
+
+def volume_at(base_path: str, path: str) -> str | None:
+    """The volume whose directory `path` is (`<base_path>/<name>`), or None."""
+    prefix = base_path + "/"
+    name = path[len(prefix) :] if path.startswith(prefix) else ""
+    return name if name and "/" not in name else None
