@@ -12,7 +12,7 @@ import pytest
 from orlop.config import load_config
 from orlop.core.model import ConfigError, Conflict, InvalidOption, NotFound
 from orlop.frontends.csi.errors import CsiError, InFlight, status_code
-from orlop.frontends.csi.messages import message, serialized_descriptor, service
+from orlop.frontends.csi.messages import enum_value, message, serialized_descriptor, service
 from orlop.frontends.csi.shape import (
     BLOCK_KINDS,
     VOLUME_MODE,
@@ -98,8 +98,11 @@ def test_the_csi_plugin_manifest() -> None:
 
 
 def _capability(access: str) -> Any:
+    mode = message("VolumeCapability.AccessMode")(
+        mode=enum_value("VolumeCapability.AccessMode", "Mode", "SINGLE_NODE_WRITER")
+    )
     fields = {access: message(f"VolumeCapability.{access.capitalize()}Volume")()}
-    return message("VolumeCapability")(**fields)
+    return message("VolumeCapability")(access_mode=mode, **fields)
 
 
 def test_raw_block_is_offered_by_exactly_the_kinds_the_refusal_names() -> None:
