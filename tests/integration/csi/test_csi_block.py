@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,15 @@ from tests.integration.csi.client import (
     csi_socket,
     start_csi_daemon,
 )
+from tests.servers.ec2.server import SimulatedHost
 from tests.support.block import cleanup, leftovers
 from tests.support.daemon import OrlopDaemon
 from tests.support.names import unique
 
+pytest_plugins = ["tests.servers.ec2.fixtures"]
+
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 NODE = "csi-block-node"
 
 
@@ -185,3 +189,48 @@ def test_raw_block_is_refused_where_the_kind_has_no_device(
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "loopfile, ebs, gce, digitalocean, cinder, powerflex, vsphere" in text
+
+
+def test_a_raw_cloud_disk_is_attached_to_the_node_and_never_formatted(
+    ec2_host: Callable[..., SimulatedHost], tmp_path: Path
+) -> None:
+    host = ec2_host(style="nvme")
+    driver = unique("csi-raw-ebs")
+    daemon = start_csi_daemon({driver: host.driver_config(fs="ext4")})
+    client = CsiClient(csi_socket(daemon, driver))
+    try:
+        name = unique("rawdisk")
+        volume = create(client, name, block_capability(), size=GiB)
+        node = client.call("NodeGetInfo").node_id
+        assert node == host.instance_id
+        published = {"volume_id": name, "node_id": node, "volume_capability": capability()}
+        code, text = client.code("ControllerPublishVolume", **published)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "no filesystem" in text
+        client.call(
+            "ControllerPublishVolume", **{**published, "volume_capability": block_capability()}
+        )
+        stage = {
+            **node_calls(client, name, tmp_path / "staging"),
+            "volume_context": dict(volume.volume_context),
+        }
+        client.call("NodeStageVolume", **stage)
+        target = tmp_path / "pod" / "disk"
+        client.call("NodePublishVolume", **stage, target_path=str(target))
+        assert stat.S_ISBLK(os.stat(target).st_mode)
+        assert read_at(target, MiB) == bytes(MiB)  # the disk was never formatted
+        pattern = os.urandom(MiB)
+        with open(target, "r+b", buffering=0) as device:
+            device.write(pattern)
+            os.fsync(device.fileno())
+        usage = client.call("NodeGetVolumeStats", volume_id=name, volume_path=str(target)).usage
+        assert [u.total for u in usage] == [GiB]
+        client.call("NodeUnpublishVolume", volume_id=name, target_path=str(target))
+        client.call(
+            "NodeUnstageVolume", volume_id=name, staging_target_path=str(tmp_path / "staging")
+        )
+        client.call("ControllerUnpublishVolume", volume_id=name, node_id=node)
+        client.call("DeleteVolume", volume_id=name)
+        assert client.call("ListVolumes").entries == []
+    finally:
+        client.close()
+        daemon.destroy()
