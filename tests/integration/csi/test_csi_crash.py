@@ -185,11 +185,11 @@ class Orchestrator:
         while True:  # a retried call may die at the plan's next failpoint
             try:
                 return self.client.call(method, **fields)
-            except grpc.RpcError:
+            except grpc.RpcError as error:
                 try:
                     status = self.daemon.wait(timeout=5)
                 except subprocess.TimeoutExpired:
-                    raise  # alive: a real error of the call, not a kill
+                    raise error from None  # alive: a real error of the call, not a kill
             assert status == FAILPOINT_EXIT_STATUS, self.daemon.log()[-2000:]
             self.restart(method)
 
