@@ -26,14 +26,39 @@ def bind(source: str, target: str, readonly: bool) -> None:
     mounts.mount(source, target, options=["bind", "ro"] if readonly else ["bind"])
 
 
+def bind_device(source: str, target: str) -> None:
+    """Bind the device file `source` onto the file `target` (made, with its parents, if
+    missing); an existing mount there is kept."""
+    os.makedirs(os.path.dirname(target) or "/", exist_ok=True)
+    if mounts.is_mountpoint(target):
+        return
+    if not os.path.exists(target):
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
+    mounts.mount(source, target, options=["bind"])
+
+
+def device_size(path: str) -> int:
+    """The size in bytes of the block device at `path` (a device file or a bind of one)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(descriptor, 0, os.SEEK_END)
+    finally:
+        os.close(descriptor)
+
+
 def unmount(target: str) -> None:
     """Unmount `target` if mounted; the directory stays."""
     mounts.unmount(target)
 
 
 def unbind(target: str) -> None:
-    """Unmount `target` and remove its directory if empty."""
+    """Unmount `target` and remove it: its directory if empty, or the empty file a raw
+    block volume was bound onto."""
     mounts.unmount(target)
-    if os.path.isdir(target) and not mounts.is_mountpoint(target):
+    if mounts.is_mountpoint(target):
+        return
+    if os.path.isdir(target):
         with contextlib.suppress(OSError):  # not empty: not ours to delete
             os.rmdir(target)
+    elif os.path.isfile(target) and os.path.getsize(target) == 0:
+        os.remove(target)

@@ -9,6 +9,10 @@ the same way for every provider:
     resize  = provider.grow → grow the filesystem online (or at the next attach)
     remove  = unmount, detach (if a crash left them) → provider.remove
 
+A raw block volume (`volume_mode=block`, CSI's block access type) skips the filesystem layer:
+its attach is `attach_raw` (the device, never probed or formatted, bound at the mountpoint,
+which is then a device file, not a directory); detach and remove are the same as for others.
+
 Use it by naming the provider in a subclass; kind, options and capabilities follow:
 
     class LoopFileBackend(BlockBackend):
@@ -40,6 +44,7 @@ from orlop.backends.settings import BackendSettings
 from orlop.core.failpoints import failpoint
 from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import OptionSet, format_size
+from orlop.host import mounts
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +111,14 @@ class BlockBackend:
         self.provider.remove(volume)
         self.journal.drop(volume.name)
         with contextlib.suppress(FileNotFoundError):
-            os.rmdir(self.mountpoint(volume))
+            if filesystem.is_raw(volume.options):
+                os.remove(self.mountpoint(volume))  # the device file attach_raw made
+            else:
+                os.rmdir(self.mountpoint(volume))
 
     def attach(self, volume: VolumeRef) -> str:
+        if filesystem.is_raw(volume.options):
+            return self.attach_raw(volume)
         target = self.mountpoint(volume)
         if filesystem.mounted_fs(target) is None:
             device = self.provider.attach_device(volume)
@@ -141,6 +151,8 @@ class BlockBackend:
         return self.mountpoint(volume) in mounted
 
     def usage(self, volume: VolumeRef) -> Usage | None:
+        if filesystem.is_raw(volume.options):
+            return None  # what a raw device holds is its user's: only its size is known
         target = self.mountpoint(volume)
         if filesystem.mounted_fs(target) is not None:
             return filesystem.usage(target)
@@ -179,6 +191,9 @@ class BlockBackend:
             self.journal.update(volume.name, resizing=None)
             raise
         failpoint("block.after_grow_device")
+        if filesystem.is_raw(volume.options):
+            self.journal.update(volume.name, resizing=None)  # no filesystem to grow
+            return record
         target = self.mountpoint(volume)
         if filesystem.mounted_fs(target) is not None:
             try:
@@ -195,6 +210,29 @@ class BlockBackend:
                 "volume %s is not mounted: its filesystem grows at the next mount", volume.name
             )
         return record
+
+    # raw block volumes (CSI's block access type) and capacity ----------------------------
+    def attach_raw(self, volume: VolumeRef) -> str:
+        """Attach a raw block volume: its device, never probed, formatted or mounted (what
+        is on it is its user's), bound onto the file at its mountpoint — a path that stays
+        the same across restarts, as the device's name may not. Idempotent."""
+        target = self.mountpoint(volume)
+        if filesystem.mounted_fs(target) is None:
+            device = self.provider.attach_device(volume)
+            failpoint("block.after_attach_device")
+            try:
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
+                mounts.mount(device, target, options=["bind"])
+            except Exception:
+                self._detach_after_failed_mount(volume)
+                raise
+        return target
+
+    def available_capacity(self, options: dict[str, str]) -> int | None:
+        """Bytes free for new volumes where the provider can tell (a loop file's state
+        directory); None where it cannot (a cloud: its quotas are not a free-space figure)."""
+        free_space = getattr(self.provider, "free_space", None)
+        return int(free_space()) if callable(free_space) else None
 
     # steps ------------------------------------------------------------------------------
     def _ensure_filesystem(self, volume: VolumeRef, device: str) -> str:

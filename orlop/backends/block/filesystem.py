@@ -2,7 +2,8 @@
 
 Public API (stable; the EBS and other providers use it through `BlockBackend`):
 
-* `OPTIONS` — the per-volume options this layer adds: `fs`, `mkfs_options`, `mount_options`.
+* `OPTIONS` — the per-volume options this layer adds: `fs`, `mkfs_options`, `mount_options`,
+  and `volume_mode` (`block`: a raw device this layer never formats or mounts; `is_raw`).
 * `check(options)` — reject a bad combination before anything is allocated (`InvalidOption`).
 * `detect(device)` — the filesystem on a device, None if blkid finds none *and* the device
   reads; raises if it holds something else (a partition table, LVM, swap) or cannot be read
@@ -35,6 +36,7 @@ from orlop.host import mounts
 from orlop.host.run import CommandError, run
 
 FILESYSTEMS = ("ext4", "xfs", "btrfs")
+VOLUME_MODES = ("filesystem", "block")
 DEFAULT_FS = "ext4"
 # Below these mkfs refuses (xfsprogs ≥ 5.19: 300 MB; btrfs: 109 MiB) or the result is useless.
 MIN_SIZE = {"ext4": 16 * 1024**2, "xfs": 300 * 1024**2, "btrfs": 128 * 1024**2}
@@ -72,11 +74,22 @@ OPTIONS = [
         _canonical_mount_options,
         "mount options from an allow-list, comma-separated, e.g. noatime,discard",
     ),
+    Option(
+        "volume_mode",
+        one_of(*VOLUME_MODES),
+        "block: a raw block device, never formatted or mounted (CSI's block access type); "
+        "filesystem (default)",
+    ),
 ]
 
 
 def fs_of(options: dict[str, str]) -> str:
     return options.get("fs", DEFAULT_FS)
+
+
+def is_raw(options: dict[str, str]) -> bool:
+    """A raw block volume (`volume_mode=block`): its device is the volume; no filesystem."""
+    return options.get("volume_mode") == "block"
 
 
 # checking ---------------------------------------------------------------------------------

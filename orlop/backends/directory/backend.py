@@ -218,6 +218,14 @@ class DirectoryBackend:
         fs = os.statvfs(data)
         return Usage(used=used, size=None, free=fs.f_bavail * fs.f_frsize)
 
+    def available_capacity(self, options: dict[str, str]) -> int | None:
+        """Bytes free for new plain directory volumes (the filesystem of the state
+        directory); None for a `type` mount, whose storage is not this host's to measure."""
+        if "type" in options:
+            return None
+        fs = os.statvfs(self.root)
+        return fs.f_bavail * fs.f_frsize
+
     @classmethod
     def host_checks(cls) -> list[Check]:
         return [

@@ -3,6 +3,8 @@
 CSI parameters are Orlop's option names, validated by the backend's own option set (same
 messages as `docker volume create`); `size` comes from the capacity range. Parameters whose
 key holds a "/" are the orchestrator's own metadata (csi.storage.k8s.io/…) and are ignored.
+A raw block volume is asked for with the block access type (never a parameter); it is made
+with the block layer's `volume_mode=block`, and stays raw.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import grpc
 
+from orlop.core import capacity
+from orlop.core.failpoints import failpoint
 from orlop.core.model import Conflict, NotFound, Volume
 from orlop.core.service import VolumeService
 from orlop.frontends.csi.errors import CsiError, InFlight, invalid, require
@@ -20,7 +24,15 @@ from orlop.frontends.csi.messages import enum_value, message
 from orlop.frontends.csi.node import release_idle_stages
 from orlop.frontends.csi.publications import Publications
 from orlop.frontends.csi.server import Call
-from orlop.frontends.csi.shape import DriverShape, mode_name
+from orlop.frontends.csi.shape import (
+    RAW,
+    TOPOLOGY_KEY,
+    VOLUME_MODE,
+    ZONE_KEY,
+    DriverShape,
+    mismatch,
+    mode_name,
+)
 
 
 def _m(name: str, **fields: Any) -> Any:
@@ -60,16 +72,15 @@ class Controller:
             calls["ListSnapshots"] = self.list_snapshots
         if self.shape.resize:
             calls["ControllerExpandVolume"] = self.expand
+        if self.shape.capacity:
+            calls["GetCapacity"] = self.get_capacity
         return calls
 
     # volumes ------------------------------------------------------------------------------
-    def options_for(self, request: Any) -> dict[str, str]:
-        options = {k: v for k, v in request.parameters.items() if "/" not in k}
-        if "size" in options:
-            raise invalid(
-                "CreateVolume: size is not a parameter: the orchestrator's capacity range "
-                "(e.g. a PVC's storage request, docker's --limit-bytes) gives it"
-            )
+    def options_for(self, request: Any, raw: bool) -> dict[str, str]:
+        options = parameters_of(request, "CreateVolume")
+        if raw:
+            options[VOLUME_MODE] = RAW
         wanted = request.capacity_range.required_bytes or request.capacity_range.limit_bytes
         if wanted and self.shape.has_size:
             options["size"] = str(wanted)
@@ -115,8 +126,8 @@ class Controller:
 
     async def create_volume(self, request: Any) -> Any:
         name = require(request.name, "name", "CreateVolume")
-        self.shape.check_capabilities(request.volume_capabilities, "CreateVolume")
-        options = self.options_for(request)
+        raw = self.shape.check_capabilities(request.volume_capabilities, "CreateVolume")
+        options = self.options_for(request, raw)
         limit = request.capacity_range.limit_bytes
         with self.in_flight.guard(name):
             try:
@@ -125,6 +136,9 @@ class Controller:
                 raise CsiError(grpc.StatusCode.ALREADY_EXISTS, str(error)) from None
             except NotFound as error:  # a content source that does not exist
                 raise CsiError(grpc.StatusCode.NOT_FOUND, str(error)) from None
+        problem = mismatch(name, volume.options, request.volume_capabilities[0])
+        if problem:  # an existing volume of the other access type
+            raise CsiError(grpc.StatusCode.ALREADY_EXISTS, problem)
         if self.shape.has_size and "size" in volume.options:
             size = int(volume.options["size"])
             if limit and size > limit:
@@ -155,8 +169,11 @@ class Controller:
         name = require(request.volume_id, "volume_id", "ValidateVolumeCapabilities")
         if not request.volume_capabilities:
             raise invalid("ValidateVolumeCapabilities: volume_capabilities is required")
-        self._volume(name)
-        problems = [self.shape.unsupported(c) for c in request.volume_capabilities]
+        volume = self._volume(name)
+        problems = [
+            self.shape.unsupported(c) or mismatch(name, volume.options, c)
+            for c in request.volume_capabilities
+        ]
         message_text = "; ".join(p for p in problems if p)
         if message_text:
             return _m("ValidateVolumeCapabilitiesResponse", message=message_text)
@@ -202,7 +219,9 @@ class Controller:
         if problem:
             raise invalid(f"ControllerPublishVolume: {problem}")
         with self.in_flight.guard(name):
-            self._volume(name)
+            problem = mismatch(name, self._volume(name).options, request.volume_capability)
+            if problem:
+                raise CsiError(grpc.StatusCode.FAILED_PRECONDITION, problem)
             held = [n for n in self.publications.of(name) if n != node]
             if held:
                 raise CsiError(
@@ -211,13 +230,49 @@ class Controller:
                     f"is published to node {', '.join(held)}: unpublish it there first",
                 )
             self.publications.add(name, node)
+            failpoint("csi.controller_publish.after_claim")
         return _m("ControllerPublishVolumeResponse", publish_context={"node": node})
 
     async def unpublish(self, request: Any) -> Any:
         name = require(request.volume_id, "volume_id", "ControllerUnpublishVolume")
         with self.in_flight.guard(name):
             self.publications.drop(name, request.node_id or None)
+            failpoint("csi.controller_unpublish.after_release")
         return _m("ControllerUnpublishVolumeResponse")
+
+    # capacity -----------------------------------------------------------------------------
+    async def get_capacity(self, request: Any) -> Any:
+        """The free bytes new volumes with these parameters can take (where the storage can
+        say: see DriverShape.capacity); 0 for a topology this driver does not reach."""
+        if request.volume_capabilities:
+            self.shape.check_capabilities(request.volume_capabilities, "GetCapacity")
+        parameters = parameters_of(request, "GetCapacity")
+        if request.HasField("accessible_topology") and not self._reaches(
+            dict(request.accessible_topology.segments)
+        ):
+            return _m("GetCapacityResponse", available_capacity=0)
+        available = await capacity.available_capacity(
+            self.service.registry, self.driver, parameters
+        )
+        if available is None:
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(parameters.items()))
+            raise invalid(
+                f"GetCapacity: driver {self.driver} ({self.shape.kind}) cannot tell how much "
+                f"room volumes with {shown} have (their storage is not its to measure): "
+                "ask without those parameters"
+            )
+        return _m("GetCapacityResponse", available_capacity=available)
+
+    def _reaches(self, segments: dict[str, str]) -> bool:
+        """Whether this driver provisions in the topology `segments`."""
+        ours = {k: v for t in self.shape.topology(self.node_id) for k, v in t.segments.items()}
+        unknown = sorted(set(segments) - {TOPOLOGY_KEY, ZONE_KEY})
+        if unknown:
+            raise invalid(
+                f"GetCapacity: unknown topology key {', '.join(unknown)}: this driver's "
+                f"topology keys are {TOPOLOGY_KEY} and {ZONE_KEY} (what NodeGetInfo returns)"
+            )
+        return all(ours.get(key) == value for key, value in segments.items())
 
     # snapshots ----------------------------------------------------------------------------
     def snapshot_message(self, snapshot: dict[str, Any]) -> Any:
@@ -289,6 +344,23 @@ class Controller:
         return _m(
             "ControllerExpandVolumeResponse", capacity_bytes=size, node_expansion_required=False
         )
+
+
+def parameters_of(request: Any, call: str) -> dict[str, str]:
+    """A request's parameters as Orlop options: the orchestrator's own (a "/" in the key)
+    left out; the size and the volume mode refused, since the request says them itself."""
+    options = {k: v for k, v in request.parameters.items() if "/" not in k}
+    if "size" in options:
+        raise invalid(
+            f"{call}: size is not a parameter: the orchestrator's capacity range "
+            "(e.g. a PVC's storage request, docker's --limit-bytes) gives it"
+        )
+    if VOLUME_MODE in options:
+        raise invalid(
+            f"{call}: {VOLUME_MODE} is not a parameter: the volume capability's access type "
+            "(block for a raw block volume, mount for a filesystem) gives it"
+        )
+    return options
 
 
 def _token(token: str, total: int) -> int:

@@ -8,6 +8,7 @@ import os
 import socket
 from typing import Any, Protocol, runtime_checkable
 
+from orlop.core.capacity import reports_capacity
 from orlop.core.service import VolumeService
 from orlop.frontends.csi.controller import Controller
 from orlop.frontends.csi.errors import InFlight
@@ -43,7 +44,8 @@ def csi_server(
     service: VolumeService, driver: str, node_id: str, state_dir: str, zone: str | None = None
 ) -> CsiServer:
     """The gRPC server for `driver`; its controller's claims live under `state_dir`."""
-    shape = DriverShape.of(driver, service.driver(driver).backend, zone)
+    capable = reports_capacity(service.registry, driver)
+    shape = DriverShape.of(driver, service.driver(driver).backend, zone, capable)
     in_flight = InFlight()
     publications = Publications(os.path.join(state_dir, "csi", f"{driver}.publications.json"))
     controller = Controller(service, shape, node_id, publications, in_flight)

@@ -5,7 +5,13 @@ The stage is a holder of the volume's mount in the core (`csi-stage:<staging pat
 Docker's mount IDs: the backend attaches on the first holder and detaches after the last, and
 a `docker volume rm` is refused while a CSI workload holds the volume. A node that does not
 know a global volume yet (the controller made it on another host) adopts it from the
-VolumeContext, which carries its options: a node never calls the controller."""
+VolumeContext, which carries its options: a node never calls the controller.
+
+A raw block volume (the block access type): stage attaches its device (never formatted or
+mounted) and binds nothing at the staging path; publish binds the device onto the target
+*file*; stats report its size. `failpoint("csi.<call>.<step>")` marks the steps between
+the core's bookkeeping and a bind (kill -9 tests): csi.node_stage.after_attach,
+csi.node_publish.after_hold, csi.node_unpublish.after_unbind, csi.node_unstage.after_unbind."""
 
 from __future__ import annotations
 
@@ -16,12 +22,13 @@ from typing import Any
 import grpc
 
 from orlop.core import targets
+from orlop.core.failpoints import failpoint
 from orlop.core.model import NotFound, Volume
 from orlop.core.service import VolumeService
 from orlop.frontends.csi.errors import CsiError, InFlight, invalid, require
 from orlop.frontends.csi.messages import enum_value, message
 from orlop.frontends.csi.server import Call
-from orlop.frontends.csi.shape import DriverShape
+from orlop.frontends.csi.shape import DriverShape, is_raw, mismatch
 
 STAGE_HOLDER = "csi-stage:"
 PUBLISH_HOLDER = "csi-publish:"
@@ -69,14 +76,24 @@ class Node:
         if problem:
             raise invalid(f"{call}: {problem}")
 
+    @staticmethod
+    def _fits(volume: Volume, request: Any) -> None:
+        """Refuse a raw volume asked for as a filesystem, and the other way round."""
+        problem = mismatch(volume.name, volume.options, request.volume_capability)
+        if problem:
+            raise CsiError(grpc.StatusCode.FAILED_PRECONDITION, problem)
+
     async def stage(self, request: Any) -> Any:
         name = require(request.volume_id, "volume_id", "NodeStageVolume")
         staging = require(request.staging_target_path, "staging_target_path", "NodeStageVolume")
         self._check(request, "NodeStageVolume")
         with self.in_flight.guard(name):
-            await self._known(name, dict(request.volume_context))
+            volume = await self._known(name, dict(request.volume_context))
+            self._fits(volume, request)
             path = await self.service.mount(self.driver, name, STAGE_HOLDER + staging)
-            await asyncio.to_thread(targets.bind, path, staging, False)
+            failpoint("csi.node_stage.after_attach")
+            if not is_raw(volume.options):  # a raw device is bound at each target only
+                await asyncio.to_thread(targets.bind, path, staging, False)
         return _m("NodeStageVolumeResponse")
 
     def _staged_at(self, name: str, staging: str) -> str:
@@ -96,6 +113,7 @@ class Node:
         name = self._staged_at(name, staging)
         with self.in_flight.guard(name):
             await asyncio.to_thread(targets.unmount, staging)
+            failpoint("csi.node_unstage.after_unbind")
             await self.service.unmount(self.driver, name, STAGE_HOLDER + staging)
         return _m("NodeUnstageVolumeResponse")
 
@@ -105,6 +123,14 @@ class Node:
         target = require(request.target_path, "target_path", "NodePublishVolume")
         self._check(request, "NodePublishVolume")
         volume = self.service.get(self.driver, name)
+        self._fits(volume, request)
+        raw = is_raw(volume.options)
+        if raw and request.readonly:
+            raise invalid(
+                f"NodePublishVolume: volume {name} is a raw block volume: a read-only "
+                "publish is not offered (a read-only bind of a device file does not stop "
+                "writes to the device); publish it read-write"
+            )
         if STAGE_HOLDER + staging not in volume.mount_ids:
             raise CsiError(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -119,7 +145,11 @@ class Node:
                 )
             # Recorded first: a crash between the two leaves a holder NodeUnpublish drops.
             await self.service.hold(self.driver, name, PUBLISH_HOLDER + target)
-            await asyncio.to_thread(targets.bind, staging, target, request.readonly)
+            failpoint("csi.node_publish.after_hold")
+            if raw:  # the device file the core's attach bound at the volume's mountpoint
+                await asyncio.to_thread(targets.bind_device, volume.mountpoint, target)
+            else:
+                await asyncio.to_thread(targets.bind, staging, target, request.readonly)
         return _m("NodePublishVolumeResponse")
 
     async def unpublish(self, request: Any) -> Any:
@@ -128,17 +158,22 @@ class Node:
         with self.in_flight.guard(name):
             self.service.get(self.driver, name)
             await asyncio.to_thread(targets.unbind, target)
+            failpoint("csi.node_unpublish.after_unbind")
             await self.service.unmount(self.driver, name, PUBLISH_HOLDER + target)
         return _m("NodeUnpublishVolumeResponse")
 
     async def stats(self, request: Any) -> Any:
         name = require(request.volume_id, "volume_id", "NodeGetVolumeStats")
         path = require(request.volume_path, "volume_path", "NodeGetVolumeStats")
-        self.service.get(self.driver, name)
+        volume = self.service.get(self.driver, name)
         if not os.path.exists(path):
             raise CsiError(grpc.StatusCode.NOT_FOUND, f"volume path {path} does not exist")
-        fs = await asyncio.to_thread(os.statvfs, path)
         unit = enum_value("VolumeUsage", "Unit", "BYTES")
+        if is_raw(volume.options):  # what a raw device holds is its user's: its size only
+            size = await asyncio.to_thread(targets.device_size, path)
+            usage = [_m("VolumeUsage", unit=unit, total=size)]
+            return _m("NodeGetVolumeStatsResponse", usage=usage)
+        fs = await asyncio.to_thread(os.statvfs, path)
         inodes = enum_value("VolumeUsage", "Unit", "INODES")
         usage = [
             _m(

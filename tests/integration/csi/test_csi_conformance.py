@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from orlop.frontends.csi.messages import enum_value
+from orlop.frontends.csi.messages import enum_value, message
 from orlop.host.mounts import is_mountpoint
 from tests.integration.csi.client import (
     CsiClient,
@@ -45,12 +45,14 @@ class Kind:
     resize: bool
     local: bool  # host-local: single-node modes, topology pinned to the node
     snapshots: bool
+    raw_block: bool  # raw block volumes (tests/integration/csi/test_csi_block.py)
+    capacity: bool  # GetCapacity answers: the free bytes of the state directory's filesystem
 
 
-KINDS = {  # kind: (sized, resize, local, snapshots)
-    "directory": (False, False, True, True),
-    "loopfile": (True, True, True, True),
-    "sshfs": (False, False, False, False),
+KINDS = {  # kind: (sized, resize, local, snapshots, raw_block, capacity)
+    "directory": (False, False, True, True, False, True),
+    "loopfile": (True, True, True, True, True, True),
+    "sshfs": (False, False, False, False, False, False),
 }
 
 
@@ -183,11 +185,21 @@ def test_bad_requests_get_clear_errors(kind: Kind) -> None:
             "capacity range",
         ),
         (
-            {"name": name, "volume_capabilities": [block_capability()]},
-            "not raw block",
+            {
+                "name": name,
+                "volume_capabilities": [capability()],
+                "parameters": {"volume_mode": "block"},
+            },
+            "access type",
         ),
         ({"name": "../etc", "volume_capabilities": [capability()]}, "must match"),
     ]
+    both = {"name": name, "volume_capabilities": [capability(), block_capability()]}
+    if kind.raw_block:
+        cases.append((both, "either raw block or a filesystem"))
+    else:
+        only = "raw block volumes are offered by drivers of the block kinds (loopfile, ebs"
+        cases.append(({"name": name, "volume_capabilities": [block_capability()]}, only))
     if kind.local:
         multi = {"name": name, "volume_capabilities": [capability("MULTI_NODE_MULTI_WRITER")]}
         cases.append((multi, "allowed are SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY"))
@@ -410,3 +422,55 @@ def test_list_volumes_pages(kind: Kind) -> None:
     assert code == grpc.StatusCode.ABORTED
     for name in names:
         kind.client.call("DeleteVolume", volume_id=name)
+
+
+def test_capacity_where_the_storage_can_say(kind: Kind, tmp_path: Path) -> None:
+    advertised = {c.rpc.type for c in kind.client.call("ControllerGetCapabilities").capabilities}
+    if not kind.capacity:  # a share: its free space is not this host's to tell
+        assert rpc("GET_CAPACITY") not in advertised
+        code, _ = kind.client.code("GetCapacity")
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        return
+    assert rpc("GET_CAPACITY") in advertised
+    state = kind.daemon.state_dir / "drivers" / kind.driver
+
+    def free() -> int:
+        fs = os.statvfs(state)
+        return fs.f_bavail * fs.f_frsize
+
+    def asked(**fields: object) -> int:
+        return int(kind.client.call("GetCapacity", **fields).available_capacity)
+
+    before, answer, after = free(), asked(), free()
+    assert min(before, after) - 4 * MiB <= answer <= max(before, after) + 4 * MiB
+    here = message("Topology")(segments={"topology.orlop.dev/node": NODE})
+    elsewhere = message("Topology")(segments={"topology.orlop.dev/node": "another-node"})
+    assert asked(volume_capabilities=[capability()], accessible_topology=here) > 0
+    assert asked(accessible_topology=elsewhere) == 0  # this driver provisions nothing there
+    # Parameters are checked as a CreateVolume's are, with the same messages.
+    refused = [({"parameters": {"colour": "x"}}, "colour"), ({"parameters": {"size": "1G"}}, "")]
+    refused.append(({"accessible_topology": message("Topology")(segments={"z": "1"})}, "key z"))
+    if kind.raw_block:
+        assert asked(volume_capabilities=[block_capability()]) > 0
+    else:
+        refused.append(({"volume_capabilities": [block_capability()]}, "not raw block"))
+    if kind.name == "directory":  # a tmpfs volume's room is not the state directory's
+        refused.append(({"parameters": {"type": "tmpfs"}}, "cannot tell"))
+    for fields, expected in refused:
+        code, text = kind.client.code("GetCapacity", **fields)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and expected in text, (fields, text)
+    # What a volume takes is taken from the answer: the figure is the real free space.
+    name = unique("room")
+    create(kind, name, size=128 * MiB)
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    stage(kind, name, staging)
+    publish(kind, name, staging, target)
+    start = asked()
+    with open(target / "blob", "wb") as blob:
+        blob.write(os.urandom(64 * MiB))
+        blob.flush()
+        os.fsync(blob.fileno())
+    assert start - asked() >= 48 * MiB
+    unpublish(kind, name, target)
+    unstage(kind, name, staging)
+    kind.client.call("DeleteVolume", volume_id=name)

@@ -41,6 +41,7 @@ def test_backend_shape(tmp_path: Path) -> None:
         "preallocate",
         "size",
         "snapshot_schedule",
+        "volume_mode",
     ]
     names = {check.name for check in LoopFileBackend.host_checks()}
     assert {"command losetup", "command mkfs.xfs", "command blkid"} <= names

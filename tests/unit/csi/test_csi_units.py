@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -10,8 +12,14 @@ import pytest
 from orlop.config import load_config
 from orlop.core.model import ConfigError, Conflict, InvalidOption, NotFound
 from orlop.frontends.csi.errors import CsiError, InFlight, status_code
-from orlop.frontends.csi.messages import message, serialized_descriptor, service
-from orlop.frontends.csi.shape import plugin_name
+from orlop.frontends.csi.messages import enum_value, message, serialized_descriptor, service
+from orlop.frontends.csi.shape import (
+    BLOCK_KINDS,
+    VOLUME_MODE,
+    DriverShape,
+    mismatch,
+    plugin_name,
+)
 
 
 def test_messages_come_from_the_descriptor() -> None:
@@ -87,3 +95,36 @@ def test_the_csi_plugin_manifest() -> None:
     assert env["CSI_ENDPOINT"]["value"] == "unix:///run/docker/plugins/csi.sock"
     assert env["CSI_ENDPOINT"]["settable"] == [] and env["ORLOP_CSI_NODE_ID"]["settable"]
     assert env["ORLOP_PLUGIN_KIND"]["value"] == "ebs"  # the volume plugin's settings stay
+
+
+def _capability(access: str) -> Any:
+    mode = message("VolumeCapability.AccessMode")(
+        mode=enum_value("VolumeCapability.AccessMode", "Mode", "SINGLE_NODE_WRITER")
+    )
+    fields = {access: message(f"VolumeCapability.{access.capitalize()}Volume")()}
+    return message("VolumeCapability")(access_mode=mode, **fields)
+
+
+def test_raw_block_is_offered_by_exactly_the_kinds_the_refusal_names() -> None:
+    from orlop.backends import BACKENDS, backend_class
+
+    with_device = {kind for kind in BACKENDS if VOLUME_MODE in backend_class(kind).options.options}
+    assert with_device == set(BLOCK_KINDS.split(", "))
+
+
+def test_a_volume_keeps_its_access_type() -> None:
+    block, mount = _capability("block"), _capability("mount")
+    raw = {VOLUME_MODE: "block", "size": "1"}
+    assert mismatch("v", raw, block) == "" and mismatch("v", {}, mount) == ""
+    assert "no filesystem to mount" in mismatch("v", raw, mount)
+    assert "holds a filesystem" in mismatch("v", {"fs": "ext4"}, block)
+    shape = DriverShape("d", "loopfile", True, False, False, False, True, True, True)
+    with pytest.raises(CsiError, match="not raw block"):  # raw_block is off by default
+        shape.check_capabilities([block], "CreateVolume")
+    able = dataclasses.replace(shape, raw_block=True, capacity=True)
+    assert able.check_capabilities([block], "CreateVolume") is True
+    assert able.check_capabilities([mount], "CreateVolume") is False
+    with pytest.raises(CsiError, match="not both"):
+        able.check_capabilities([block, mount], "CreateVolume")
+    assert "GET_CAPACITY" in able.controller_rpcs()
+    assert "GET_CAPACITY" not in shape.controller_rpcs()
