@@ -27,6 +27,7 @@ from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.host import fuse
 from orlop.host.fuse import FuseCommand, MountState
 from orlop.host.tree import tree_size
+from orlop.ops.counters import mount_repaired
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class FuseBackend:
             return path
         if current is not MountState.ABSENT:
             log.warning("volume %s: mount is %s; mounting it again", volume.name, current.value)
+            mount_repaired(self.context.driver, volume.name)  # metrics: a FUSE client restart
             self._drop_dead_mount(volume, path)
         self.mount_at(volume, path, self.run_path(volume.name))
         return path

@@ -42,6 +42,7 @@ from orlop.core.options import parse_id as _parse_id
 from orlop.host import fuse, mounts
 from orlop.host.fuse import FuseCommand, MountState
 from orlop.host.run import CommandError, run
+from orlop.ops.counters import mount_repaired
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class ShareBackend(FuseBackend):
             return path
         if current is not MountState.ABSENT:
             log.warning("volume %s: mount is %s; mounting it again", volume.name, current.value)
+            mount_repaired(self.context.driver, volume.name)  # metrics: a client restart
         self.detach(volume)  # also a stale mount, and a FUSE client left without its bind
         target = self.target(volume)
         client, why = self.client_for(volume, target)
