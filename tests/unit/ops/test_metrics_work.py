@@ -94,6 +94,11 @@ def test_a_schedule_run_sets_the_last_success_gauge(harness: Harness) -> None:
     assert value(page, "orlop_snapshot_schedule_period_seconds", **plain) == 7 * 86400
     assert not any(("volume", "gone") in labels for _, labels in page)
     assert due_every("often:3") is None
+    # The alert "older than its schedule" compares these two one to one: same label sets.
+    series = "orlop_snapshot_schedule_last_success_timestamp_seconds"
+    late = {labels for name, labels in page if name == series}
+    period = {labels for name, labels in page if name == "orlop_snapshot_schedule_period_seconds"}
+    assert late == period and len(period) == 2
 
 
 def test_a_failed_schedule_run_keeps_the_last_success(harness: Harness) -> None:
