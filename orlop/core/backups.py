@@ -15,6 +15,7 @@ from typing import Any, TypeGuard
 from orlop.backends.base import Backend, Backupable
 from orlop.core.model import Conflict, InvalidOption, NotFound, OrlopError, Volume, validate_name
 from orlop.core.registry import VolumeRegistry, ref, user_error
+from orlop.ops.counters import volume_work
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,13 @@ class Backups:
     async def create(self, driver_name: str, name: str, task: str | None = None) -> dict[str, Any]:
         """Back up volume `name`, from a snapshot: the volume stays in use meanwhile."""
         backend = self._backend(driver_name)
+        self.registry.get(driver_name, name)  # metrics count runs of volumes that exist
+        with volume_work("backup", driver_name, name):
+            return await self._create(backend, driver_name, name, task)
+
+    async def _create(
+        self, backend: Backupable, driver_name: str, name: str, task: str | None
+    ) -> dict[str, Any]:
         # One backup of a volume at a time ("#" is in no volume name); the volume's own lock
         # only while its snapshot is taken, so Mount and Unmount do not wait for the upload.
         async with self.registry.lock(driver_name, f"{name}#backup"):

@@ -91,14 +91,25 @@ class State(StrEnum):
 
 @dataclass(slots=True)
 class Usage:
-    """Capacity of a volume in bytes; `size` and `free` are None when unbounded."""
+    """Capacity of a volume in bytes; `size` and `free` are None when unbounded. Inodes the
+    same way, where the backend can tell (a filesystem it can statvfs): None otherwise."""
 
     used: int
     size: int | None = None
     free: int | None = None
+    inodes: int | None = None
+    inodes_used: int | None = None
+    inodes_free: int | None = None
 
     def as_dict(self) -> dict[str, int | None]:
-        return {"size": self.size, "used": self.used, "free": self.free}
+        shown = {"size": self.size, "used": self.used, "free": self.free}
+        if self.inodes_used is not None or self.inodes_free is not None:
+            shown |= {
+                "inodes": self.inodes,
+                "inodes_used": self.inodes_used,
+                "inodes_free": self.inodes_free,
+            }
+        return shown
 
 
 @dataclass(slots=True)

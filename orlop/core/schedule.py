@@ -15,6 +15,8 @@ import datetime
 from dataclasses import dataclass
 
 PERIODS = ("hourly", "daily", "weekly", "monthly")
+# The longest each period's slot lasts (a month: 31 days), for "older than its schedule".
+PERIOD_SECONDS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400, "monthly": 31 * 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,14 @@ def parse_schedule(text: str) -> Schedule:
     if not found:
         raise ValueError(f"{text!r} is an empty schedule: {rule}")
     return Schedule(tuple((p, found[p]) for p in PERIODS if p in found))
+
+
+def due_every(text: str) -> int | None:
+    """Seconds between the snapshots of a schedule's shortest period; None if malformed."""
+    try:
+        return min(PERIOD_SECONDS[period] for period, _ in parse_schedule(text).keep)
+    except ValueError:
+        return None
 
 
 def canonical_schedule(text: str) -> str:

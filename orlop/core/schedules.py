@@ -17,8 +17,9 @@ from collections.abc import Callable
 from orlop.backends.base import Scheduled
 from orlop.core.model import OrlopError
 from orlop.core.registry import VolumeRegistry, ref
-from orlop.core.schedule import due, expired, parse_schedule, slot
+from orlop.core.schedule import due, due_every, expired, parse_schedule, slot
 from orlop.core.snapshots import Snapshots, schedule_of
+from orlop.ops.counters import volume_work
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,10 @@ class SnapshotScheduler:
                 text = backend.snapshot_schedule(ref(volume))
                 if not text:
                     continue
+                period = due_every(text)
                 try:
-                    changes += await self._run(driver_name, volume.name, text)
+                    with volume_work("snapshot_schedule", driver_name, volume.name, period):
+                        changes += await self._run(driver_name, volume.name, text)
                 except (OrlopError, OSError, ValueError) as error:
                     log.error("scheduled snapshots of %s: %s", volume.name, error)
         return changes

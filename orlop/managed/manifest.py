@@ -18,13 +18,19 @@ from typing import Any
 
 from orlop.core.model import ConfigError
 from orlop.managed.kinds import KIND_VARIABLE, LOG_LEVEL_VARIABLE, PluginKind
-from orlop.managed.paths import STATE_DIR
+from orlop.managed.paths import PLUGIN_DIR, STATE_DIR
 
 ENTRYPOINT = ["/usr/bin/python3", "-m", "orlop.managed.start"]
 # Docker hands a plugin no environment but config.json's: the tools live in the sbin dirs.
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BLOCK_TOOLS = frozenset({"blkid", "losetup"})
 FUSE_TOOLS = frozenset({"fusermount3", "fusermount"})
+# The `metrics` setting (config.py reads ORLOP_METRICS in plugin mode too); empty: off.
+METRICS_VARIABLE = "ORLOP_METRICS"
+METRICS_DESCRIPTION = (
+    "Prometheus /metrics and /healthz: HOST:PORT on the host's network (127.0.0.1:9450), or "
+    f"a socket path under {PLUGIN_DIR}/ (on the host: {PLUGIN_DIR}/<plugin id>/); empty: off"
+)
 
 
 def needs_block_devices(kind: PluginKind) -> bool:
@@ -85,6 +91,7 @@ def environment(kind: PluginKind) -> list[dict[str, Any]]:
         _env(KIND_VARIABLE, "the driver kind this plugin was built for", kind.name, False),
         _env("PATH", "where Orlop finds the tools it runs", PATH, False),
         _env(LOG_LEVEL_VARIABLE, "Orlop's log level: debug, info, warning or error", "info", True),
+        _env(METRICS_VARIABLE, METRICS_DESCRIPTION, "", True),
     ]
     return fixed + [
         _env(variable.name, variable.description, variable.value, True)

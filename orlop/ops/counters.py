@@ -12,9 +12,11 @@ or a secret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from prometheus_client import (
@@ -63,6 +65,19 @@ BACKGROUND_FAILURES = Counter(
     "orlop_background_failures_total",
     "Rounds of background work that failed.",
     ["work"],
+    registry=REGISTRY,
+)
+PROVIDER_RETRIES = Counter(
+    "orlop_provider_api_retries_total",
+    "Cloud provider API calls made again after a throttled or transient answer.",
+    ["provider"],
+    registry=REGISTRY,
+)
+FUSE_CLIENT_RESTARTS = Counter(
+    "orlop_fuse_client_restarts_total",
+    "Dead or hung network mounts (a FUSE client that died, a stale share) found at a mount "
+    "or at recovery, unmounted and mounted again with a new client.",
+    ["driver", "volume"],
     registry=REGISTRY,
 )
 
@@ -212,10 +227,21 @@ def observed(operation: str) -> Callable[[F], F]:
     return decorate
 
 
+def mount_repaired(driver: str, volume: str) -> None:
+    """A backend found `volume`'s network mount dead or hung and mounts it again."""
+    FUSE_CLIENT_RESTARTS.labels(driver, volume).inc()
+
+
 def counted_provider_call(provider: str, function: Callable[[], T]) -> Callable[[], T]:
-    """`function`, counting each call's outcome under `provider` (a backend kind)."""
+    """`function`, counting each call's outcome under `provider` (a backend kind); the
+    retry loop calls the result once per attempt, so every call after the first is a retry."""
+    attempts = 0
 
     def call() -> T:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:
+            PROVIDER_RETRIES.labels(provider).inc()
         try:
             result = function()
         except Exception as error:
@@ -226,3 +252,43 @@ def counted_provider_call(provider: str, function: Callable[[], T]) -> Callable[
         return result
 
     return call
+
+
+@dataclass(slots=True)
+class WorkRuns:
+    """One volume's runs of one kind of background work (exported by `orlop.ops.metrics`)."""
+
+    ok: int = 0
+    failed: int = 0
+    last_success: float | None = None  # unix seconds
+    last_duration: float | None = None  # seconds, of the last run, whatever its result
+    period: float | None = None  # seconds a run is due every (a snapshot schedule's shortest)
+
+
+# work → (driver, volume) → its runs; per volume work of a configured driver only
+VOLUME_WORK: dict[str, dict[tuple[str, str], WorkRuns]] = {"snapshot_schedule": {}, "backup": {}}
+
+
+@contextlib.contextmanager
+def volume_work(
+    work: str, driver: str, volume: str, period: float | None = None
+) -> Iterator[WorkRuns]:
+    """Count one run of `work` ("snapshot_schedule", "backup") on an existing volume of a
+    configured driver: its result, its duration, when it last succeeded. A cancelled run
+    (shutdown) is no result."""
+    runs = VOLUME_WORK[work].setdefault((driver, volume), WorkRuns())
+    runs.period = period
+    started = time.perf_counter()
+    try:
+        yield runs
+    except asyncio.CancelledError:
+        raise
+    except BaseException as error:
+        runs.failed += 1
+        runs.last_duration = time.perf_counter() - started
+        background_done(work, error)
+        raise
+    runs.ok += 1
+    runs.last_duration = time.perf_counter() - started
+    runs.last_success = time.time()
+    background_done(work)

@@ -34,6 +34,7 @@ from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.core.options import Option, format_size, one_of
 from orlop.host import mounts
 from orlop.host.run import CommandError, run
+from orlop.host.tree import filesystem_usage
 
 FILESYSTEMS = ("ext4", "xfs", "btrfs")
 VOLUME_MODES = ("filesystem", "block")
@@ -315,9 +316,7 @@ def grow_unmounted(device: str, fstype: str) -> bool:
 
 
 def usage(target: str) -> Usage:
-    fs = os.statvfs(target)
-    size = fs.f_blocks * fs.f_frsize
-    return Usage(used=size - fs.f_bfree * fs.f_frsize, size=size, free=fs.f_bavail * fs.f_frsize)
+    return filesystem_usage(target)
 
 
 def host_checks() -> list[Check]:

@@ -39,7 +39,7 @@ from orlop.core.options import (
     parse_id,
 )
 from orlop.host import mounts
-from orlop.host.tree import tree_size
+from orlop.host.tree import filesystem_usage, tree_usage
 
 MOUNT_TYPES = ("tmpfs", "none", "bind", "ext4", "xfs", "btrfs")
 BLOCK_TYPES = ("ext4", "xfs", "btrfs")
@@ -208,15 +208,20 @@ class DirectoryBackend:
         if "type" in volume.options and not _is_bind(volume.options):
             if not mounts.is_mountpoint(data):
                 return None
-            fs = os.statvfs(data)
-            size = fs.f_blocks * fs.f_frsize
-            free = fs.f_bavail * fs.f_frsize
-            return Usage(used=size - fs.f_bfree * fs.f_frsize, size=size, free=free)
-        used = tree_size(data, USAGE_WALK_SECONDS)
-        if used is None:
+            return filesystem_usage(data)
+        # A directory on the state dir's filesystem: its tree is what it uses, the
+        # filesystem's free space (bytes and inodes) what it may still take.
+        tree = tree_usage(data, USAGE_WALK_SECONDS)
+        if tree is None:
             return None
         fs = os.statvfs(data)
-        return Usage(used=used, size=None, free=fs.f_bavail * fs.f_frsize)
+        return Usage(
+            used=tree.bytes,
+            size=None,
+            free=fs.f_bavail * fs.f_frsize,
+            inodes_used=tree.inodes,
+            inodes_free=fs.f_favail if fs.f_files else None,
+        )
 
     def available_capacity(self, options: dict[str, str]) -> int | None:
         """Bytes free for new plain directory volumes (the filesystem of the state

@@ -30,6 +30,7 @@ from orlop.core.model import BackendError, Usage
 from orlop.host import fuse
 from orlop.host.fuse import FuseCommand, MountState
 from orlop.host.tree import tree_size
+from orlop.ops.counters import mount_repaired
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class FusePaths:
     run_dir: str  # run/<name>: the client's pid and facts, while mounted
     secrets_dir: str  # 0600 files: keys, configs with passwords
     log_dir: str  # logs/<name>.log: the client's output
+    driver: str = ""  # the driver these are of: metrics name it
 
     @classmethod
     def make(cls, context: BackendContext) -> FusePaths:
@@ -74,6 +76,7 @@ class FusePaths:
             context.path("run"),
             context.path("secrets"),
             context.path("logs"),
+            context.driver,
         )
         for directory in (paths.run_dir, paths.secrets_dir, paths.log_dir):
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -120,6 +123,7 @@ class FuseMounts:
             return path
         if current is not MountState.ABSENT:
             log.warning("volume %s: mount is %s; mounting it again", volume.name, current.value)
+            mount_repaired(self.paths.driver, volume.name)  # metrics: a FUSE client restart
             self._drop_dead_mount(volume, path)
         self.mount_at(volume, path, self.paths.run_path(volume.name))
         return path

@@ -36,6 +36,7 @@ from orlop.core.model import BackendError, InvalidOption, Usage
 from orlop.host import fuse, mounts
 from orlop.host.fuse import FuseCommand, MountState
 from orlop.host.run import CommandError, run
+from orlop.ops.counters import mount_repaired
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class ShareMounts:
             return path
         if current is not MountState.ABSENT:
             log.warning("volume %s: mount is %s; mounting it again", volume.name, current.value)
+            mount_repaired(self.paths.driver, volume.name)  # metrics: a client restart
         self.detach(volume)  # also a stale mount, and a FUSE client left without its bind
         target = self.provider.target(volume)
         client, why = self.client_for(volume, target)
