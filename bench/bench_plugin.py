@@ -21,6 +21,7 @@ Runs as root. Prints four tables, each with its peer measured in the same run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -201,13 +202,41 @@ def _median(results: list[Result]) -> Result:
 
 
 def cgroup_of(pid: int) -> str:
-    """The cgroup (v2) a process runs in, and its CPU weight: where a busy host's CPU goes."""
+    """The CPU cgroup a process runs in (v2, or v1's cpu controller) with its weight or
+    shares and quota, and the CPUs it may use: where a busy host's CPU goes."""
     try:
-        group = Path(f"/proc/{pid}/cgroup").read_text().strip().split("::", 1)[-1]
-        weight = Path(f"/sys/fs/cgroup{group}/cpu.weight").read_text().strip()
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return "?"
-    return f"{group} (cpu.weight {weight})"
+    fields = dict(ln.split(":", 1) for ln in status.splitlines() if ":" in ln)
+    cpus = fields.get("Cpus_allowed_list", "?").strip()
+    mode = {"0": "off", "1": "strict", "2": "filter"}.get(fields.get("Seccomp", "").strip(), "?")
+    groups = dict(line.split(":", 2)[1:] for line in lines if line.count(":") >= 2)
+    facts = []
+    if "cpu" in groups or any("cpu" in key.split(",") for key in groups):
+        key = next(k for k in groups if "cpu" in k.split(","))
+        group, base = groups[key], Path("/sys/fs/cgroup") / key
+        for name in ("cpu.shares", "cpu.cfs_quota_us"):
+            with contextlib.suppress(OSError):
+                facts.append(f"{name} {(base / group.lstrip('/') / name).read_text().strip()}")
+    else:
+        group = groups.get("", "/")
+        with contextlib.suppress(OSError):
+            weight = (Path("/sys/fs/cgroup") / group.lstrip("/") / "cpu.weight").read_text()
+            facts.append(f"cpu.weight {weight.strip()}")
+    return f"{group} ({', '.join(facts) or 'no limits read'}; CPUs {cpus}; seccomp {mode})"
+
+
+def switches(pid: int) -> int:
+    """Context switches of a process so far (voluntary + involuntary), all its threads."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[-1])
+    return total
 
 
 def protocol(peers: dict[str, tuple[str, int]], args: argparse.Namespace) -> None:
@@ -235,15 +264,18 @@ def protocol(peers: dict[str, tuple[str, int]], args: argparse.Namespace) -> Non
     print(head)
     print("-" * len(head))
     plugin, same = labels[0], labels[1]
+    spent = {label: [0, 0] for label in labels}  # context switches, operations
     for operation, scripts in _scripts(names).items():
         for clients in CLIENTS:
             results: dict[str, list[Result]] = {label: [] for label in peers}
             for _ in range(args.repeat):
                 for label, (path, pid) in peers.items():
                     warmup = args.warmup if operation == "Get" else 0.0
-                    results[label].append(
-                        loadgen.run(path, scripts, clients, args.duration, warmup, pid)
-                    )
+                    before = switches(pid)
+                    result = loadgen.run(path, scripts, clients, args.duration, warmup, pid)
+                    spent[label][0] += switches(pid) - before
+                    spent[label][1] += result.ops
+                    results[label].append(result)
             medians = {label: _median(results[label]) for label in labels}
             p, h = medians[plugin], medians[same]
             ratio = p.ops_per_s / h.ops_per_s if h.ops_per_s else float("nan")
@@ -257,6 +289,8 @@ def protocol(peers: dict[str, tuple[str, int]], args: argparse.Namespace) -> Non
                 f"{_verdict(ratio >= RATIO_TARGET)}",
                 flush=True,
             )
+    print("server context switches per operation: " + ", ".join(
+        f"{label} {cs / max(ops, 1):.2f}" for label, (cs, ops) in spent.items()))  # fmt: skip
     print(
         f"ratio: {plugin} / {same}. µs/op: the server's CPU per operation — equal CPU per "
         "operation with fewer operations per second is time the plugin waited for a CPU "
