@@ -195,6 +195,11 @@ _HOP_BY_HOP = frozenset(
 )
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a caller that hung up first (its own timeout): nothing to tell anyone
+
+
 class FaultProxy:
     """Listens on 127.0.0.1 (TLS with `tls=(cert, key)`), forwards to `upstream` (http:// or
     https://, the test server's certificate not checked: it is ours)."""
@@ -218,7 +223,7 @@ class FaultProxy:
         self.injected: list[Injected] = []
         self.forwarded: Counter[str] = Counter()  # label → requests that reached the server
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         scheme = "http"
         if tls is not None:
