@@ -343,6 +343,9 @@ class VolumeService:
         async with registry.lock(driver_name, name):
             volume = self.registry.get(driver_name, name)
             if mount_id not in volume.mount_ids:
+                if volume.state == State.DETACHING and not volume.mount_ids:
+                    # The last Unmount's detach failed (an API fault): a repeat finishes it.
+                    await self._settle_detached(driver, volume, raise_errors=True)
                 return
             volume.mount_ids.discard(mount_id)
             if volume.mount_ids:
@@ -423,7 +426,22 @@ class VolumeService:
         return await self.snapshots.delete(driver_name, snapshot)
 
     async def discover(self, driver_name: str) -> builtins.list[Volume]:
-        return await self.discovery.discover(driver_name)
+        adopted = await self.discovery.discover(driver_name)
+        await self._retry_failed_detaches(driver_name)
+        return adopted
+
+    async def _retry_failed_detaches(self, driver_name: str) -> None:
+        """A detach that failed after the last Unmount left the storage attached here with
+        nothing using it, and Docker never repeats that Unmount: every discovery pass tries
+        the detach again (a global volume held here is refused to every other host)."""
+        driver, registry = self.driver(driver_name), self.registry
+        for volume in list(registry.volumes[driver_name].values()):
+            if volume.state != State.DETACHING or volume.mount_ids:
+                continue
+            async with registry.lock(driver_name, volume.name):
+                if volume.state == State.DETACHING and not volume.mount_ids:
+                    log.info("retrying the failed detach of %s", volume.name)
+                    await self._settle_detached(driver, volume)
 
 
 def _can_resize(backend: Backend) -> bool:

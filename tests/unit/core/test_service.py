@@ -208,6 +208,28 @@ def test_recovery_finishes_interrupted_detach(harness: Harness, backend: MemoryB
         again.close()
 
 
+def test_a_failed_detach_is_finished_by_a_repeated_unmount_or_the_next_pass(
+    harness: Harness, backend: MemoryBackend
+) -> None:
+    # Found by the chaos run (ebs and digitalocean, seed 2, step 7): an API fault during the
+    # last Unmount's detach left the disk attached here with no mount, and nothing retried.
+    for finish in ("unmount", "discover"):
+        harness.create(finish)
+        harness.mount(finish, "c1")
+        backend.fail["detach"] = "the API answered 503"
+        with pytest.raises(BackendError, match="503"):
+            harness.unmount(finish, "c1")
+        assert harness.get(finish).state == State.DETACHING and finish in backend.attached
+        if finish == "unmount":
+            harness.unmount(finish, "c1")  # Docker's stop, repeated
+        else:
+            harness.run(harness.service.discover("mem"))  # the daemon's periodic pass
+        assert finish not in backend.attached
+        assert harness.get(finish).state == State.READY and not harness.get(finish).fault
+    harness.unmount("unmount", "c1")  # nothing left to do: no further detach
+    assert backend.calls["detach"] == 4
+
+
 def test_drain_waits_for_operations_in_flight(harness: Harness, backend: MemoryBackend) -> None:
     harness.create("v")
     gate = backend.gate["attach"] = threading.Event()

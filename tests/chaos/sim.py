@@ -1,0 +1,466 @@
+"""The chaos simulation: N hosts, one single-attach volume, a workload that moves, and faults.
+
+A seeded `random.Random` picks each step's move from those the state allows:
+
+    start      the workload (a writer of fsynced, numbered records) on a random live host
+    stop       the workload ends (SIGTERM), Docker unmounts
+    move       stop here, start on another host (timed: the move's seconds)
+    failover   the workload's host is dead: its writer is killed (fenced: one kernel plays
+               every host, so it cannot lose its disk for real), start elsewhere with
+               preempt=true (timed)
+    kill       kill -9 a host's Orlop, its writer, or both
+    restart    start a dead Orlop (sometimes with a failpoint armed: it dies again at that
+               step); send the Unmounts Docker still owes it
+    faults     the fault proxy meets the API calls of the next 1-3 steps with faults
+
+Docker's part is played plainly: a Mount or Unmount that fails is repeated (a restarted
+container, a retried stop) up to four times, the last with the API calm. After every step
+`checks.invariants` must hold (within `checks.SETTLE`); records acknowledged are checked at
+every start; a detached, unused volume must pass `e2fsck -fn`; `finish` stops everything and
+looks for leaks. Any violation ends the run with the seed and the step log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.chaos import checks
+from tests.chaos.checks import Violation
+from tests.chaos.hosts import RECORDS, DaemonGone, SimHost, Writer
+from tests.chaos.worlds import World, open_world
+from tests.chaos.writer import parse
+from tests.support.faults import Fault
+from tests.support.processes import unmount_all_under
+
+VOLUME = "chaos-data"
+FAILPOINTS = (
+    "block.after_attach_device",
+    "block.after_mount",
+    "block.after_unmount",
+    "block.after_detach_device",
+)
+MOVE_BOUND = 10.0  # seconds a calm move may take beyond the provider's own detach + attach
+FAULT_BOUND = 40.0  # … and a move whose API calls met faults (retries, slow answers)
+ATTEMPTS = 4
+
+
+class MoveFailed(Exception):
+    pass
+
+
+@dataclass
+class Step:
+    number: int
+    move: str
+    detail: str = ""
+    outcome: str = ""
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        took = f"{self.seconds:6.2f}s"
+        return f"{self.number:5d}  {self.move:<9} {self.detail:<34} {took}  {self.outcome}"
+
+
+@dataclass
+class Report:
+    provider: str
+    seed: int
+    steps: int = 0
+    acked: int = 0
+    lost: int = 0
+    leaks: list[str] = field(default_factory=list)
+    calm_moves: list[float] = field(default_factory=list)
+    fault_moves: list[float] = field(default_factory=list)
+    bare: float = 0.0
+    moves: Counter[str] = field(default_factory=Counter)
+    faults_met: Counter[str] = field(default_factory=Counter)
+    failpoints_hit: int = 0
+    failed_calls: int = 0
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        def pct(values: list[float], q: float) -> str:
+            if not values:
+                return "-"
+            ordered = sorted(values)
+            return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))]:.2f}s"
+
+        rows = [
+            ("provider / seed", f"{self.provider} / {self.seed}"),
+            ("steps run", str(self.steps)),
+            ("violations", "0"),
+            ("records acknowledged / lost", f"{self.acked} / {self.lost}"),
+            ("leaks", str(len(self.leaks))),
+            ("bare detach+attach (server)", f"{self.bare:.2f}s"),
+            (
+                "calm moves: n, p50, p99",
+                f"{len(self.calm_moves)}, {pct(self.calm_moves, 0.5)}, "
+                f"{pct(self.calm_moves, 0.99)}",
+            ),
+            (
+                "moves under faults: n, p50, p99",
+                f"{len(self.fault_moves)}, {pct(self.fault_moves, 0.5)}, "
+                f"{pct(self.fault_moves, 0.99)}",
+            ),
+            ("moves made", ", ".join(f"{k} {v}" for k, v in sorted(self.moves.items()))),
+            ("API faults met", ", ".join(f"{k} {v}" for k, v in sorted(self.faults_met.items()))),
+            ("failpoints reached", str(self.failpoints_hit)),
+            ("plugin calls that failed (retried)", str(self.failed_calls)),
+            ("wall time", f"{self.seconds:.1f}s"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+class Simulation:
+    def __init__(
+        self,
+        provider: str,
+        seed: int,
+        steps: int,
+        hosts: int = 3,
+        out: Callable[[str], None] = print,
+        verbose: bool = False,
+    ) -> None:
+        if hosts < 3:
+            raise ValueError("a chaos run needs at least 3 hosts")
+        self.provider, self.seed, self.steps, self.count = provider, seed, steps, hosts
+        self.rng = random.Random(seed)
+        self.out, self.verbose = out, verbose
+        self.report = Report(provider, seed)
+        self.log: list[Step] = []
+        self.hosts: list[SimHost] = []
+        self.work_host: SimHost | None = None
+        self.work_id: str | None = None
+        self.writer: Writer | None = None
+        self.acked: set[int] = set()
+        self.made = False
+        self.faulty_steps = 0
+        self.fsck_due = False
+        self.ids = 0
+        self.record_seed = f"chaos-{seed}"
+
+    # running -------------------------------------------------------------------------------
+    def run(self) -> Report:
+        started = time.monotonic()
+        self.root = Path(tempfile.mkdtemp(prefix="orlop-chaos-"))
+        with contextlib.ExitStack() as stack:
+            stack.callback(shutil.rmtree, self.root, ignore_errors=True)
+            self.world: World = open_world(self.provider, stack, self.root)
+            for index in range(self.count):
+                home = self.root / f"host{index}"
+                (home / "orlop").mkdir(parents=True)
+                host = self.world.host(home)
+                self.hosts.append(SimHost(index, host, self.world.kind, home / "orlop"))
+            stack.callback(self._teardown)
+            for sim_host in self.hosts:
+                sim_host.start()
+            self.report.bare = self.world.bare_move(self.hosts[0].host, self.hosts[1].host)
+            try:
+                for number in range(1, self.steps + 1):
+                    self._step(number)
+                self._finish()
+            except Violation as error:
+                self.out(self.failure(error))
+                raise
+            except Exception as error:  # the run itself broke: still say how to repeat it
+                self.out(self.failure(error))
+                raise Violation(f"the run broke: {error!r}") from error
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+    def failure(self, error: BaseException) -> str:
+        steps = len(self.log)
+        lines = [
+            f"chaos: VIOLATION at step {steps} ({self.provider}, seed {self.seed}): {error}",
+            f"reproduce: scripts/chaos --provider {self.provider} --seed {self.seed} "
+            f"--steps {steps} --hosts {self.count}",
+            "step log:",
+            *(step.line() for step in self.log),
+        ]
+        for host in self.hosts:
+            lines += [f"--- {host.name} ({host.instance}) log tail ---", host.log_tail()]
+        return "\n".join(lines)
+
+    def _step(self, number: int) -> None:
+        name, detail, action = self._choose()
+        step = Step(number, name, detail)
+        self.log.append(step)
+        faulty = self.faulty_steps > 0
+        met_before = len(self.world.faults.injected)
+        began = time.monotonic()
+        try:
+            step.outcome = action() or "ok"
+        except DaemonGone as gone:
+            step.outcome = f"orlop died: {gone}"
+        except MoveFailed as failed:
+            step.outcome = f"failed: {failed}"
+        step.seconds = time.monotonic() - began
+        met = self.world.faults.injected[met_before:]
+        if met:
+            step.outcome += f" [faults: {', '.join(f'{i.label}={i.fault}' for i in met)}]"
+            self.report.faults_met.update(str(i.fault) for i in met)
+        if name in ("move", "failover") and step.outcome.startswith("ok"):
+            limit = self.report.bare + (FAULT_BOUND if faulty or met else MOVE_BOUND)
+            (self.report.fault_moves if faulty or met else self.report.calm_moves).append(
+                step.seconds
+            )
+            if step.seconds > limit:
+                raise Violation(f"the {name} took {step.seconds:.1f}s (bound {limit:.1f}s)")
+        if self.faulty_steps:
+            self.faulty_steps -= 1
+            if not self.faulty_steps:
+                self.world.faults.calm()
+        self.report.moves[name] += 1
+        self.report.steps = number
+        self._check()
+        if self.verbose:
+            self.out(step.line())
+
+    def _check(self) -> None:
+        checks.settled(
+            lambda: checks.invariants(self.world, VOLUME, self.hosts, self.work_host, self.writer)
+        )
+        if self.fsck_due and self.work_host is None and not any(h.pending for h in self.hosts):
+            disks = self.world.disks(VOLUME)
+            if disks and not disks[0].holders:
+                device = self.world.presenter.devices.get(disks[0].id)
+                if device is not None:
+                    said = checks.fsck_clean(device)
+                    if said is not None:
+                        raise Violation(said)
+                    self.fsck_due = False
+
+    # choosing ----------------------------------------------------------------------------
+    def _choose(self) -> tuple[str, str, Callable[[], str | None]]:
+        rng, up = self.rng, [h for h in self.hosts if h.up]
+        down = [h for h in self.hosts if not h.up]
+        options: list[tuple[float, str, str, Callable[[], str | None]]] = []
+        work = self.work_host
+        if work is None and up:
+            target = rng.choice(up)
+            options.append((5, "start", target.name, lambda: self._start(target)))
+        if work is not None and work.up:
+            others = [h for h in up if h is not work]
+            options.append((2, "stop", work.name, lambda: self._stop(signal.SIGTERM)))
+            if others:
+                target = rng.choice(others)
+                options.append(
+                    (4, "move", f"{work.name}->{target.name}", lambda: self._move(target))
+                )
+        if work is not None and not work.up:
+            others = [h for h in up if h is not work]
+            if others:
+                target = rng.choice(others)
+                options.append(
+                    (4, "failover", f"{work.name}->{target.name}", lambda: self._move(target))
+                )
+        if self.writer is not None and work is not None:
+            options.append((1, "kill", f"writer on {work.name}", self._kill_writer))
+        if up:
+            victim = work if work is not None and work.up and rng.random() < 0.6 else rng.choice(up)
+            options.append((1.5, "kill", f"orlop on {victim.name}", lambda: self._kill(victim)))
+            if victim is work and self.writer is not None:
+                options.append((1, "kill", f"host {victim.name}", lambda: self._kill_host(victim)))
+        if down:
+            target = rng.choice(down)
+            failpoint = rng.choice(FAILPOINTS) if rng.random() < 0.25 else None
+            what = f"{target.name}" + (f" +{failpoint}" if failpoint else "")
+            options.append((3, "restart", what, lambda: self._restart(target, failpoint)))
+        if not self.faulty_steps:
+            options.append((1.5, "faults", "", self._faults))
+        weights = [weight for weight, *_ in options]
+        _, name, detail, action = rng.choices(options, weights)[0]
+        return name, detail, action
+
+    # moves -------------------------------------------------------------------------------
+    def _start(self, host: SimHost) -> str:
+        held = self.world.disks(VOLUME)
+        holders = held[0].holders if held else []
+        preempt = any(holder != host.instance for holder in holders)
+        mount_id, path = self._mount(host, preempt)
+        data = Path(path, RECORDS).read_bytes() if Path(path, RECORDS).exists() else b""
+        found = parse(data, self.record_seed)
+        lost = self.acked - found
+        if lost:
+            self.report.lost = len(lost)
+            raise Violation(
+                f"{len(lost)} acknowledged records are missing on {host.name} "
+                f"(first: {sorted(lost)[:5]})"
+            )
+        first = max(found | self.acked | {0}) + 1
+        self.writer = Writer(path, first, self.record_seed)
+        self.work_host, self.work_id = host, mount_id
+        deadline = time.monotonic() + 10
+        while not self.writer.acked:  # it writes: at least one record acknowledged
+            if not self.writer.alive() or time.monotonic() > deadline:
+                said = self.writer.end(signal.SIGKILL)
+                raise Violation(f"the writer on {host.name} acknowledged nothing: {said}")
+            time.sleep(0.01)
+        time.sleep(self.rng.uniform(0.0, 0.2))
+        return "ok (preempt)" if preempt else "ok"
+
+    def _stop(self, sig: int) -> str:
+        host, mount_id = self.work_host, self.work_id
+        assert host is not None and mount_id is not None
+        if self.writer is not None:
+            self._end_writer(sig)
+        self.work_host = self.work_id = None
+        self.fsck_due = True
+        if host.up:
+            self._unmount(host, mount_id)
+            return "ok"
+        host.pending.append(mount_id)
+        return "ok (Unmount owed: its Orlop is down)"
+
+    def _move(self, target: SimHost) -> str:
+        dead = self.work_host is not None and not self.work_host.up
+        self._stop(signal.SIGKILL if dead else signal.SIGTERM)
+        return self._start(target)
+
+    def _kill_writer(self) -> str:
+        return self._stop(signal.SIGKILL)
+
+    def _kill(self, host: SimHost) -> str:
+        host.kill()
+        return "ok"
+
+    def _kill_host(self, host: SimHost) -> str:
+        host.kill()
+        return self._stop(signal.SIGKILL)
+
+    def _restart(self, host: SimHost, failpoint: str | None) -> str:
+        host.start(failpoint)
+        owed = list(host.pending)
+        for mount_id in owed:
+            self._unmount(host, mount_id)
+        return f"ok ({len(owed)} Unmount sent)" if owed else "ok"
+
+    def _faults(self) -> str:
+        self.faulty_steps = self.rng.randint(1, 3) + 1  # this step's own count goes first
+        rate = self.rng.choice((0.1, 0.25, 0.5))
+        self.world.faults.schedule(
+            self.rng.randrange(1 << 30), rate, tuple(Fault), delay=self.rng.uniform(0.2, 1.5)
+        )
+        return f"ok (rate {rate} for {self.faulty_steps - 1} steps)"
+
+    # Docker's side -----------------------------------------------------------------------
+    def _end_writer(self, sig: int) -> None:
+        assert self.writer is not None
+        writer, self.writer = self.writer, None
+        said = writer.end(sig)
+        self.acked.update(writer.acked)
+        self.report.acked = len(self.acked)
+        if writer.process.returncode == 3:
+            raise Violation(f"the writer met an I/O error: {said.strip()}")
+
+    def _mount(self, host: SimHost, preempt: bool) -> tuple[str, str]:
+        options = {"preempt": "true" if preempt else "false"}
+        if not self.made:
+            options.update(self.world.create_options)
+        error = ""
+        for attempt in range(ATTEMPTS):
+            if attempt == ATTEMPTS - 1:
+                self.world.faults.calm()
+            elif attempt:
+                time.sleep(0.2)
+            answer = host.call("Create", Name=VOLUME, Opts=options)
+            if answer.get("Err"):
+                error = f"Create: {answer['Err']}"
+                self.report.failed_calls += 1
+                continue
+            self.made = True
+            self.ids += 1
+            mount_id = f"{host.name}-m{self.ids}"
+            try:
+                answer = host.call("Mount", Name=VOLUME, ID=mount_id)
+            except DaemonGone:
+                self._failpoint(host)
+                host.pending.append(mount_id)  # did it record the ID? Unmount it to be sure
+                raise
+            if not answer.get("Err"):
+                return mount_id, str(answer["Mountpoint"])
+            error = f"Mount: {answer['Err']}"
+            self.report.failed_calls += 1
+        raise Violation(f"{host.name} could not mount {VOLUME} with the API calm: {error}")
+
+    def _unmount(self, host: SimHost, mount_id: str) -> None:
+        error = ""
+        if mount_id not in host.pending:
+            host.pending.append(mount_id)
+        for attempt in range(ATTEMPTS):
+            if attempt == ATTEMPTS - 1:
+                self.world.faults.calm()
+            elif attempt:
+                time.sleep(0.2)
+            try:
+                answer = host.call("Unmount", Name=VOLUME, ID=mount_id)
+            except DaemonGone:
+                self._failpoint(host)
+                raise
+            if not answer.get("Err"):
+                host.pending.remove(mount_id)
+                return
+            error = answer["Err"]
+            self.report.failed_calls += 1
+        raise Violation(f"{host.name} could not unmount {VOLUME} with the API calm: {error}")
+
+    def _failpoint(self, host: SimHost) -> None:
+        if host.failpoint and f"failpoint {host.failpoint} reached" in host.daemon.log():
+            self.report.failpoints_hit += 1
+
+    # the end -----------------------------------------------------------------------------
+    def _finish(self) -> None:
+        step = Step(len(self.log) + 1, "finish", "calm, restart all, unmount, remove")
+        self.log.append(step)
+        self.world.faults.calm()
+        self.faulty_steps = 0
+        if self.work_host is not None:
+            self._stop(signal.SIGTERM if self.work_host.up else signal.SIGKILL)
+        for host in self.hosts:
+            if not host.up:
+                host.start()
+        for host in self.hosts:
+            for mount_id in list(host.pending):
+                self._unmount(host, mount_id)
+        self._check()
+        reader = self.rng.choice(self.hosts)
+        self._start(reader)  # the records, read once more
+        self._stop(signal.SIGTERM)
+        self._check()
+        if self.fsck_due:
+            raise Violation("the volume was never free for fsck at the end")
+        answer = reader.call("Remove", Name=VOLUME)
+        if answer.get("Err"):
+            raise Violation(f"Remove at the end failed: {answer['Err']}")
+        checks.settled(lambda: self._gone(), timeout=15)
+        for host in self.hosts:
+            host.terminate()
+        devices = list(self.world.presenter.devices.values())
+        self.report.leaks = checks.leaks(self.world, self.root, devices)
+        step.outcome = "ok"
+        if self.report.leaks:
+            raise Violation("left behind: " + "; ".join(self.report.leaks))
+
+    def _gone(self) -> None:
+        if self.world.all_disks():
+            raise Violation(f"disks left after Remove: {self.world.all_disks()}")
+
+    def _teardown(self) -> None:
+        """Whatever happened: no process, mount or writer of the run stays."""
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.end(signal.SIGKILL)
+        for host in self.hosts:
+            with contextlib.suppress(Exception):
+                host.terminate()
+        unmount_all_under(str(self.root))
