@@ -2,8 +2,13 @@
 
 Each node is its own dockerd (Engine 28 from /var/cache/orlop-test, fetched by
 `scripts/setup --test`) with its own data-root, exec-root, API socket and loopback address
-(127.0.0.x) for Swarm's traffic, on Debian 12's containerd and runc. Nothing leaves the
-machine. One manager, the rest workers."""
+for Swarm's traffic, on Debian 12's containerd and runc. Nothing leaves the machine. One
+manager, the rest workers.
+
+The addresses are a block of 127.0.0.0/8 of the session's own (127.A.B.1, .2, …): two test
+sessions on one machine (a full run and a branch's) each bind Swarm's ports (2377, 7946) on
+their own addresses. Nodes start, and plugins are created and enabled, on all nodes at once:
+each step is mostly waiting (dockerd's start, unpacking a plugin's root filesystem)."""
 
 from __future__ import annotations
 
@@ -11,16 +16,22 @@ import contextlib
 import glob
 import json
 import os
+import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from tests.support.dockerd import Dockerd, DockerError
 
 ENGINE_CACHE = "/var/cache/orlop-test"
 ENGINE_VERSION = "28.5.2+dfsg4-5"  # as scripts/setup fetches it
 SWARM_PORT = 2377
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def engine_dir(version: str = ENGINE_VERSION) -> Path | None:
@@ -87,6 +98,29 @@ class SwarmNode(Dockerd):
     def node_id(self) -> str:
         return self.run("info", "-f", "{{.Swarm.NodeID}}").stdout.strip()
 
+    def plugin_pids(self) -> list[int]:
+        """PIDs of the Orlop plugins this node runs (each in its own mount namespace)."""
+        found = []
+        for pid in _descendants(_processes_naming(str(self.exec_root))):
+            with contextlib.suppress(OSError):
+                if b"orlop.managed.start" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+        return sorted(found)
+
+
+def on_all(items: Iterable[T], work: Callable[[T], R]) -> list[R]:
+    """`work(item)` for every item at once (threads: each mostly waits on a subprocess);
+    the results in order, the first failure raised after all ended."""
+    listed = list(items)
+    with ThreadPoolExecutor(max_workers=max(1, len(listed))) as pool:
+        futures = [pool.submit(work, item) for item in listed]
+    return [future.result() for future in futures]
+
+
+def loopback_block() -> str:
+    """`127.A.B`: a block of loopback addresses of this session's own."""
+    return f"127.{100 + secrets.randbelow(150)}.{secrets.randbelow(250) + 1}"
+
 
 def _processes_naming(path: str) -> list[int]:
     """PIDs whose command line names `path` (a node's containerd and shims)."""
@@ -116,9 +150,10 @@ def _descendants(roots: list[int]) -> set[int]:
 class Swarm:
     """`count` nodes: nodes[0] the manager, the others workers."""
 
-    def __init__(self, engine: Path, count: int = 3) -> None:
+    def __init__(self, engine: Path, count: int = 3, block: str | None = None) -> None:
+        block = block or loopback_block()
         self.nodes = [
-            SwarmNode(engine, f"127.0.0.{index + 1}", f"node{index + 1}") for index in range(count)
+            SwarmNode(engine, f"{block}.{index + 1}", f"node{index + 1}") for index in range(count)
         ]
 
     @property
@@ -126,18 +161,20 @@ class Swarm:
         return self.nodes[0]
 
     def start(self) -> Swarm:
-        for node in self.nodes:
-            node.start()
+        on_all(self.nodes, SwarmNode.start)
         manager = self.manager
         address = f"{manager.address}:{SWARM_PORT}"
         manager.run("swarm", "init", "--advertise-addr", address, "--listen-addr", address)
         token = manager.run("swarm", "join-token", "-q", "worker").stdout.strip()
-        for node in self.nodes[1:]:
+
+        def join(node: SwarmNode) -> None:
             own = f"{node.address}:{SWARM_PORT}"
             node.run(
                 "swarm", "join", "--token", token, "--advertise-addr", own,
                 "--listen-addr", own, address,
             )  # fmt: skip
+
+        on_all(self.nodes[1:], join)
         self.wait_ready(len(self.nodes))
         return self
 
@@ -155,16 +192,49 @@ class Swarm:
             states = self.node_states()
             if sum(s["status"] == "Ready" for s in states.values()) >= count:
                 return
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise DockerError(f"swarm not ready: {self.node_states()}")
 
+    def csi_node_ids(self, plugin: str) -> dict[str, str]:
+        """Swarm node ID → the CSI node ID the manager knows for `plugin` there."""
+        ids = list(self.node_states())
+        out = self.manager.run(
+            "node", "inspect", "-f", "{{.ID}} {{json .Description.CSIInfo}}", *ids
+        ).stdout
+        known = {}
+        for line in out.splitlines():
+            node, info = line.split(" ", 1)
+            for entry in json.loads(info) or []:
+                if entry["PluginName"] == plugin:
+                    known[node] = entry["NodeID"]
+        return known
+
+    def wait_csi_nodes(self, plugin: str, timeout: float = 90) -> dict[str, str]:
+        """Wait until the manager knows every node's CSI node ID for `plugin`.
+
+        A node reports a plugin enabled after it joined only with its next description
+        update (every ~20 s); a volume Swarm tries to publish before that fails, and the
+        manager retries it with a doubling backoff (0.2 s … minutes), which made a test's
+        first volume take anything from seconds to minutes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            known = self.csi_node_ids(plugin)
+            if len(known) == len(self.nodes):
+                return known
+            time.sleep(0.5)
+        raise DockerError(f"CSI node IDs for {plugin} known only for {self.csi_node_ids(plugin)}")
+
     def destroy(self) -> None:
-        for node in reversed(self.nodes):
+        def leave(node: SwarmNode) -> None:
             with contextlib.suppress(Exception):
                 node.run("swarm", "leave", "--force", check=False, timeout=30)
-        for node in reversed(self.nodes):
+
+        def destroy(node: SwarmNode) -> None:
             with contextlib.suppress(Exception):
                 node.destroy()
+
+        on_all(self.nodes, leave)
+        on_all(self.nodes, destroy)
 
 
 def build_csi_plugin(kind: str, stage_dir: Path, cache: str) -> Path:
@@ -178,9 +248,13 @@ def build_csi_plugin(kind: str, stage_dir: Path, cache: str) -> Path:
     return stage_dir
 
 
-def install_plugin(node: SwarmNode, name: str, staged: Path, settings: dict[str, str]) -> None:
-    """`docker plugin create`, `set` and `enable` on one node; its CSI node ID is its name."""
+def install_plugin(
+    node: SwarmNode, name: str, staged: Path, settings: dict[str, str], node_id: str | None = None
+) -> None:
+    """`docker plugin create`, `set` and `enable` on one node; its CSI node ID is `node_id`
+    (default its name; "" lets Orlop take the provider's identity of the host)."""
     node.run("plugin", "create", name, str(staged), timeout=300)
     values = [f"{key}={value}" for key, value in settings.items()]
-    node.run("plugin", "set", name, *values, f"ORLOP_CSI_NODE_ID={node.name}")
+    own_id = node.name if node_id is None else node_id
+    node.run("plugin", "set", name, *values, f"ORLOP_CSI_NODE_ID={own_id}")
     node.run("plugin", "enable", name, timeout=180)

@@ -1,107 +1,17 @@
 """Orlop's CSI plugin on a real three-node Docker Swarm (Engine 28), with a share (sshfs).
 
-Started once per session: three dockerd (one manager, two workers) on 127.0.0.1-3, the
-Orlop CSI plugin (`scripts/build-plugin sshfs --csi`) enabled on each, the session's sshd as
-the storage they share. Volumes are made with `docker volume create` on the manager."""
+The session's Swarm (tests/e2e/csi/fixtures.py: three dockerd, one manager and two workers),
+the Orlop CSI plugin (`scripts/build-plugin sshfs --csi`) enabled on each, the session's sshd
+as the storage they share. Volumes are made with `docker volume create` on the manager."""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.servers.sshd.server import Sshd
+from tests.e2e.csi.fixtures import IMAGE, CsiSwarm, wait_until
 from tests.support.names import unique
-from tests.support.swarm import Swarm, build_csi_plugin, engine_dir, install_plugin
 
-pytest_plugins = ["tests.support.network_fixtures"]
-
-PLUGIN_CACHE = "/var/cache/orlop-test/plugin"
-IMAGE = "orlop-test-busybox:1"
-
-
-@dataclass
-class CsiSwarm:
-    swarm: Swarm
-    plugin: str
-    base: Path  # where the sshd keeps the volumes
-
-    def docker(self, *args: str, check: bool = True) -> str:
-        return self.swarm.manager.run(*args, check=check, timeout=120).stdout
-
-    def create_volume(self, name: str, *options: str) -> None:
-        self.docker(
-            "volume", "create", "--driver", self.plugin, "--type", "mount",
-            "--sharing", "all", "--scope", "multi", *options, name,
-        )  # fmt: skip
-
-    def volume(self, name: str) -> dict[str, object]:
-        found: list[dict[str, object]] = json.loads(self.docker("volume", "inspect", name))
-        return found[0]
-
-    def tasks(self, service: str) -> list[dict[str, str]]:
-        out = self.docker(
-            "service", "ps", service, "--no-trunc", "--format", "{{json .}}", check=False
-        )
-        return [json.loads(line) for line in out.splitlines()]
-
-    def running_on(self, service: str) -> list[str]:
-        """Swarm node IDs of the tasks of `service` that run now."""
-        ids = self.docker("service", "ps", "-q", "--filter", "desired-state=running", service)
-        nodes = []
-        for task in ids.split():
-            state = json.loads(self.docker("inspect", "-f", "{{json .}}", task))
-            if state["Status"]["State"] == "running":
-                nodes.append(state["NodeID"])
-        return nodes
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 90) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
-@pytest.fixture(scope="session")
-def csi_swarm(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CsiSwarm]:
-    engine = engine_dir()
-    if engine is None:
-        pytest.skip("Docker Engine 28 is not cached: run scripts/setup --test")
-    staged = build_csi_plugin("sshfs", tmp_path_factory.mktemp("csi-plugin"), PLUGIN_CACHE)
-    base = sshd.data / unique("swarm")
-    base.mkdir()
-    swarm = Swarm(engine)
-    plugin = unique("orlop-csi")
-    try:
-        swarm.start()
-        # Three engines share this machine's network namespace: only one could make the
-        # ingress network's VXLAN, and no test publishes a port.
-        swarm.manager.run("network", "rm", "ingress", input="y\n", check=False)
-        swarm.manager.run("swarm", "update", "--dispatcher-heartbeat", "1s")
-        settings = {
-            "SSHFS_HOST": "127.0.0.1",
-            "SSHFS_PORT": str(sshd.port),
-            "SSHFS_PATH": str(base),
-            "SSHFS_PRIVATE_KEY": sshd.client_key.read_text(),
-            "SSHFS_KNOWN_HOSTS": sshd.known_hosts.read_text(),
-        }
-        for node in swarm.nodes:
-            install_plugin(node, plugin, staged, settings)
-            node.ensure_image()
-        yield CsiSwarm(swarm, plugin, base)
-    finally:
-        for node in swarm.nodes:  # what Orlop answered Swarm that failed, for a failed test
-            print(
-                node.name, *(line for line in node.log().splitlines() if "CSI " in line), sep="\n"
-            )
-        swarm.destroy()
+pytest_plugins = ["tests.e2e.csi.fixtures"]
 
 
 def rows(path: Path) -> list[str]:
