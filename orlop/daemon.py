@@ -2,7 +2,9 @@
 
 Sockets listen before crash recovery runs, so Docker is answered within a second even on
 a host with thousands of volumes; recovery takes each volume's lock, so a Mount that
-arrives meanwhile waits for that volume's repair and no longer.
+arrives meanwhile waits for that volume's repair and no longer. Under systemd's socket
+activation (orlop.socket) the sockets listen before the daemon even starts: calls wait in
+their backlog until it takes them (orlop.ops.activation).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from orlop.core.service import Driver, VolumeService
 from orlop.core.store import Store
 from orlop.frontends.admin.api import AdminApi
 from orlop.frontends.docker.plugin import DockerPlugin
-from orlop.frontends.http import HttpServer
-from orlop.ops import notify
+from orlop.frontends.http import HttpServer, adopt_socket
+from orlop.ops import activation, notify
 from orlop.ops.counters import background_done
 from orlop.ops.health import daemon_status
 from orlop.ops.listener import MetricsListener
@@ -73,6 +75,8 @@ def redacted_settings(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
+        # Taken first, before anything could start a process that would inherit them.
+        self._activated = activation.listen_fds()
         for name, driver in config.drivers.items():  # before anything is made on disk
             check_settings(name, driver.backend, driver.settings)
         os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
@@ -98,7 +102,16 @@ class Daemon:
             "volumes": len(self.service.list(name)),
         }
 
+    def adopt_activated_sockets(self) -> None:
+        """Serve on the sockets systemd passed (orlop.socket) instead of binding anew."""
+        drivers = {name: self.config.socket_path(name) for name in self.config.drivers}
+        passed, self._activated = self._activated, []
+        sockets = activation.sockets_by_path(passed, drivers, self.config.admin_socket)
+        for path, sock in sockets.items():
+            adopt_socket(path, sock, keep_path=True)
+
     async def start(self) -> None:
+        self.adopt_activated_sockets()
         admin_api = AdminApi(self.service, self.describe_driver, self.status)
         admin = HttpServer(admin_api.routes(), root_only=True)
         await admin.start(self.config.admin_socket, mode=0o600)

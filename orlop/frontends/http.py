@@ -34,14 +34,16 @@ MAX_QUEUED = 64  # pipelined requests waiting behind a slow one, per connection
 CONTENT_TYPE = b"application/json"
 
 
-# Sockets bound before Orlop was imported (a managed plugin's, by orlop.managed.start),
-# by path: start() serves on them instead of binding anew.
-_ADOPTED: dict[str, socket.socket] = {}
+# Sockets bound before Orlop was imported (a managed plugin's, by orlop.managed.start; or
+# systemd's, orlop.ops.activation), by path: start() serves on them instead of binding anew.
+# The flag: whether the path stays when the server closes (systemd keeps listening there).
+_ADOPTED: dict[str, tuple[socket.socket, bool]] = {}
 
 
-def adopt_socket(path: str, sock: socket.socket) -> None:
-    """Let the server for `path` take over `sock`, already bound and listening there."""
-    _ADOPTED[path] = sock
+def adopt_socket(path: str, sock: socket.socket, keep_path: bool = False) -> None:
+    """Let the server for `path` take over `sock`, already bound and listening there;
+    `keep_path`: leave the socket file at close (its owner, systemd, still listens on it)."""
+    _ADOPTED[path] = (sock, keep_path)
 
 
 def _status_line(status: int) -> bytes:
@@ -246,6 +248,7 @@ class HttpServer:
         self.root_only = root_only
         self._server: asyncio.base_events.Server | None = None
         self.path = ""
+        self._keep_path = False
 
     def accept_peer(self, transport: asyncio.BaseTransport) -> bool:
         if not self.root_only:
@@ -260,7 +263,7 @@ class HttpServer:
     async def start(self, path: str, mode: int = 0o660) -> None:
         """Listen on `path`, replacing a stale socket left by a crashed daemon."""
         loop = asyncio.get_running_loop()
-        adopted = _ADOPTED.pop(path, None)
+        adopted, self._keep_path = _ADOPTED.pop(path, (None, False))
         if adopted is not None:
             self._server = await loop.create_unix_server(lambda: _Connection(self), sock=adopted)
         else:
@@ -278,7 +281,7 @@ class HttpServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
-        if self.path:
+        if self.path and not self._keep_path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
 
