@@ -70,11 +70,6 @@ def test_reads_are_retried_through_every_transient_fault(
     assert disks(moto, host) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: ebs/client.py maps botocore's ConnectionClosedError (an HTTPClientError, "
-    "not a ConnectionError) to FAILED, so a read whose connection dropped is not retried",
-)
 def test_a_read_whose_connection_dropped_is_retried(
     ec2_host: Host, moto: MotoServer, faults: FaultProxy
 ) -> None:

@@ -123,6 +123,7 @@ class Ec2:
             BotoCoreError,
             ClientError,
             ConnectionError,
+            HTTPClientError,
             NoCredentialsError,
             PartialCredentialsError,
         )
@@ -148,6 +149,10 @@ class Ec2:
             raise CloudError(
                 f"EC2 {operation}: cannot reach {where}: {error}", ErrorKind.UNREACHABLE
             ) from None
+        except HTTPClientError as error:
+            # The request may have reached EC2 and its answer was lost (the connection
+            # closed, the read timed out): a read is safe to repeat, a write is examined.
+            raise CloudError(f"EC2 {operation}: {error}", ErrorKind.RETRYABLE) from None
         except BotoCoreError as error:
             raise CloudError(f"EC2 {operation}: {error}", ErrorKind.FAILED) from None
 
