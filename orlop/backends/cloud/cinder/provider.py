@@ -37,6 +37,7 @@ from orlop.backends.cloud.cinder.client import (
     raise_cloud_error,
     translated,
 )
+from orlop.backends.cloud.cinder.limits import DEFAULT_SIZE, at_least, check_type, check_zone
 from orlop.backends.cloud.cinder.resources import (
     PREFIX,
     UUID,
@@ -50,8 +51,6 @@ from orlop.backends.cloud.cinder.settings import CinderSettings
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import InvalidOption, NotFound
 from orlop.core.options import GIB, Option, OptionSet, canonical_gib_size
-
-DEFAULT_SIZE = 10 * GIB
 
 
 class CinderProvider:
@@ -135,15 +134,15 @@ class CinderProvider:
     # disks --------------------------------------------------------------------------------
     def create_disk(self, spec: DiskSpec, identity: Identity) -> Disk:
         options = spec.options
-        self._check_type(options.get("type"))
-        self._check_zone(options.get("availability_zone"))
+        check_type(self.conn, options.get("type"))
+        check_zone(self.conn, options.get("availability_zone"))
         size = int(options["size"]) if "size" in options else None
         source: Disk | None = None
         if "from_volume" in options:
             source = self._source_volume(spec.namespace, options["from_volume"])
-            size = self._at_least(size, source.size, f"volume {options['from_volume']}")
+            size = at_least(size, source.size, f"volume {options['from_volume']}")
         if spec.snapshot is not None and spec.snapshot.size is not None:
-            size = self._at_least(size, spec.snapshot.size, f"snapshot {spec.snapshot.id}")
+            size = at_least(size, spec.snapshot.size, f"snapshot {spec.snapshot.id}")
         # Cinder takes no client token: a create this process sent before (a retry after an
         # error that may have hidden a success) is looked for by its token first. Across a
         # restart the layer finds the volume by its name label before creating.
@@ -346,27 +345,6 @@ class CinderProvider:
         return bool(UUID.match(text))
 
     # helpers ------------------------------------------------------------------------------
-    def _check_type(self, name: str | None) -> None:
-        if name is None:
-            return
-        with translated("listing Cinder volume types"):
-            known = [t.name for t in self.conn.block_storage.types()]
-        if name not in known:
-            raise InvalidOption(
-                f"unknown Cinder volume type {name!r}: this cloud has {', '.join(sorted(known))}"
-            )
-
-    def _check_zone(self, zone: str | None) -> None:
-        if zone is None:
-            return
-        with translated("listing Cinder availability zones"):
-            zones = [z.name for z in self.conn.block_storage.availability_zones()]
-        if zone not in zones:
-            raise InvalidOption(
-                f"unknown Cinder availability zone {zone!r}: this cloud has "
-                f"{', '.join(sorted(zones))}"
-            )
-
     def _source_volume(self, namespace: str, source: str) -> Disk:
         if UUID.match(source):
             disk = self.get_disk(source)
@@ -375,15 +353,6 @@ class CinderProvider:
         if disk is None:
             raise NotFound(f"from_volume: no Cinder volume or Orlop volume {source!r}")
         return disk
-
-    @staticmethod
-    def _at_least(size: int | None, minimum: int, source: str) -> int:
-        if size is not None and size < minimum:
-            raise InvalidOption(
-                f"size {size // GIB}G is smaller than {source} ({minimum // GIB}G): "
-                "leave size out or ask for at least that"
-            )
-        return size if size is not None else minimum
 
     def _volumes(self, wanted: Mapping[str, str]) -> list[Disk]:
         with translated("listing Cinder volumes"):

@@ -28,6 +28,7 @@ from pydantic import SecretStr, model_validator
 from orlop.backends.cloud.api import CloudError, CloudSettings, ErrorKind
 from orlop.backends.settings import secret_value
 
+PAGE = 200  # items a listing asks for per page
 _KINDS = {
     400: ErrorKind.INVALID,
     401: ErrorKind.CREDENTIALS,
@@ -156,6 +157,17 @@ class Api:
         if status >= 400:
             raise api_error(what, status, body)
         return body
+
+    def list_all(self, what: str, operation: Any, key: str, **query: Any) -> list[dict[str, Any]]:
+        """Every item under `key` of a listing, page by page (PAGE items a page)."""
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            answer = self.call(what, operation, per_page=PAGE, page=page, **query)
+            items.extend(answer.get(key) or [])
+            if not ((answer.get("links") or {}).get("pages") or {}).get("next"):
+                return items
+            page += 1
 
 
 def api_error(what: str, status: int, body: Any) -> CloudError:

@@ -8,7 +8,7 @@ guard. Attach, detach and resize are volume *actions* that stay in-progress for 
 `droplet_ids` does not say whether an attach or detach is done (DigitalOcean documents no
 moment at which it changes; its own tools wait on the action). So that the layer sees an
 attach or detach it started as `attaching` / `detaching` until DigitalOcean completes it,
-the provider remembers the actions it started (in memory) and asks for their status while
+the provider remembers the actions it started (in memory, `actions.py`) and asks for their status while
 they are in progress, always *before* it reads the volume: a reading is one action status
 and the volume as it was after that status, so an action that completes between the two
 requests shows as still in progress once more, never as a volume that lost its droplet.
@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import threading
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from orlop.backends.base import Check
 from orlop.backends.cloud import naming
 from orlop.backends.cloud.api import (
     LABEL_NAMESPACE,
-    LABEL_SNAPSHOT,
     LABEL_TOKEN,
-    LABEL_VOLUME,
     Attachment,
     CloudError,
     CloudSettings,
@@ -40,7 +36,10 @@ from orlop.backends.cloud.api import (
     Snapshot,
 )
 from orlop.backends.cloud.digitalocean import tags
+from orlop.backends.cloud.digitalocean.actions import PendingActions, with_action
 from orlop.backends.cloud.digitalocean.client import Api, DigitalOceanSettings, metadata
+from orlop.backends.cloud.digitalocean.snapshots import DoSnapshots
+from orlop.backends.cloud.digitalocean.tags import NAME_MAX
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import GIB, Option, OptionSet, bounded_size
@@ -48,10 +47,6 @@ from orlop.core.options import GIB, Option, OptionSet, bounded_size
 log = logging.getLogger(__name__)
 
 MIN_GIB, MAX_GIB, DEFAULT_GIB = 1, 16384, 10
-NAME_MAX = 64
-PAGE = 200
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-_IN_PROGRESS = "in-progress"
 
 
 def canonical_size(value: str) -> str:
@@ -85,8 +80,8 @@ class DigitalOceanProvider:
     def __init__(self, settings: DigitalOceanSettings, state_dir: str) -> None:
         self.settings = settings
         self.api = Api(settings)
-        self._pending: dict[str, dict[str, Any]] = {}  # volume ID → action we started
-        self._lock = threading.Lock()
+        self.actions = PendingActions(self.api)  # the attaches and detaches we started
+        self.snapshots = DoSnapshots(self.api)
 
     # identity ------------------------------------------------------------------------------
     def identity(self) -> Identity:
@@ -177,38 +172,26 @@ class DigitalOceanProvider:
         return self._disk(volumes[0]) if volumes else None
 
     def get_disk(self, disk_id: str) -> Disk | None:
-        in_progress = self._in_progress(disk_id)  # first: see the module's docstring
+        in_progress = self.actions.in_progress(disk_id)  # first: see the module's docstring
         try:
             found = self.api.call("get volume", lambda c: c.volumes.get, disk_id)
         except CloudError as error:
             if error.kind is ErrorKind.NOT_FOUND:
                 return None
             raise
-        return _with_action(self._disk(found["volume"]), in_progress)
+        return with_action(self._disk(found["volume"]), in_progress)
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
-        with self._lock:
-            started = list(self._pending)
-        in_progress = {disk_id: self._in_progress(disk_id) for disk_id in started}
+        in_progress = {d: self.actions.in_progress(d) for d in self.actions.started()}
         disks = []
-        for found in self._list("list volumes", lambda c: c.volumes.list, "volumes"):
+        for found in self.api.list_all("list volumes", lambda c: c.volumes.list, "volumes"):
             disk = self._disk(found)
             if disk.labels.get(LABEL_NAMESPACE) != namespace:
                 continue
             if volume is not None and disk.volume != volume:
                 continue
-            disks.append(_with_action(disk, in_progress.get(disk.id)))
+            disks.append(with_action(disk, in_progress.get(disk.id)))
         return disks
-
-    def _list(self, what: str, operation: Any, key: str, **query: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            answer = self.api.call(what, operation, per_page=PAGE, page=page, **query)
-            items.extend(answer.get(key) or [])
-            if not ((answer.get("links") or {}).get("pages") or {}).get("next"):
-                return items
-            page += 1
 
     def delete_disk(self, disk: Disk) -> None:
         try:
@@ -265,7 +248,7 @@ class DigitalOceanProvider:
                 error.code,
                 holders[0] if holders else None,
             ) from None
-        self._remember(disk.id, action, identity.instance)
+        self.actions.remember(disk.id, action, identity.instance)
 
     def _holders_once_known(self, disk_id: str) -> list[str]:
         """The droplets holding a volume DO refused to attach. Refused with no droplet in
@@ -297,7 +280,7 @@ class DigitalOceanProvider:
             if now is not None and instance not in _droplets(now):
                 return  # not attached there (any more)
             raise
-        self._remember(disk.id, action, instance)
+        self.actions.remember(disk.id, action, instance)
 
     def _act(self, what: str, disk_id: str, body: dict[str, Any]) -> dict[str, Any]:
         answer = self.api.call(what, lambda c: c.volume_actions.post_by_id, disk_id, body)
@@ -307,38 +290,6 @@ class DigitalOceanProvider:
                 f"{what}: DigitalOcean action {action.get('id')} errored", ErrorKind.FAILED
             )
         return action
-
-    def _remember(self, disk_id: str, action: dict[str, Any], droplet: str) -> None:
-        if action.get("status") == _IN_PROGRESS:
-            with self._lock:
-                self._pending[disk_id] = {**action, "droplet": droplet}
-
-    def _in_progress(self, disk_id: str) -> dict[str, Any] | None:
-        """The attach or detach this provider started on the disk, if DigitalOcean still has
-        it in progress (asked now); one that ended is forgotten."""
-        with self._lock:
-            pending = self._pending.get(disk_id)
-        if pending is None:
-            return None
-        try:
-            answer = self.api.call(
-                "volume action", lambda c: c.volume_actions.get, disk_id, pending["id"]
-            )
-            status = answer["action"].get("status")
-        except CloudError as error:
-            if error.kind is not ErrorKind.NOT_FOUND:
-                raise
-            status = "gone"
-        if status == _IN_PROGRESS:
-            return pending
-        with self._lock:
-            if self._pending.get(disk_id) is pending:
-                del self._pending[disk_id]
-        if status == "errored":
-            log.warning(
-                "DigitalOcean action %s (%s) on %s errored", pending["id"], pending["type"], disk_id
-            )
-        return None
 
     def device_paths(self, disk: Disk, attachment: Attachment) -> list[str]:
         return [f"{self.settings.by_id_dir.rstrip('/')}/scsi-0DO_Volume_{disk.name}"]
@@ -397,99 +348,28 @@ class DigitalOceanProvider:
             created_at=volume.get("created_at"),
         )
 
-    # snapshots -----------------------------------------------------------------------------
+    # snapshots: the calls are in snapshots.py --------------------------------------------
     def create_snapshot(self, disk: Disk, name: str, labels: Mapping[str, str]) -> Snapshot:
-        body = {
-            "name": naming.disk_name(
-                str(labels.get(LABEL_NAMESPACE)), f"{disk.volume}.{name}", NAME_MAX
-            ),
-            "tags": tags.label_tags(labels),
-        }
-        made = self.api.call("snapshot", lambda c: c.volume_snapshots.create, disk.id, body)
-        return _snapshot(made["snapshot"])
+        return self.snapshots.create_snapshot(disk, name, labels)
 
     def find_snapshots(
         self, namespace: str, volume: str | None = None, name: str | None = None
     ) -> list[Snapshot]:
-        found = self._list(
-            "list snapshots", lambda c: c.snapshots.list, "snapshots", resource_type="volume"
-        )
-        snapshots = []
-        for snapshot in map(_snapshot, found):
-            if snapshot.labels.get(LABEL_NAMESPACE) != namespace:
-                continue
-            if volume is not None and snapshot.volume != volume:
-                continue
-            if name is not None and snapshot.name != name:
-                continue
-            snapshots.append(snapshot)
-        return snapshots
+        return self.snapshots.find_snapshots(namespace, volume, name)
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
-        try:
-            found = self.api.call(
-                "get snapshot", lambda c: c.volume_snapshots.get_by_id, snapshot_id
-            )
-        except CloudError as error:
-            if error.kind in (ErrorKind.NOT_FOUND, ErrorKind.INVALID):
-                return None
-            raise
-        return _snapshot(found["snapshot"])
+        return self.snapshots.get_snapshot(snapshot_id)
 
     def delete_snapshot(self, snapshot: Snapshot) -> None:
-        try:
-            self.api.call("delete snapshot", lambda c: c.volume_snapshots.delete_by_id, snapshot.id)
-        except CloudError as error:
-            if error.kind is not ErrorKind.NOT_FOUND:
-                raise
+        self.snapshots.delete_snapshot(snapshot)
 
     def is_snapshot_id(self, text: str) -> bool:
-        return bool(_UUID.match(text))
+        return self.snapshots.is_snapshot_id(text)
 
 
 def _user_tags(options: Mapping[str, str]) -> list[str]:
     return [t for t in options.get("tags", "").split(",") if t]
 
 
-def _with_action(disk: Disk, pending: Mapping[str, Any] | None) -> Disk:
-    """The disk as read after `pending` (an action still in progress) was seen in progress:
-    its droplet `attaching` or `detaching` whatever `droplet_ids` said."""
-    if pending is None:
-        return disk
-    droplet = str(pending["droplet"])
-    state: Literal["attaching", "detaching"] = (
-        "attaching" if str(pending.get("type", "")).startswith("attach") else "detaching"
-    )
-    if disk.attached_to(droplet) is None:
-        if state == "attaching":
-            disk.attachments.append(Attachment(droplet, state))
-        return disk
-    disk.attachments = [
-        Attachment(a.instance, state) if a.instance == droplet else a for a in disk.attachments
-    ]
-    return disk
-
-
 def _droplets(disk: Disk) -> list[str]:
     return [a.instance for a in disk.attachments]
-
-
-def _snapshot(found: Mapping[str, Any]) -> Snapshot:
-    labels = tags.labels_of(found.get("tags") or [])
-    min_gib = found.get("min_disk_size")
-    regions = list(found.get("regions") or [])
-    return Snapshot(
-        id=str(found["id"]),
-        name=labels.get(LABEL_SNAPSHOT, ""),
-        volume=labels.get(LABEL_VOLUME, ""),
-        state="available",
-        size=int(min_gib) * GIB if min_gib else None,
-        created_at=str(found.get("created_at") or ""),
-        labels=labels,
-        facts={
-            "volume_id": found.get("resource_id"),
-            "region": regions[0] if regions else None,
-            "size_gib": found.get("size_gigabytes"),
-            "cloud_name": found.get("name"),
-        },
-    )

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from orlop.backends.cloud.naming import decode_value, encode_value, join_values, split_value
 
 PREFIX = "orlop:"
+NAME_MAX = 64  # a volume's or snapshot's name: lower case, digits, hyphens
 TAG_MAX = 255
 _DOCKER_CHAR = re.compile(r"[A-Za-z0-9_.-]")
 USER_TAG = re.compile(r"[A-Za-z0-9_:-]{1,255}\Z")

@@ -23,6 +23,7 @@ from pydantic import field_validator
 
 from orlop.backends.cloud.api import CloudError, CloudSettings, ErrorKind
 from orlop.backends.cloud.powerflex.session import KeptSession, kept_client
+from orlop.core.model import rfc3339
 
 T = TypeVar("T")
 
@@ -186,3 +187,11 @@ def _message(text: str) -> str:
     """The gateway's own message when the exception text carries its answer."""
     match = re.search(r"'message': '([^']*)'", text) or re.search(r'"message": "([^"]*)"', text)
     return match.group(1) if match else text[:300]
+
+
+def rfc3339_of(epoch: Any) -> str | None:
+    """PowerFlex's epoch seconds as RFC 3339; None if it sent none."""
+    try:
+        return rfc3339(int(epoch))
+    except (TypeError, ValueError, OverflowError):
+        return None

@@ -22,7 +22,12 @@ in the provider's state directory.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
 
 NAME_MAX = 31
 _DIRECT_MAX = NAME_MAX - 6
@@ -61,3 +66,35 @@ def decode(kind: str, namespace: str, pf_name: str) -> tuple[bool, str | None]:
 def kept_name(volume_id: str) -> str:
     """The name of a volume kept on remove (keep_on_remove): no longer Orlop's."""
     return f"kept-{volume_id}"[:NAME_MAX]
+
+
+class KeptLabels:
+    """The labels a name cannot hold (this host's own: create token, claim), by PowerFlex
+    volume name, in one fsynced JSON file in the provider's state directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def every(self) -> dict[str, dict[str, str]]:
+        try:
+            loaded: dict[str, dict[str, str]] = json.loads(self.path.read_text())
+            return loaded
+        except (OSError, ValueError):
+            return {}
+
+    def keep(self, name: str, labels: Mapping[str, str | None] | None) -> None:
+        """Set the labels kept for volume `name` (None or empty: forget them)."""
+        with self._lock:
+            every = self.every()
+            if labels:
+                every[name] = {k: v for k, v in labels.items() if v is not None}
+            else:
+                every.pop(name, None)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temp = self.path.with_suffix(".tmp")
+            with open(temp, "w", encoding="utf-8") as file:
+                json.dump(every, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, self.path)

@@ -9,12 +9,9 @@ sizes are rounded up, and Status says so.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import re
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +20,6 @@ from orlop.backends.base import Check
 from orlop.backends.cloud.api import (
     LABEL_MANAGED,
     LABEL_NAMESPACE,
-    LABEL_SNAPSHOT,
     LABEL_VOLUME,
     Attachment,
     CloudError,
@@ -35,8 +31,10 @@ from orlop.backends.cloud.api import (
     Snapshot,
 )
 from orlop.backends.cloud.powerflex import names
-from orlop.backends.cloud.powerflex.client import Gateway, PowerFlexSettings
-from orlop.core.model import InvalidOption, rfc3339
+from orlop.backends.cloud.powerflex.client import Gateway, PowerFlexSettings, rfc3339_of
+from orlop.backends.cloud.powerflex.names import KeptLabels
+from orlop.backends.cloud.powerflex.snapshots import PowerFlexSnapshots
+from orlop.core.model import InvalidOption
 from orlop.core.options import GIB, Option, OptionSet, bounded_size, one_of
 from orlop.host.run import CommandError, run
 
@@ -46,7 +44,6 @@ STEP_GIB = 8
 MAX_GIB = 1024 * 1024  # 1 PiB
 _TYPES = {"thin": "ThinProvisioned", "thick": "ThickProvisioned"}
 _PROVISIONING = {value: key for key, value in _TYPES.items()}
-_ID = re.compile(r"[0-9a-f]{16}\Z")
 
 
 def canonical_size(value: str) -> str:
@@ -77,10 +74,10 @@ class PowerFlexProvider:
     def __init__(self, settings: PowerFlexSettings, state_dir: str) -> None:
         self.settings = settings
         self.gateway = Gateway(settings)
-        self._labels_file = Path(state_dir) / "powerflex-labels.json"
-        self._lock = threading.Lock()
+        self.kept = KeptLabels(Path(state_dir) / "powerflex-labels.json")
         self._system: str | None = None
         self._pool: tuple[str, str] | None = None  # (id, name)
+        self.snapshots = PowerFlexSnapshots(self.gateway, settings, self.system_id, self.get_disk)
 
     def close(self) -> None:
         """Log out of the gateway (at shutdown; the login is otherwise kept)."""
@@ -168,7 +165,7 @@ class PowerFlexProvider:
         name = names.encode("o", spec.namespace, spec.volume)
         gib = int(spec.options.get("size", str(STEP_GIB * GIB))) // GIB
         provisioning = spec.options.get("provisioning", "thin")
-        self._keep_labels(name, {k: v for k, v in spec.labels.items() if k not in _IN_NAME})
+        self.kept.keep(name, {k: v for k, v in spec.labels.items() if k not in _IN_NAME})
         source = spec.snapshot
         if source is not None:
             snapshot_gib = math.ceil((source.size or 0) / GIB)
@@ -237,7 +234,7 @@ class PowerFlexProvider:
         except CloudError as error:
             if error.kind is not ErrorKind.NOT_FOUND:
                 raise
-        self._keep_labels(disk.name, None)
+        self.kept.keep(disk.name, None)
 
     def set_labels(self, disk: Disk, labels: Mapping[str, str | None]) -> None:
         namespace = labels.get(LABEL_NAMESPACE, disk.labels.get(LABEL_NAMESPACE))
@@ -250,36 +247,13 @@ class PowerFlexProvider:
             )
             if name != disk.name:
                 self.gateway.call("rename volume", lambda c: c.volume.rename(disk.id, name))
-                self._keep_labels(name, self._labels().get(disk.name, {}))
-                self._keep_labels(disk.name, None)
+                self.kept.keep(name, self.kept.every().get(disk.name, {}))
+                self.kept.keep(disk.name, None)
                 disk.name = name
         rest = {k: v for k, v in labels.items() if k not in _IN_NAME}
         if rest:
-            kept = {**self._labels().get(disk.name, {}), **rest}
-            self._keep_labels(disk.name, {k: v for k, v in kept.items() if v is not None})
-
-    # the labels a name cannot hold: this host's own (create token, claim) ------------------
-    def _labels(self) -> dict[str, dict[str, str]]:
-        try:
-            loaded: dict[str, dict[str, str]] = json.loads(self._labels_file.read_text())
-            return loaded
-        except (OSError, ValueError):
-            return {}
-
-    def _keep_labels(self, name: str, labels: Mapping[str, str | None] | None) -> None:
-        with self._lock:
-            every = self._labels()
-            if labels:
-                every[name] = {k: v for k, v in labels.items() if v is not None}
-            else:
-                every.pop(name, None)
-            self._labels_file.parent.mkdir(parents=True, exist_ok=True)
-            temp = self._labels_file.with_suffix(".tmp")
-            with open(temp, "w", encoding="utf-8") as file:
-                json.dump(every, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, self._labels_file)
+            kept = {**self.kept.every().get(disk.name, {}), **rest}
+            self.kept.keep(disk.name, {k: v for k, v in kept.items() if v is not None})
 
     # attachments -----------------------------------------------------------------------------
     def device_name(self, disk: Disk, identity: Identity) -> str | None:
@@ -362,7 +336,7 @@ class PowerFlexProvider:
         name = str(volume.get("name") or "")
         namespace = namespace or self.settings.namespace
         ours, docker_name = names.decode("o", namespace, name)
-        labels: dict[str, str] = dict(self._labels().get(name, {}))
+        labels: dict[str, str] = dict(self.kept.every().get(name, {}))
         if ours:
             labels.update({LABEL_MANAGED: "orlop", LABEL_NAMESPACE: namespace})
             if docker_name is not None:
@@ -382,97 +356,26 @@ class PowerFlexProvider:
                 "system_id": self._system,
                 "snapshot_of": volume.get("ancestorVolumeId"),
             },
-            created_at=_rfc3339(created),
+            created_at=rfc3339_of(created),
         )
 
-    # snapshots -----------------------------------------------------------------------------
+    # snapshots: the calls are in snapshots.py --------------------------------------------
     def create_snapshot(self, disk: Disk, name: str, labels: Mapping[str, str]) -> Snapshot:
-        namespace = str(labels.get(LABEL_NAMESPACE) or self.settings.namespace)
-        pf_name = names.encode("s", namespace, name)
-        made = self.gateway.call(
-            "snapshot",
-            lambda c: c.system.snapshot_volumes(
-                self.system_id(), [{"volumeId": disk.id, "snapshotName": pf_name}]
-            ),
-        )
-        found = self.get_snapshot(str(made["volumeIdList"][0]))
-        if found is None:
-            raise CloudError(f"the snapshot of {disk.id} vanished", ErrorKind.FAILED)
-        return found
+        return self.snapshots.create_snapshot(disk, name, labels)
 
     def find_snapshots(
         self, namespace: str, volume: str | None = None, name: str | None = None
     ) -> list[Snapshot]:
-        every = self.gateway.call("volumes", lambda c: c.volume.get())
-        by_id = {str(v["id"]): v for v in every}
-        found = []
-        for each in every:
-            snapshot = self._snapshot(each, by_id, namespace)
-            if snapshot is None:
-                continue
-            if volume is not None and snapshot.volume != volume:
-                continue
-            if name is not None and each["name"] != names.encode("s", namespace, name):
-                continue
-            found.append(snapshot)
-        return found
+        return self.snapshots.find_snapshots(namespace, volume, name)
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot | None:
-        if not self.is_snapshot_id(snapshot_id):
-            return None
-        try:
-            found = self.gateway.call("get snapshot", lambda c: c.volume.get(entity_id=snapshot_id))
-        except CloudError as error:
-            if error.kind is ErrorKind.NOT_FOUND:
-                return None
-            raise
-        if found.get("volumeType") != "Snapshot":
-            return None
-        ancestor = found.get("ancestorVolumeId")
-        parents = {}
-        if ancestor:
-            parent = self.get_disk(str(ancestor))
-            if parent is not None:
-                parents[parent.id] = {"id": parent.id, "name": parent.name}
-        return self._snapshot(found, parents, self.settings.namespace, any_name=True)
-
-    def _snapshot(
-        self,
-        found: Mapping[str, Any],
-        by_id: Mapping[str, Mapping[str, Any]],
-        namespace: str,
-        any_name: bool = False,
-    ) -> Snapshot | None:
-        ours, readable = names.decode("s", namespace, str(found.get("name") or ""))
-        if not ours and not any_name:
-            return None
-        parent = by_id.get(str(found.get("ancestorVolumeId")))
-        volume = names.decode("o", namespace, str(parent["name"]))[1] if parent else None
-        labels = {LABEL_MANAGED: "orlop", LABEL_NAMESPACE: namespace} if ours else {}
-        if ours and readable:
-            labels[LABEL_SNAPSHOT] = readable
-        if ours and volume:
-            labels[LABEL_VOLUME] = volume
-        return Snapshot(
-            id=str(found["id"]),
-            name=readable or "",
-            volume=volume or "",
-            state="ready",
-            size=int(found.get("sizeInKb") or 0) * 1024,
-            created_at=_rfc3339(found.get("creationTime")) or "",
-            labels=labels,
-            facts={"volume_id": found.get("ancestorVolumeId"), "cloud_name": found.get("name")},
-        )
+        return self.snapshots.get_snapshot(snapshot_id)
 
     def delete_snapshot(self, snapshot: Snapshot) -> None:
-        try:
-            self.gateway.call("delete snapshot", lambda c: c.volume.delete(snapshot.id, "ONLY_ME"))
-        except CloudError as error:
-            if error.kind is not ErrorKind.NOT_FOUND:
-                raise
+        self.snapshots.delete_snapshot(snapshot)
 
     def is_snapshot_id(self, text: str) -> bool:
-        return bool(_ID.match(text))
+        return self.snapshots.is_snapshot_id(text)
 
 
 _IN_NAME = (LABEL_MANAGED, LABEL_NAMESPACE, LABEL_VOLUME)
@@ -490,10 +393,3 @@ def _one(
         if wanted in (item["name"], item["id"]):
             return item
     raise InvalidOption(f"unknown {word} {wanted}{where}: PowerFlex has {known}")
-
-
-def _rfc3339(epoch: Any) -> str | None:
-    try:
-        return rfc3339(int(epoch))
-    except (TypeError, ValueError, OverflowError):
-        return None
