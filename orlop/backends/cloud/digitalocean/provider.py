@@ -8,10 +8,11 @@ guard. Attach, detach and resize are volume *actions* that stay in-progress for 
 `droplet_ids` does not say whether an attach or detach is done (DigitalOcean documents no
 moment at which it changes; its own tools wait on the action). So that the layer sees an
 attach or detach it started as `attaching` / `detaching` until DigitalOcean completes it,
-the provider remembers the actions it started (in memory, `actions.py`) and asks for their status while
-they are in progress, always *before* it reads the volume: a reading is one action status
-and the volume as it was after that status, so an action that completes between the two
-requests shows as still in progress once more, never as a volume that lost its droplet.
+the provider remembers the actions it started (in memory, `actions.py`) and asks for their
+status while they are in progress, always *before* it reads the volume: a reading is one
+action status and the volume as it was after that status, so an action that completes
+between the two requests shows as still in progress once more, never as a volume that lost
+its droplet.
 """
 
 from __future__ import annotations
