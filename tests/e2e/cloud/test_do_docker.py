@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from orlop.backends.cloud.digitalocean import tags
+from orlop.backends.cloud.digitalocean import labels as tags
 from tests.e2e.conftest import PLUGIN_DIR
 from tests.servers.digitalocean.server import DoServer
 from tests.servers.digitalocean.testbed import DoHost

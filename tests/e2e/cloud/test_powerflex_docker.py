@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from orlop.backends.cloud.powerflex import names
+from orlop.backends.cloud.powerflex import labels as names
 from tests.e2e.conftest import PLUGIN_DIR
 from tests.servers.powerflex.server import PowerFlexGateway
 from tests.servers.powerflex.testbed import PfHost

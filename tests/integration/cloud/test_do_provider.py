@@ -25,8 +25,8 @@ from orlop.backends.cloud.api import (
     ErrorKind,
     Identity,
 )
+from orlop.backends.cloud.digitalocean.labels import label_tags
 from orlop.backends.cloud.digitalocean.provider import DigitalOceanProvider
-from orlop.backends.cloud.digitalocean.tags import label_tags
 from orlop.core.model import ConfigError, InvalidOption
 from tests.servers.digitalocean.server import DoServer, Volume
 from tests.servers.digitalocean.testbed import DoHost

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from orlop.backends.cloud.digitalocean import tags
+from orlop.backends.cloud.digitalocean import labels as tags
 from orlop.backends.cloud.digitalocean.client import DigitalOceanSettings
 from orlop.backends.cloud.digitalocean.provider import DigitalOceanProvider
 from tests.servers.digitalocean.server import DoServer

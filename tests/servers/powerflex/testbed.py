@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from orlop.backends.cloud.powerflex import names
+from orlop.backends.cloud.powerflex import labels as names
 from orlop.backends.cloud.powerflex.client import PowerFlexSettings
 from orlop.backends.cloud.powerflex.provider import PowerFlexProvider
 from tests.servers.powerflex.server import PowerFlexGateway, Tls

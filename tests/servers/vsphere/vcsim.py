@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from orlop.backends.cloud.vsphere.files import DiskPath, load_metadata, namespace_tag
+from orlop.backends.cloud.vsphere.files import DiskPath
+from orlop.backends.cloud.vsphere.labels import load_metadata, namespace_tag
 from orlop.host.run import run
 from tests.support.cloud.presenter import DevicePresenter, PollingPresenter, Presented
 from tests.support.cloud.testbed import CloudHost

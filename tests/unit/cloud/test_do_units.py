@@ -8,7 +8,7 @@ import pytest
 
 from orlop.backends.cloud import naming
 from orlop.backends.cloud.api import ErrorKind
-from orlop.backends.cloud.digitalocean import tags
+from orlop.backends.cloud.digitalocean import labels as tags
 from orlop.backends.cloud.digitalocean.client import DigitalOceanSettings, api_error
 from orlop.backends.cloud.digitalocean.provider import (
     NAME_MAX,

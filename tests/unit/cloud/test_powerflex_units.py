@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from orlop.backends.cloud.api import ErrorKind
-from orlop.backends.cloud.powerflex import names
+from orlop.backends.cloud.powerflex import labels as names
 from orlop.backends.cloud.powerflex.client import Gateway, PowerFlexSettings
 from orlop.backends.cloud.powerflex.provider import PowerFlexProvider
 from orlop.core.model import ConfigError, InvalidOption

@@ -37,16 +37,9 @@ from orlop.backends.cloud.cinder.client import (
     raise_cloud_error,
     translated,
 )
+from orlop.backends.cloud.cinder.labels import PREFIX, encode, matches
 from orlop.backends.cloud.cinder.limits import DEFAULT_SIZE, at_least, check_type, check_zone
-from orlop.backends.cloud.cinder.resources import (
-    PREFIX,
-    UUID,
-    CinderAttachment,
-    canonical_text,
-    encode,
-    matches,
-    to_disk,
-)
+from orlop.backends.cloud.cinder.resources import UUID, CinderAttachment, canonical_text, to_disk
 from orlop.backends.cloud.cinder.settings import CinderSettings
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import InvalidOption, NotFound

@@ -1,20 +1,17 @@
-"""Cinder's volumes and snapshots as the layer's `Disk`s and `Snapshot`s; option values.
-
-Orlop's logical labels are Cinder metadata keys `orlop-<label>` with raw values (Cinder
-metadata is free text, 255 characters per key and value: a Docker name fits whole).
-"""
+"""Cinder's volumes and snapshots as the layer's `Disk`s and `Snapshot`s (their labels
+decoded by `labels.py`); option values."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from orlop.backends.cloud.api import LABEL_SNAPSHOT, LABEL_VOLUME, Attachment, Disk, Snapshot
+from orlop.backends.cloud.cinder.labels import decode
 from orlop.core.options import GIB
 
-PREFIX = "orlop-"  # Cinder metadata keys Orlop owns: orlop-<logical label>
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _CREATING = {"creating", "downloading", "restoring-backup", "awaiting-transfer"}
 _ATTACHING = {"attaching", "reserved"}
@@ -41,18 +38,6 @@ class SnapshotView:
         self.id, self.status = body["id"], body.get("status")
         self.size, self.created_at = body.get("size"), body.get("created_at")
         self.metadata, self.volume_id = body.get("metadata") or {}, body.get("volume_id")
-
-
-def encode(labels: Mapping[str, str]) -> dict[str, str]:
-    return {PREFIX + key: value for key, value in labels.items()}
-
-
-def decode(metadata: Mapping[str, str]) -> dict[str, str]:
-    return {k[len(PREFIX) :]: v for k, v in metadata.items() if k.startswith(PREFIX)}
-
-
-def matches(metadata: Mapping[str, str] | None, wanted: Mapping[str, str]) -> bool:
-    return all((metadata or {}).get(k) == v for k, v in wanted.items())
 
 
 def to_disk(volume: Any, reserved: Callable[[str], list[CinderAttachment]]) -> Disk:

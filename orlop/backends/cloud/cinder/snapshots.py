@@ -19,13 +19,8 @@ from orlop.backends.cloud.cinder.client import (
     raise_from_response,
     translated,
 )
-from orlop.backends.cloud.cinder.resources import (
-    PREFIX,
-    SnapshotView,
-    encode,
-    matches,
-    to_snapshot,
-)
+from orlop.backends.cloud.cinder.labels import PREFIX, encode, matches
+from orlop.backends.cloud.cinder.resources import SnapshotView, to_snapshot
 
 
 def create(conn: Any, disk: Disk, name: str, labels: Mapping[str, str]) -> Snapshot:

@@ -2,7 +2,7 @@
 
 A volume is named `orlop-<slug>-<hash>` (`naming.disk_name`, 64 characters at most: DO's rule
 is lower case, digits and hyphens, starting with a letter, unique per region); Orlop's labels
-are tags (`tags.py`), so another droplet lists and adopts the volume by its Docker name. DO
+are tags (`labels.py`), so another droplet lists and adopts the volume by its Docker name. DO
 refuses to attach a volume that is attached to another droplet (422): the layer needs no race
 guard. Attach, detach and resize are volume *actions* that stay in-progress for a while, and
 `droplet_ids` does not say whether an attach or detach is done (DigitalOcean documents no
@@ -36,11 +36,11 @@ from orlop.backends.cloud.api import (
     Identity,
     Snapshot,
 )
-from orlop.backends.cloud.digitalocean import tags
+from orlop.backends.cloud.digitalocean import labels as do_labels
 from orlop.backends.cloud.digitalocean.actions import PendingActions, with_action
 from orlop.backends.cloud.digitalocean.client import Api, DigitalOceanSettings, metadata
+from orlop.backends.cloud.digitalocean.labels import NAME_MAX
 from orlop.backends.cloud.digitalocean.snapshots import DoSnapshots
-from orlop.backends.cloud.digitalocean.tags import NAME_MAX
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import GIB, Option, OptionSet, bounded_size
@@ -73,7 +73,9 @@ class DigitalOceanProvider:
             Option("size", canonical_size, "size, 1G to 16384G, rounded up to GiB (default 10G)"),
             Option("from_snapshot", canonical_snapshot, "snapshot ID or Orlop snapshot name"),
             Option(
-                "tags", tags.canonical_tags, "DigitalOcean tags for the volume, comma-separated"
+                "tags",
+                do_labels.canonical_tags,
+                "DigitalOcean tags for the volume, comma-separated",
             ),
         ]
     )
@@ -147,7 +149,7 @@ class DigitalOceanProvider:
             "size_gigabytes": gib,
             "region": region,
             "description": f"Orlop volume {spec.volume} (namespace {spec.namespace})"[:1024],
-            "tags": [*tags.label_tags(spec.labels), *_user_tags(spec.options)],
+            "tags": [*do_labels.label_tags(spec.labels), *_user_tags(spec.options)],
         }
         if spec.snapshot:
             body["snapshot_id"] = spec.snapshot.id
@@ -202,7 +204,7 @@ class DigitalOceanProvider:
                 raise
         # Tags outlive what they tag; the create token's is this disk's alone: drop it.
         token = disk.labels.get(LABEL_TOKEN)
-        for tag in tags.label_tags({LABEL_TOKEN: token}) if token else []:
+        for tag in do_labels.label_tags({LABEL_TOKEN: token}) if token else []:
             try:
                 self.api.call("delete tag", lambda c: c.tags.delete, tag)
             except CloudError as error:
@@ -214,8 +216,8 @@ class DigitalOceanProvider:
         drop: list[str] = []
         put: list[str] = []
         for key, value in labels.items():
-            old = tags.tags_of_key(current, key)
-            new = tags.label_tags({key: value}) if value is not None else []
+            old = do_labels.tags_of_key(current, key)
+            new = do_labels.label_tags({key: value}) if value is not None else []
             drop.extend(tag for tag in old if tag not in new)
             put.extend(tag for tag in new if tag not in old)
         resource = {"resources": [{"resource_id": disk.id, "resource_type": "volume"}]}
@@ -339,11 +341,11 @@ class DigitalOceanProvider:
             size=int(volume.get("size_gigabytes") or 0) * GIB,
             state="ready",
             zone=region,
-            labels=tags.labels_of(all_tags),
+            labels=do_labels.labels_of(all_tags),
             attachments=[Attachment(d) for d in droplets],
             facts={
                 "region": region,
-                "tags": ",".join(tags.user_tags(all_tags)),
+                "tags": ",".join(do_labels.user_tags(all_tags)),
                 "filesystem_type": volume.get("filesystem_type") or None,
             },
             created_at=volume.get("created_at"),

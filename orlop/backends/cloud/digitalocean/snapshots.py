@@ -1,7 +1,7 @@
 """DigitalOcean volume snapshots: CloudSnapshots for DigitalOceanProvider.
 
 A snapshot is named like a volume (`naming.disk_name` of namespace and `volume.name`) and
-carries Orlop's labels as tags, as volumes do (`tags.py`); its ID is DigitalOcean's UUID.
+carries Orlop's labels as tags, as volumes do (`labels.py`); its ID is DigitalOcean's UUID.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from orlop.backends.cloud.api import (
     ErrorKind,
     Snapshot,
 )
-from orlop.backends.cloud.digitalocean import tags
+from orlop.backends.cloud.digitalocean import labels as do_labels
 from orlop.backends.cloud.digitalocean.client import Api
-from orlop.backends.cloud.digitalocean.tags import NAME_MAX
+from orlop.backends.cloud.digitalocean.labels import NAME_MAX
 from orlop.core.options import GIB
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -39,7 +39,7 @@ class DoSnapshots:
             "name": naming.disk_name(
                 str(labels.get(LABEL_NAMESPACE)), f"{disk.volume}.{name}", NAME_MAX
             ),
-            "tags": tags.label_tags(labels),
+            "tags": do_labels.label_tags(labels),
         }
         made = self.api.call("snapshot", lambda c: c.volume_snapshots.create, disk.id, body)
         return snapshot_of(made["snapshot"])
@@ -84,7 +84,7 @@ class DoSnapshots:
 
 
 def snapshot_of(found: Mapping[str, Any]) -> Snapshot:
-    labels = tags.labels_of(found.get("tags") or [])
+    labels = do_labels.labels_of(found.get("tags") or [])
     min_gib = found.get("min_disk_size")
     regions = list(found.get("regions") or [])
     return Snapshot(

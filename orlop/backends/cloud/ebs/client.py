@@ -1,4 +1,5 @@
-"""The EC2 API as the EBS provider uses it: settings, credentials, error kinds, IMDSv2.
+"""The EC2 API as the EBS provider uses it: credentials, error kinds, IMDSv2 (the settings
+are `settings.py`).
 
 Every call goes through `Ec2.call`, which turns botocore's exceptions into `CloudError`s of
 the layer's kinds with a message a user can act on; the layer decides what to retry.
@@ -15,9 +16,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from pydantic import SecretStr, model_validator
-
-from orlop.backends.cloud.api import CloudError, CloudSettings, ErrorKind
+from orlop.backends.cloud.api import CloudError, ErrorKind
+from orlop.backends.cloud.ebs.settings import EbsSettings as EbsSettings
 from orlop.backends.settings import secret_value
 from orlop.core.model import BackendError, ConfigError
 
@@ -49,28 +49,6 @@ NOT_FOUND_CODES = frozenset(
     }
 )
 IN_USE_CODES = frozenset({"VolumeInUse"})
-
-
-class EbsSettings(CloudSettings):
-    """The `ebs` driver's settings (the layer's common ones included)."""
-
-    region: str | None = None
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
-    profile: str | None = None
-    instance_id: str | None = None
-    availability_zone: str | None = None
-    imds_endpoint: str = "http://169.254.169.254"
-    imds_timeout: float = 2.0
-    device_root: str = "/dev"
-
-    @model_validator(mode="after")
-    def _keys_go_together(self) -> EbsSettings:
-        if bool(self.access_key_id) != bool(self.secret_access_key):
-            raise ValueError("access_key_id and secret_access_key go together")
-        return self
 
 
 class Ec2:

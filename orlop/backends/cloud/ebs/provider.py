@@ -33,6 +33,7 @@ from orlop.backends.cloud.api import (
 )
 from orlop.backends.cloud.ebs import devices
 from orlop.backends.cloud.ebs.client import EbsSettings, Ec2, instance_identity
+from orlop.backends.cloud.ebs.labels import labels_of, tag_changes, tag_filters, tags_of
 from orlop.backends.cloud.ebs.limits import (
     DEFAULT_TYPE,
     VOLUME_TYPES,
@@ -50,7 +51,6 @@ from orlop.core.options import GIB, Option, OptionSet, canonical_bool, canonical
 
 log = logging.getLogger(__name__)
 
-TAG_PREFIX = "orlop:"
 _STATES: dict[str, Any] = {
     "creating": "creating",
     "available": "ready",
@@ -127,8 +127,7 @@ class EbsProvider:
                 f"({snapshot_gib} GiB): ask for at least that much"
             )
         check_volume_options({**options, "size": str(size * GIB)})
-        tags = [{"Key": TAG_PREFIX + key, "Value": value} for key, value in spec.labels.items()]
-        tags.append({"Key": "Name", "Value": spec.volume})
+        tags = tags_of(spec.labels, spec.volume)
         params: dict[str, Any] = {
             "AvailabilityZone": zone,
             "Size": size,
@@ -172,9 +171,7 @@ class EbsProvider:
         return disk if disk is not None and disk.state != "deleting" else None
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
-        filters = [{"Name": f"tag:{TAG_PREFIX}{LABEL_NAMESPACE}", "Values": [namespace]}]
-        if volume is not None:
-            filters.append({"Name": f"tag:{TAG_PREFIX}{LABEL_VOLUME}", "Values": [volume]})
+        filters = tag_filters(namespace, volume)
         found = self.ec2.paginate("DescribeVolumes", "Volumes", Filters=filters)
         return [disk for disk in map(_disk, found) if disk.state != "deleting"]
 
@@ -186,8 +183,7 @@ class EbsProvider:
                 raise
 
     def set_labels(self, disk: Disk, labels: Mapping[str, str | None]) -> None:
-        put = [{"Key": TAG_PREFIX + k, "Value": v} for k, v in labels.items() if v is not None]
-        drop = [{"Key": TAG_PREFIX + k} for k, v in labels.items() if v is None]
+        put, drop = tag_changes(labels)
         if put:
             self.ec2.call("CreateTags", Resources=[disk.id], Tags=put)
         if drop:
@@ -296,8 +292,7 @@ class EbsProvider:
 
     # snapshots -----------------------------------------------------------------------------
     def create_snapshot(self, disk: Disk, name: str, labels: Mapping[str, str]) -> Snapshot:
-        tags = [{"Key": TAG_PREFIX + key, "Value": value} for key, value in labels.items()]
-        tags.append({"Key": "Name", "Value": name})
+        tags = tags_of(labels, name)
         created = self.ec2.call(
             "CreateSnapshot",
             VolumeId=disk.id,
@@ -309,11 +304,7 @@ class EbsProvider:
     def find_snapshots(
         self, namespace: str, volume: str | None = None, name: str | None = None
     ) -> list[Snapshot]:
-        filters = [{"Name": f"tag:{TAG_PREFIX}{LABEL_NAMESPACE}", "Values": [namespace]}]
-        if volume is not None:
-            filters.append({"Name": f"tag:{TAG_PREFIX}{LABEL_VOLUME}", "Values": [volume]})
-        if name is not None:
-            filters.append({"Name": f"tag:{TAG_PREFIX}{LABEL_SNAPSHOT}", "Values": [name]})
+        filters = tag_filters(namespace, volume, name)
         found = self.ec2.paginate(
             "DescribeSnapshots", "Snapshots", OwnerIds=["self"], Filters=filters
         )
@@ -339,14 +330,6 @@ class EbsProvider:
         return text.startswith("snap-")
 
 
-def _labels(resource: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        t["Key"][len(TAG_PREFIX) :]: t["Value"]
-        for t in resource.get("Tags", [])
-        if t["Key"].startswith(TAG_PREFIX)
-    }
-
-
 def _disk(volume: Mapping[str, Any]) -> Disk:
     attachments = [
         Attachment(a["InstanceId"], a["State"], a.get("Device"))
@@ -359,7 +342,7 @@ def _disk(volume: Mapping[str, Any]) -> Disk:
         size=int(volume["Size"]) * GIB,
         state=_STATES.get(volume.get("State", ""), "error"),
         zone=volume.get("AvailabilityZone"),
-        labels=_labels(volume),
+        labels=labels_of(volume),
         attachments=attachments,
         facts={
             "type": volume.get("VolumeType"),
@@ -374,7 +357,7 @@ def _disk(volume: Mapping[str, Any]) -> Disk:
 
 
 def _snapshot(found: Mapping[str, Any]) -> Snapshot:
-    labels = _labels(found)
+    labels = labels_of(found)
     return Snapshot(
         id=found["SnapshotId"],
         name=labels.get(LABEL_SNAPSHOT, ""),

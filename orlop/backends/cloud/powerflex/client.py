@@ -17,12 +17,10 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-from pydantic import field_validator
-
-from orlop.backends.cloud.api import CloudError, CloudSettings, ErrorKind
+from orlop.backends.cloud.api import CloudError, ErrorKind
 from orlop.backends.cloud.powerflex.session import KeptSession, kept_client
+from orlop.backends.cloud.powerflex.settings import PowerFlexSettings as PowerFlexSettings
 from orlop.core.model import rfc3339
 
 T = TypeVar("T")
@@ -31,38 +29,6 @@ T = TypeVar("T")
 _NOT_FOUND_CODES = {79, 80, 81, 94, 101, 102, 103, 127, 210}  # could not find …
 _NOT_FOUND_TEXT = re.compile(r"could not find|not found|does not exist", re.IGNORECASE)
 _IN_USE_TEXT = re.compile(r"already mapped|is mapped|mapped to", re.IGNORECASE)
-
-
-class PowerFlexSettings(CloudSettings):
-    gateway: str  # https://gateway[:port]
-    username: str
-    password_file: str
-    ca_file: str | None = None  # the CA that signed the gateway's certificate
-    verify: bool = True
-    system_id: str | None = None  # default: the only system the gateway manages
-    protection_domain: str | None = None  # name; default: the only one
-    storage_pool: str | None = None  # name; default: the only one in the protection domain
-    sdc_guid: str | None = None  # default: `drv_cfg --query_guid`
-    drv_cfg: str = "/opt/emc/scaleio/sdc/bin/drv_cfg"
-    api_timeout: float = 30.0
-
-    @field_validator("gateway")
-    @classmethod
-    def _gateway(cls, value: str) -> str:
-        url = urlsplit(value if "://" in value else f"https://{value}")
-        if url.scheme != "https" or not url.hostname:
-            raise ValueError(
-                f"{value!r}: the PowerFlex gateway is reached over https (https://host[:port])"
-            )
-        try:
-            url.port  # noqa: B018 - a bad port raises here
-        except ValueError:
-            raise ValueError(f"{value!r} has a bad port") from None
-        return value
-
-    def address(self) -> tuple[str, int]:
-        url = urlsplit(self.gateway if "://" in self.gateway else f"https://{self.gateway}")
-        return str(url.hostname), url.port or 443
 
 
 def read_password(settings: PowerFlexSettings) -> str:

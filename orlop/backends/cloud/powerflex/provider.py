@@ -3,7 +3,7 @@
 Attaching is mapping the volume to this host's SDC (`addMappedSdc`, multiple mappings not
 allowed, so PowerFlex itself refuses a volume mapped elsewhere: no race guard needed);
 detaching is `removeMappedSdc`. Both are synchronous. Volumes have no labels: how a volume's
-name says which Orlop volume it is, see `names.py`. PowerFlex allocates in 8 GiB steps:
+name says which Orlop volume it is, see `labels.py`. PowerFlex allocates in 8 GiB steps:
 sizes are rounded up, and Status says so.
 """
 
@@ -30,9 +30,9 @@ from orlop.backends.cloud.api import (
     Identity,
     Snapshot,
 )
-from orlop.backends.cloud.powerflex import names
+from orlop.backends.cloud.powerflex import labels as pf_labels
 from orlop.backends.cloud.powerflex.client import Gateway, PowerFlexSettings, rfc3339_of
-from orlop.backends.cloud.powerflex.names import KeptLabels
+from orlop.backends.cloud.powerflex.labels import KeptLabels
 from orlop.backends.cloud.powerflex.snapshots import PowerFlexSnapshots
 from orlop.core.model import InvalidOption
 from orlop.core.options import GIB, Option, OptionSet, bounded_size, one_of
@@ -162,7 +162,7 @@ class PowerFlexProvider:
 
     def create_disk(self, spec: DiskSpec, identity: Identity) -> Disk:
         pool_id, _ = self._storage_pool()  # an unknown pool fails here, before anything is made
-        name = names.encode("o", spec.namespace, spec.volume)
+        name = pf_labels.encode("o", spec.namespace, spec.volume)
         gib = int(spec.options.get("size", str(STEP_GIB * GIB))) // GIB
         provisioning = spec.options.get("provisioning", "thin")
         self.kept.keep(name, {k: v for k, v in spec.labels.items() if k not in _IN_NAME})
@@ -221,11 +221,13 @@ class PowerFlexProvider:
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
         if volume is not None:
-            disk = self._by_name(names.encode("o", namespace, volume))
+            disk = self._by_name(pf_labels.encode("o", namespace, volume))
             return [disk] if disk is not None else []
         every = self.gateway.call("volumes", lambda c: c.volume.get())
         return [
-            self._disk(v, namespace) for v in every if names.decode("o", namespace, v["name"])[0]
+            self._disk(v, namespace)
+            for v in every
+            if pf_labels.decode("o", namespace, v["name"])[0]
         ]
 
     def delete_disk(self, disk: Disk) -> None:
@@ -241,9 +243,9 @@ class PowerFlexProvider:
         volume = labels.get(LABEL_VOLUME, disk.volume)
         if LABEL_VOLUME in labels or LABEL_NAMESPACE in labels:
             name = (
-                names.encode("o", namespace, volume)
+                pf_labels.encode("o", namespace, volume)
                 if namespace and volume
-                else names.kept_name(disk.id)
+                else pf_labels.kept_name(disk.id)
             )
             if name != disk.name:
                 self.gateway.call("rename volume", lambda c: c.volume.rename(disk.id, name))
@@ -335,7 +337,7 @@ class PowerFlexProvider:
     def _disk(self, volume: Mapping[str, Any], namespace: str | None = None) -> Disk:
         name = str(volume.get("name") or "")
         namespace = namespace or self.settings.namespace
-        ours, docker_name = names.decode("o", namespace, name)
+        ours, docker_name = pf_labels.decode("o", namespace, name)
         labels: dict[str, str] = dict(self.kept.every().get(name, {}))
         if ours:
             labels.update({LABEL_MANAGED: "orlop", LABEL_NAMESPACE: namespace})

@@ -1,7 +1,7 @@
 """PowerFlex snapshots: CloudSnapshots for PowerFlexProvider.
 
 A snapshot is a volume of type Snapshot whose `ancestorVolumeId` is its volume; its name
-(`names.encode("s", namespace, name)`) says it is Orlop's and which snapshot it is, as a
+(`pf_labels.encode("s", namespace, name)`) says it is Orlop's and which snapshot it is, as a
 volume's name does for volumes. IDs are PowerFlex's 16 hex digits.
 """
 
@@ -21,7 +21,7 @@ from orlop.backends.cloud.api import (
     ErrorKind,
     Snapshot,
 )
-from orlop.backends.cloud.powerflex import names
+from orlop.backends.cloud.powerflex import labels as pf_labels
 from orlop.backends.cloud.powerflex.client import Gateway, PowerFlexSettings, rfc3339_of
 
 _ID = re.compile(r"[0-9a-f]{16}\Z")
@@ -45,7 +45,7 @@ class PowerFlexSnapshots:
 
     def create_snapshot(self, disk: Disk, name: str, labels: Mapping[str, str]) -> Snapshot:
         namespace = str(labels.get(LABEL_NAMESPACE) or self.settings.namespace)
-        pf_name = names.encode("s", namespace, name)
+        pf_name = pf_labels.encode("s", namespace, name)
         made = self.gateway.call(
             "snapshot",
             lambda c: c.system.snapshot_volumes(
@@ -69,7 +69,7 @@ class PowerFlexSnapshots:
                 continue
             if volume is not None and snapshot.volume != volume:
                 continue
-            if name is not None and each["name"] != names.encode("s", namespace, name):
+            if name is not None and each["name"] != pf_labels.encode("s", namespace, name):
                 continue
             found.append(snapshot)
         return found
@@ -100,11 +100,11 @@ class PowerFlexSnapshots:
         namespace: str,
         any_name: bool = False,
     ) -> Snapshot | None:
-        ours, readable = names.decode("s", namespace, str(found.get("name") or ""))
+        ours, readable = pf_labels.decode("s", namespace, str(found.get("name") or ""))
         if not ours and not any_name:
             return None
         parent = by_id.get(str(found.get("ancestorVolumeId")))
-        volume = names.decode("o", namespace, str(parent["name"]))[1] if parent else None
+        volume = pf_labels.decode("o", namespace, str(parent["name"]))[1] if parent else None
         labels = {LABEL_MANAGED: "orlop", LABEL_NAMESPACE: namespace} if ours else {}
         if ours and readable:
             labels[LABEL_SNAPSHOT] = readable

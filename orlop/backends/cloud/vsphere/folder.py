@@ -1,7 +1,7 @@
 """The datastore folder that holds the volumes — the source of truth for which exist.
 
 Listing goes through the datastore browser (one search per datastore, matching a
-namespace's file names); each VMDK's metadata file (`files.py`) is read over the datastore
+namespace's file names); each VMDK's metadata file (`labels.py`) is read over the datastore
 file API. A VMDK whose metadata file is missing (a create cut short between the two writes)
 is named from its file name.
 """
@@ -20,9 +20,9 @@ from orlop.backends.cloud.api import (
     CloudError,
     ErrorKind,
 )
-from orlop.backends.cloud.vsphere import files
 from orlop.backends.cloud.vsphere.client import Vsphere, vim
 from orlop.backends.cloud.vsphere.files import DiskPath
+from orlop.backends.cloud.vsphere.labels import dump_metadata, load_metadata
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class VolumeFolder:
         self.namespace = namespace
 
     def write_metadata(self, path: DiskPath, labels: dict[str, str], facts: dict[str, Any]) -> None:
-        self.api.write_file(path.datastore, path.metadata, files.dump_metadata(labels, facts))
+        self.api.write_file(path.datastore, path.metadata, dump_metadata(labels, facts))
 
     def list(self, store: str, folder: str, patterns: list[str]) -> dict[str, dict[str, Any]]:
         """base name → {"capacity": bytes or None, "metadata": bool} for the disks in a folder."""
@@ -72,7 +72,7 @@ class VolumeFolder:
 
     def metadata(self, path: DiskPath, exists: bool) -> tuple[dict[str, str], dict[str, Any]]:
         raw = self.api.read_file(path.datastore, path.metadata) if exists else None
-        loaded = files.load_metadata(raw) if raw is not None else None
+        loaded = load_metadata(raw) if raw is not None else None
         if loaded is not None:
             return loaded
         if raw is not None:

@@ -1,10 +1,10 @@
 """VMware vSphere virtual disks: the `vsphere` CloudProvider, through pyVmomi.
 
-A volume is a VMDK in a datastore folder (`files.py` names it) with a small metadata file
-beside it for Orlop's labels. The folder is the source of truth: any VM that sees the
-datastore lists the same volumes. A disk attaches to this VM with ReconfigVM_Task on a
-paravirtual SCSI controller at a free unit (a new controller when all are full) and
-detaches without its file being destroyed. The guest shows it by the disk's UUID
+A volume is a VMDK in a datastore folder (`labels.py` names it, `files.py` is its path)
+with a small metadata file beside it for Orlop's labels. The folder is the source of
+truth: any VM that sees the datastore lists the same volumes. A disk attaches to this VM
+with ReconfigVM_Task on a paravirtual SCSI controller at a free unit (a new controller when
+all are full) and detaches without its file being destroyed. The guest shows it by the disk's UUID
 (`disk.EnableUUID`): `/dev/disk/by-id/wwn-0x6000c29…` and `scsi-36000c29…`.
 
 vSphere refuses a second attachment only through the VMFS file lock of a running VM, which
@@ -34,10 +34,11 @@ from orlop.backends.cloud.api import (
     Identity,
     Snapshot,
 )
-from orlop.backends.cloud.vsphere import files, snapshots, vmdisks
+from orlop.backends.cloud.vsphere import snapshots, vmdisks
 from orlop.backends.cloud.vsphere.client import Vsphere, vim
 from orlop.backends.cloud.vsphere.files import DiskPath
 from orlop.backends.cloud.vsphere.folder import VolumeFolder
+from orlop.backends.cloud.vsphere.labels import namespace_tag
 from orlop.backends.cloud.vsphere.settings import (
     DEFAULT_SIZE,
     DISK_MODES,
@@ -229,7 +230,7 @@ class VsphereProvider:
         return self._disk(path, listed[path.base], vmdisks.attachments(self.api))
 
     def find_disks(self, namespace: str, volume: str | None = None) -> list[Disk]:
-        tag = files.namespace_tag(namespace)
+        tag = namespace_tag(namespace)
         stores = sorted(self.api.datastores())
         attachments: dict[str, list[Attachment]] | None = None
         found = []
