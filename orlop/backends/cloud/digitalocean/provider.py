@@ -40,7 +40,7 @@ from orlop.backends.cloud.digitalocean import labels as do_labels
 from orlop.backends.cloud.digitalocean.actions import PendingActions, with_action
 from orlop.backends.cloud.digitalocean.client import Api, DigitalOceanSettings, metadata
 from orlop.backends.cloud.digitalocean.labels import NAME_MAX
-from orlop.backends.cloud.digitalocean.snapshots import DoSnapshots
+from orlop.backends.cloud.digitalocean.snapshots import DoSnapshots, is_snapshot_id
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import BackendError, InvalidOption
 from orlop.core.options import GIB, Option, OptionSet, bounded_size
@@ -367,7 +367,7 @@ class DigitalOceanProvider:
         self.snapshots.delete_snapshot(snapshot)
 
     def is_snapshot_id(self, text: str) -> bool:
-        return self.snapshots.is_snapshot_id(text)
+        return is_snapshot_id(text)  # no state: also on a provider not yet set up
 
 
 def _user_tags(options: Mapping[str, str]) -> list[str]:

@@ -80,7 +80,7 @@ class DoSnapshots:
                 raise
 
     def is_snapshot_id(self, text: str) -> bool:
-        return bool(_UUID.match(text))
+        return is_snapshot_id(text)
 
 
 def snapshot_of(found: Mapping[str, Any]) -> Snapshot:
@@ -102,3 +102,7 @@ def snapshot_of(found: Mapping[str, Any]) -> Snapshot:
             "cloud_name": found.get("name"),
         },
     )
+
+
+def is_snapshot_id(text: str) -> bool:
+    return bool(_UUID.match(text))

@@ -33,7 +33,7 @@ from orlop.backends.cloud.api import (
 from orlop.backends.cloud.powerflex import labels as pf_labels
 from orlop.backends.cloud.powerflex.client import Gateway, PowerFlexSettings, rfc3339_of
 from orlop.backends.cloud.powerflex.labels import KeptLabels
-from orlop.backends.cloud.powerflex.snapshots import PowerFlexSnapshots
+from orlop.backends.cloud.powerflex.snapshots import PowerFlexSnapshots, is_snapshot_id
 from orlop.core.model import InvalidOption
 from orlop.core.options import GIB, Option, OptionSet, bounded_size, one_of
 from orlop.host.run import CommandError, run
@@ -377,7 +377,7 @@ class PowerFlexProvider:
         self.snapshots.delete_snapshot(snapshot)
 
     def is_snapshot_id(self, text: str) -> bool:
-        return self.snapshots.is_snapshot_id(text)
+        return is_snapshot_id(text)  # no state: also on a provider not yet set up
 
 
 _IN_NAME = (LABEL_MANAGED, LABEL_NAMESPACE, LABEL_VOLUME)

@@ -129,4 +129,8 @@ class PowerFlexSnapshots:
                 raise
 
     def is_snapshot_id(self, text: str) -> bool:
-        return bool(_ID.match(text))
+        return is_snapshot_id(text)
+
+
+def is_snapshot_id(text: str) -> bool:
+    return bool(_ID.match(text))

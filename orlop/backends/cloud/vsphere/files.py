@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orlop.backends.cloud.naming import decode_value
-from orlop.backends.cloud.vsphere.labels import base_name, namespace_tag
+from orlop.backends.cloud.vsphere.labels import base_name as base_name  # names it had: kept
+from orlop.backends.cloud.vsphere.labels import dump_metadata as dump_metadata
+from orlop.backends.cloud.vsphere.labels import load_metadata as load_metadata
+from orlop.backends.cloud.vsphere.labels import namespace_tag as namespace_tag
 
 
 @dataclass(frozen=True, slots=True)
