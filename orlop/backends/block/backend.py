@@ -13,7 +13,8 @@ A raw block volume (`volume_mode=block`, CSI's block access type) skips the file
 its attach is `attach_raw` (the device, never probed or formatted, bound at the mountpoint,
 which is then a device file, not a directory); detach and remove are the same as for others.
 
-Use it by naming the provider in a subclass; kind, options and capabilities follow:
+Use it by naming the provider in a subclass; kind, options and capabilities follow, read
+from the provider's class attributes by `spec()` (one place, no instance needed):
 
     class LoopFileBackend(BlockBackend):
         provider_class = LoopFileProvider
@@ -34,12 +35,12 @@ import contextlib
 import dataclasses
 import logging
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
 from orlop.backends.block import filesystem
 from orlop.backends.block.journal import Journal
-from orlop.backends.block.provider import DeviceProvider
+from orlop.backends.block.provider import DeviceProvider, ProviderSpec
 from orlop.backends.settings import BackendSettings
 from orlop.core.failpoints import failpoint
 from orlop.core.model import BackendError, InvalidOption, Usage
@@ -56,30 +57,49 @@ class BlockSettings(BackendSettings):
     allow_suid_dev: bool = False
 
 
-class BlockBackend:
-    provider_class: ClassVar[type[DeviceProvider]]
-    kind: ClassVar[str]
-    options: ClassVar[OptionSet]
-    settings_model: ClassVar[type[BackendSettings]] = BlockSettings
-    capabilities: Capabilities = Capabilities(resize=True, quota=True)
+T = TypeVar("T")
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        provider = cls.__dict__.get("provider_class")
-        if provider is None:
-            return
-        cls.kind = provider.kind
-        cls.options = OptionSet([*provider.options.options.values(), *filesystem.OPTIONS])
-        cls.settings_model = provider.settings_model
-        base = getattr(provider, "capabilities", Capabilities())
-        cls.capabilities = dataclasses.replace(base, resize=True, quota=True)
+
+class FromSpec(Generic[T]):
+    """A block backend's class attribute (kind, options, settings_model, capabilities) read
+    from its class's `spec()`, so `backend_class(kind).capabilities` needs no instance; an
+    instance may set its own (capabilities that follow its settings)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object | None, owner: type[BlockBackend]) -> T:
+        value: T = getattr(owner.spec(), self.name)
+        return value
+
+
+class BlockBackend:
+    """The block layer over the DeviceProvider its class names (`provider_class`), or the
+    one handed in; the kind's facts are decided once, in `spec()`."""
+
+    provider_class: ClassVar[type[DeviceProvider]]
+    kind: FromSpec[str] = FromSpec()
+    options: FromSpec[OptionSet] = FromSpec()
+    settings_model: FromSpec[type[BackendSettings]] = FromSpec()
+    capabilities: FromSpec[Capabilities] = FromSpec()
+
+    @classmethod
+    def provider_spec(cls) -> ProviderSpec:
+        """What the provider makes of this kind (a subclass with another source of providers,
+        `CloudBackend`, says it here)."""
+        return ProviderSpec.of(cls.provider_class)
+
+    @classmethod
+    def spec(cls) -> ProviderSpec:
+        """The kind's facts: the provider's, with the filesystem layer's options, and resize
+        and quota (a block device's size is a hard limit)."""
+        return _block_spec(cls)
 
     def __init__(self, context: BackendContext, provider: DeviceProvider | None = None) -> None:
         self.context = context
-        self.provider = provider if provider is not None else self.provider_class(context)
+        self.provider = provider if provider is not None else self.spec().make(context)
         # A provider may decide its capabilities per instance (from settings): follow it.
-        # A block device's size is a hard limit: the block layer always has a quota.
-        self.capabilities = dataclasses.replace(self.provider.capabilities, resize=True, quota=True)
+        self.capabilities = _with_block_layer(self.provider.capabilities)
         self.journal = Journal(context.path("block"))
         self.settings = self.settings_model.parse(self.provider.kind, context.settings)
         # Every provider's settings include the block layer's (BlockSettings, CloudSettings).
@@ -171,7 +191,7 @@ class BlockBackend:
 
     @classmethod
     def host_checks(cls) -> list[Check]:
-        return [*cls.provider_class.host_checks(), *filesystem.host_checks()]
+        return [*cls.spec().host_checks(), *filesystem.host_checks()]
 
     # Resizable --------------------------------------------------------------------------
     def resize(self, volume: VolumeRef, size: int) -> dict[str, Any]:
@@ -323,3 +343,21 @@ class BlockBackend:
             log.error("volume %s: finishing the grow failed: %s", volume.name, error)
             return
         self.journal.update(volume.name, resizing=None)
+
+
+def _with_block_layer(capabilities: Capabilities) -> Capabilities:
+    return dataclasses.replace(capabilities, resize=True, quota=True)
+
+
+_SPECS: dict[type[BlockBackend], ProviderSpec] = {}  # made once per class (help texts ask often)
+
+
+def _block_spec(backend: type[BlockBackend]) -> ProviderSpec:
+    spec = _SPECS.get(backend)
+    if spec is None:
+        provider = backend.provider_spec()
+        spec = _SPECS[backend] = provider.replace(
+            options=OptionSet([*provider.options.options.values(), *filesystem.OPTIONS]),
+            capabilities=_with_block_layer(provider.capabilities),
+        )
+    return spec

@@ -11,7 +11,10 @@ under the volume's lock.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
 from orlop.backends.settings import BackendSettings
@@ -20,13 +23,22 @@ from orlop.core.options import OptionSet
 
 @runtime_checkable
 class DeviceProvider(Protocol):
-    kind: ClassVar[str]
+    """A class attribute or an instance's, either will do (read only here)."""
+
+    @property
+    def kind(self) -> str: ...
+
     # The provider's own options (size, type, iops, …). The block layer adds its filesystem
     # options (fs, mkfs_options, mount_options) to these.
-    options: ClassVar[OptionSet]
+    @property
+    def options(self) -> OptionSet: ...
+
     # The driver's settings, the block layer's `allow_suid_dev` among them (BlockSettings).
-    settings_model: ClassVar[type[BackendSettings]]
-    capabilities: Capabilities
+    @property
+    def settings_model(self) -> type[BackendSettings]: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     def __init__(self, context: BackendContext) -> None: ...
 
@@ -54,6 +66,35 @@ class DeviceProvider(Protocol):
     def describe(self, volume: VolumeRef) -> dict[str, Any]:
         """Facts for Status from the record (IDs, zone, type); no I/O, no secrets."""
 
+    def host_checks(self) -> list[Check]:
+        """Tools and kernel features this provider needs, for `orlop doctor` (a classmethod
+        where the class knows: `ProviderSpec.of` asks the class)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """What a device provider makes of a backend kind, read without an instance: its kind,
+    options, settings model and capabilities, how to make one (`make(context)`, seams as
+    keywords) and its doctor checks. `BlockBackend.spec()` adds the filesystem layer's part."""
+
+    kind: str
+    options: OptionSet
+    settings_model: type[BackendSettings]
+    capabilities: Capabilities
+    make: Callable[..., DeviceProvider]
+    host_checks: Callable[[], list[Check]]
+
     @classmethod
-    def host_checks(cls) -> list[Check]:
-        """Tools and kernel features this provider needs, for `orlop doctor`."""
+    def of(cls, provider: type[DeviceProvider]) -> ProviderSpec:
+        """The spec a provider class states in its class attributes."""
+        return cls(
+            kind=getattr(provider, "kind"),  # noqa: B009 - class attributes, protocol properties
+            options=getattr(provider, "options"),  # noqa: B009
+            settings_model=getattr(provider, "settings_model"),  # noqa: B009
+            capabilities=getattr(provider, "capabilities", Capabilities()),
+            make=provider,
+            host_checks=getattr(provider, "host_checks"),  # noqa: B009 - the class's
+        )
+
+    def replace(self, **changes: Any) -> ProviderSpec:
+        return dataclasses.replace(self, **changes)

@@ -5,18 +5,20 @@ A cloud's backend is one line of configuration:
 
     class GceBackend(CloudBackend):
         cloud_provider = GceProvider
+
+Its kind, options, settings and capabilities come from `layer.disks_spec(cloud_provider)`
+(through `BlockBackend.spec()`); its device provider is `CloudDisks` over that cloud.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Closable, VolumeRef
 from orlop.backends.block import filesystem
 from orlop.backends.block.backend import BlockBackend
-from orlop.backends.block.provider import DeviceProvider
+from orlop.backends.block.provider import DeviceProvider, ProviderSpec
 from orlop.backends.cloud.api import (
     LABEL_MANAGED,
     LABEL_NAMESPACE,
@@ -25,40 +27,31 @@ from orlop.backends.cloud.api import (
     CloudProvider,
     CloudSnapshots,
 )
-from orlop.backends.cloud.layer import LAYER_OPTIONS, CloudDisks
+from orlop.backends.cloud.layer import CloudDisks, disks_spec
 from orlop.core.model import Conflict, InvalidOption, VolumeLost, validate_name
-from orlop.core.options import OptionSet
 from orlop.host.mounter import HostMounter, Mounter
 from orlop.host.run import run
 
 log = logging.getLogger(__name__)
 
 
+class DisksOf:
+    """`CloudBackend.provider_class`, as a BlockBackend's was a class: what makes the
+    backend's `CloudDisks`, read from the class's `cloud_provider`."""
+
+    def __get__(self, instance: object | None, owner: type[CloudBackend]) -> Any:
+        return disks_spec(owner.cloud_provider).make
+
+
 class CloudBackend(BlockBackend):
     cloud_provider: ClassVar[type[CloudProvider]]
-    provider: CloudDisks  # type: ignore[assignment]  # a DeviceProvider, and more
+    provider: CloudDisks  # a DeviceProvider, and more
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        cloud = cls.__dict__.get("cloud_provider")
-        if cloud is not None:
-            snapshots = all(
-                hasattr(cloud, method) for method in ("create_snapshot", "find_snapshots")
-            )
-            disks: type[DeviceProvider] = type(
-                f"{cloud.__name__}Disks",
-                (CloudDisks,),
-                {
-                    "cloud_class": cloud,
-                    "kind": cloud.kind,
-                    "options": OptionSet([*cloud.options.options.values(), *LAYER_OPTIONS]),
-                    "settings_model": cloud.settings_model,
-                    "capabilities": dataclasses.replace(
-                        CloudDisks.capabilities, snapshot=snapshots
-                    ),
-                },
-            )
-            cls.provider_class = disks
-        super().__init_subclass__(**kwargs)
+    provider_class = DisksOf()  # compatibility: `provider_class(context, devices=…, cloud=…)`
+
+    @classmethod
+    def provider_spec(cls) -> ProviderSpec:
+        return disks_spec(cls.cloud_provider)
 
     def __init__(
         self,

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
+from orlop.backends.block.provider import DeviceProvider, ProviderSpec
 from orlop.backends.cloud.adopt import ORLOP_LABELS, Adoption
 from orlop.backends.cloud.api import (
     CloudProvider,
@@ -54,35 +55,52 @@ LAYER_OPTIONS = (
         identity=False,
     ),
 )
-__all__ = ["LAYER_OPTIONS", "ORLOP_LABELS", "CloudDisks"]
+__all__ = ["LAYER_OPTIONS", "ORLOP_LABELS", "CloudDisks", "disks_spec"]
+
+
+def disks_spec(cloud_class: type[CloudProvider]) -> ProviderSpec:
+    """What `CloudDisks` over `cloud_class` makes of a backend kind, decided here once: the
+    cloud's kind, options (and the layer's), settings model; global, attached to one host at
+    a time, snapshots where the provider has them."""
+    snapshots = all(hasattr(cloud_class, m) for m in ("create_snapshot", "find_snapshots"))
+    return ProviderSpec(
+        kind=cloud_class.kind,
+        options=OptionSet([*cloud_class.options.options.values(), *LAYER_OPTIONS]),
+        settings_model=cloud_class.settings_model,
+        capabilities=Capabilities(scope="global", exclusive_attach=True, snapshot=snapshots),
+        make=_maker(cloud_class),
+        # fsfreeze: snapshots of mounted volumes hold a clean filesystem.
+        host_checks=lambda: [*cloud_class.host_checks(), tool_check("fsfreeze", "util-linux")],
+    )
 
 
 class CloudDisks:
-    """A DeviceProvider over `cloud_class`; `CloudBackend` makes one subclass per cloud. It
-    wires the collaborators: `CloudCalls` (provider calls), `Adoption` (create, adopt, list,
-    remove), `Attacher` (attach, detach); `devices` is the host's block devices (a seam)."""
-
-    cloud_class: ClassVar[type[CloudProvider]]
-    kind: ClassVar[str]
-    options: ClassVar[OptionSet]
-    settings_model: ClassVar[type[CloudSettings]]
-    capabilities: Capabilities = Capabilities(scope="global", exclusive_attach=True)
+    """A DeviceProvider over the cloud `cloud_class` (handed in: `CloudBackend` names it).
+    It wires the collaborators: `CloudCalls` (provider calls), `Adoption` (create, adopt,
+    list, remove), `Attacher` (attach, detach); `devices` is the host's block devices."""
 
     def __init__(
         self,
         context: BackendContext,
+        cloud_class: type[CloudProvider],
         devices: BlockDevices | None = None,
         cloud: CloudProvider | None = None,
     ) -> None:
         """`devices` and `cloud`: the host's block devices and the provider, for tests to
         hand in (by default the real ones, the provider made from the settings)."""
+        spec = disks_spec(cloud_class)
+        self.cloud_class = cloud_class
+        self.kind: str = spec.kind
+        self.options: OptionSet = spec.options
+        self.settings_model: type[CloudSettings] = cloud_class.settings_model
+        self.capabilities: Capabilities = spec.capabilities
         self.context = context
         self.settings: CloudSettings = self.settings_model.parse(self.kind, context.settings)
         self.cloud: CloudProvider = (
-            cloud if cloud is not None else self.cloud_class(self.settings, context.path(self.kind))
+            cloud if cloud is not None else cloud_class(self.settings, context.path(self.kind))
         )
         self.files = VolumeFiles(context.path("cloud"))
-        self.word = self.cloud_class.disk_word
+        self.word = cloud_class.disk_word
         self.devices: BlockDevices = devices if devices is not None else HostBlockDevices()
         self.calls = CloudCalls(self.cloud, self.settings)
         self.attacher = Attacher(self.calls, self.files, self.settings, self.devices)
@@ -191,12 +209,21 @@ class CloudDisks:
         )
         return facts
 
-    @classmethod
-    def host_checks(cls) -> list[Check]:
-        # fsfreeze: snapshots of mounted volumes hold a clean filesystem.
-        return [*cls.cloud_class.host_checks(), tool_check("fsfreeze", "util-linux")]
+    def host_checks(self) -> list[Check]:
+        return disks_spec(self.cloud_class).host_checks()
 
     # snapshots: resolution for from_snapshot (the rest is CloudBackend's) -------------------
     def resolve_snapshot(self, snapshot: str, ours_only: bool) -> Snapshot:
         """A snapshot by the cloud's ID (any the account can read) or by Orlop name."""
         return self.adoption.resolve_snapshot(snapshot, ours_only)
+
+
+def _maker(cloud_class: type[CloudProvider]) -> Callable[..., DeviceProvider]:
+    def make(
+        context: BackendContext,
+        devices: BlockDevices | None = None,
+        cloud: CloudProvider | None = None,
+    ) -> CloudDisks:
+        return CloudDisks(context, cloud_class, devices, cloud)
+
+    return make
