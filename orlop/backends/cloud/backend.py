@@ -16,21 +16,15 @@ import logging
 from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Closable, VolumeRef
-from orlop.backends.block import filesystem
 from orlop.backends.block.backend import BlockBackend
 from orlop.backends.block.provider import DeviceProvider, ProviderSpec
 from orlop.backends.cloud.api import (
-    LABEL_MANAGED,
-    LABEL_NAMESPACE,
-    LABEL_SNAPSHOT,
-    LABEL_VOLUME,
     CloudProvider,
-    CloudSnapshots,
 )
 from orlop.backends.cloud.layer import CloudDisks, disks_spec
-from orlop.core.model import Conflict, InvalidOption, VolumeLost, validate_name
+from orlop.backends.cloud.snapshots import DiskSnapshots
+from orlop.core.model import Conflict, VolumeLost
 from orlop.host.mounter import HostMounter, Mounter
-from orlop.host.run import run
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +59,7 @@ class CloudBackend(BlockBackend):
         # host attaches them again: a later refused Mount still says the volume was lost,
         # also when a discovery pass, not a Mount, found the loss.
         self._lost: dict[str, str] = {}
+        self.snapshots = DiskSnapshots(self.kind, self.provider, self.mountpoint)
 
     def close(self) -> None:
         """At shutdown: end the provider's session with the cloud, if it keeps one."""
@@ -127,55 +122,16 @@ class CloudBackend(BlockBackend):
         self._lost[volume.name] = holder
         return holder
 
-    # Snapshottable: the cloud's snapshots of the volume's disk ------------------------------
-    def _snapshots(self) -> CloudSnapshots:
-        cloud = self.provider.cloud
-        if not isinstance(cloud, CloudSnapshots):
-            raise InvalidOption(f"driver kind {self.kind} cannot take snapshots")
-        return cloud
-
+    # Snapshottable: the cloud's snapshots of the volume's disk (snapshots.py) ---------------
     def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
-        """Snapshot the volume; if it is mounted here, frozen for that instant (fsfreeze), so the
-        snapshot holds a clean filesystem and not just a crash-consistent one."""
-        cloud = self._snapshots()
-        validate_name(name, "snapshot name")
-        namespace = self.provider.settings.namespace
-        if self.provider.calls.find_snapshots(name=name):
-            raise Conflict(f"a snapshot named {name} already exists: pick another name")
-        disk = self.provider.must_get(volume)
-        labels = {
-            LABEL_MANAGED: "orlop",
-            LABEL_NAMESPACE: namespace,
-            LABEL_VOLUME: volume.name,
-            LABEL_SNAPSHOT: name,
-        }
-        target = self.mountpoint(volume)
-        if filesystem.mounted_fs(target) is None:
-            made = self.provider.api("snapshot", cloud.create_snapshot, disk, name, labels)
-            return made.as_dict()
-        # A cloud fixes a snapshot's content when its create call returns: thaw right after.
-        run(["fsfreeze", "--freeze", target], timeout=60)
-        try:
-            made = self.provider.api("snapshot", cloud.create_snapshot, disk, name, labels)
-        finally:
-            run(["fsfreeze", "--unfreeze", target], timeout=60)
-        return made.as_dict()
+        """Snapshot the volume; if it is mounted here, frozen for that instant (fsfreeze)."""
+        return self.snapshots.create_snapshot(volume, name)
 
     def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
-        self._snapshots()  # this kind's own message when it has none
-        found = self.provider.calls.find_snapshots(volume=volume)
-        return sorted((s.as_dict() for s in found), key=lambda s: (s["created_at"], s["name"]))
+        return self.snapshots.list_snapshots(volume)
 
     def delete_snapshot(self, snapshot: str) -> dict[str, Any]:
-        cloud = self._snapshots()
-        found = self.provider.resolve_snapshot(snapshot, ours_only=True)
-        if found.labels.get(LABEL_NAMESPACE) != self.provider.settings.namespace:
-            raise Conflict(
-                f"snapshot {found.id} was not made by Orlop (namespace "
-                f"{self.provider.settings.namespace}): delete it with the cloud's own tools"
-            )
-        self.provider.api("delete snapshot", cloud.delete_snapshot, found)
-        return found.as_dict()
+        return self.snapshots.delete_snapshot(snapshot)
 
     # Discoverable: the cloud is the source of truth for which volumes exist -----------------
     @property

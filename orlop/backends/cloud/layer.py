@@ -6,6 +6,10 @@ cloud disk shares, told once.
              new one with an idempotency token kept on disk first)
     attach   / detach: `attach.Attacher` (preemption, race guard, device discovery)
     grow     resize (grow only), wait for the cloud and the device to show the new size
+    spec     what a backend kind over a cloud is (kind, options, settings, capabilities),
+             decided once: `disks_spec(cloud_class)`
+
+Snapshots are the backend's helper `snapshots.DiskSnapshots`, over the same calls.
 
 The cloud — its labels — is the source of truth for which volumes exist; this host keeps
 only what it attached and the token of a create in flight (`state.VolumeFiles`).
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
 from orlop.backends.block.provider import DeviceProvider, ProviderSpec
@@ -37,7 +41,6 @@ from orlop.core.options import Option, OptionSet, canonical_bool
 from orlop.host.blockdevices import BlockDevices, HostBlockDevices
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # Options every cloud volume has. They say how this host mounts it, not what the disk is:
 # `identity=False`, so a second host may ask for preempt=true on a volume it discovered.
@@ -107,10 +110,6 @@ class CloudDisks:
         self.adoption = Adoption(self.calls, self.files, self.attacher)
 
     # calls and identity ------------------------------------------------------------------
-    def api(self, what: str, function: Callable[..., T], *args: Any, repeatable: bool = False) -> T:
-        """One provider call with the layer's retry rules."""
-        return self.calls.call(what, lambda: function(*args), repeatable)
-
     def identity(self) -> Identity:
         return self.calls.identity()
 
