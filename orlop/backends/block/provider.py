@@ -98,3 +98,7 @@ class ProviderSpec:
 
     def replace(self, **changes: Any) -> ProviderSpec:
         return dataclasses.replace(self, **changes)
+
+    def __call__(self, context: BackendContext, **seams: Any) -> DeviceProvider:
+        """A provider for `context`: the spec stands where a provider class stood."""
+        return self.make(context, **seams)

@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 
 
 class DisksOf:
-    """`CloudBackend.provider_class`, as a BlockBackend's was a class: what makes the
-    backend's `CloudDisks`, read from the class's `cloud_provider`."""
+    """`CloudBackend.provider_class`, where a BlockBackend names a provider class: the spec
+    of CloudDisks over the class's `cloud_provider` — callable as that class was
+    (`(context, devices=…, cloud=…)`), with its kind, options, capabilities, host_checks."""
 
     def __get__(self, instance: object | None, owner: type[CloudBackend]) -> Any:
-        return disks_spec(owner.cloud_provider).make
+        return disks_spec(owner.cloud_provider)
 
 
 class CloudBackend(BlockBackend):

@@ -69,6 +69,12 @@ def test_provider_class_of_a_cloud_backend_still_makes_its_cloud_disks(tmp_path:
         context, devices=cloud.devices("i-a"), cloud=cloud.provider("i-a")
     )
     assert isinstance(disks, CloudDisks)
+    # as the class it was: the cloud layer's own facts, without the filesystem's
+    assert MemoryBackend.provider_class.kind == "memory"
+    assert names(MemoryBackend.provider_class.options) == {o.name for o in LAYER_OPTIONS}
+    assert MemoryBackend.provider_class.capabilities == Capabilities(
+        scope="global", exclusive_attach=True
+    )
     assert disks.cloud_class is MemoryProvider and disks.kind == "memory"
     backend = MemoryBackend(context, disks)
     assert backend.provider is disks
