@@ -211,7 +211,7 @@ class DigitalOceanWorld:
         return Host(str(droplet), settings)
 
     def _disks(self, volume: str | None) -> list[Disk]:
-        from orlop.backends.cloud.digitalocean import labels as tags
+        from orlop.backends.cloud.digitalocean import tags
 
         with self.server.lock:
             volumes = list(self.server.volumes.values())
