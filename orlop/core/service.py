@@ -29,7 +29,9 @@ from typing import Any
 
 from orlop.backends.base import Backend, Describable, Resizable
 from orlop.core.backups import Backups
+from orlop.core.context import traced
 from orlop.core.discovery import Discovery
+from orlop.core.events import EventJournal
 from orlop.core.inflight import InFlight
 from orlop.core.model import (
     Conflict,
@@ -55,8 +57,15 @@ log = logging.getLogger(__name__)
 
 
 class VolumeService:
-    def __init__(self, store: Store, drivers: Iterable[Driver], workers: int = 32) -> None:
-        self.registry = VolumeRegistry(store, drivers, workers)
+    def __init__(
+        self,
+        store: Store,
+        drivers: Iterable[Driver],
+        workers: int = 32,
+        events: EventJournal | None = None,
+    ) -> None:
+        self.registry = VolumeRegistry(store, drivers, workers, events)
+        self.events = self.registry.events  # what happened, for `orlop events`
         self.inflight = InFlight()  # Create and Mount calls in flight, joined by a retry
         self.store = store
         self.drivers = self.registry.drivers
@@ -72,6 +81,7 @@ class VolumeService:
 
     def close(self) -> None:
         self.registry.close()
+        self.events.close()  # what was emitted is written first
 
     async def drain(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for operations in flight; True if none is left."""
@@ -128,6 +138,7 @@ class VolumeService:
 
     # writes -----------------------------------------------------------------------------
     @observed("create")
+    @traced("create")
     async def create(
         self,
         driver_name: str,
@@ -200,6 +211,14 @@ class VolumeService:
             self.store.sync_soon()
             registry.volumes[driver_name][name] = volume
             log.info("created volume %s (driver %s)", name, driver_name)
+            self.events.emit(
+                "created",
+                f"created volume {name}",
+                driver_name,
+                name,
+                backend=backend.kind,
+                options=backend.options.redact(canonical),
+            )
             self.usage.refresh_later(volume)
             return volume
 
@@ -234,6 +253,7 @@ class VolumeService:
         self.store.delete(volume.driver, volume.name)
 
     @observed("remove")
+    @traced("remove")
     async def remove(self, driver_name: str, name: str) -> None:
         driver = self.driver(driver_name)
         registry = self.registry
@@ -247,6 +267,13 @@ class VolumeService:
             if driver.trash > 0:
                 self.trash.keep(volume, driver.trash)
                 self.discovery.removed(driver_name, name)
+                self.events.emit(
+                    "trashed",
+                    f"removed volume {name} into the trash (storage kept {driver.trash:.0f} s)",
+                    driver_name,
+                    name,
+                    keep_seconds=driver.trash,
+                )
                 return
             volume.state = State.REMOVING
             registry.save(volume)
@@ -263,8 +290,10 @@ class VolumeService:
             self.store.delete(driver_name, name, durable=False)  # REMOVING was durable
             self.discovery.removed(driver_name, name)
             log.info("removed volume %s (driver %s)", name, driver_name)
+            self.events.emit("removed", f"removed volume {name}", driver_name, name)
 
     @observed("mount")
+    @traced("mount")
     async def mount(
         self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
     ) -> str:
@@ -301,7 +330,16 @@ class VolumeService:
                 settled = True
                 raise
             except Exception as error:
-                raise user_error(error, f"mounting volume {name}") from error
+                failed = user_error(error, f"mounting volume {name}")
+                self.events.emit(
+                    "mount_failed",
+                    str(failed),
+                    driver_name,
+                    name,
+                    logging.WARNING,
+                    error=type(failed).__name__,
+                )
+                raise failed from error
             finally:
                 if not attached and first and not settled:  # no container will use it
                     await self._settle_detached(driver, volume)
@@ -310,6 +348,16 @@ class VolumeService:
             volume.mountpoint = path
             volume.mount_ids.add(mount_id)
             registry.save(volume, add_mount=mount_id, durable=False)
+            host = self.events.host
+            self.events.emit(
+                "mounted",
+                f"mounted volume {name} on host {host} at {path}"
+                + ("" if first else f" ({volume.mounts} mounts)"),
+                driver_name,
+                name,
+                mountpoint=path,
+                mounts=volume.mounts,
+            )
             return path
 
     async def hold(self, driver_name: str, name: str, holder: str) -> None:
@@ -325,6 +373,7 @@ class VolumeService:
             self.registry.save(volume, add_mount=holder, durable=False)
 
     @observed("unmount")
+    @traced("unmount")
     async def unmount(
         self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
     ) -> None:
@@ -350,10 +399,24 @@ class VolumeService:
             volume.mount_ids.discard(mount_id)
             if volume.mount_ids:
                 registry.save(volume, drop_mount=mount_id, durable=False)
+                self.events.emit(
+                    "unmounted",
+                    f"unmounted volume {name} ({volume.mounts} mounts left: still attached)",
+                    driver_name,
+                    name,
+                    mounts=volume.mounts,
+                )
                 return
             volume.state = State.DETACHING
             registry.save(volume, drop_mount=mount_id, durable=False)
             await self._settle_detached(driver, volume, raise_errors=True)
+            self.events.emit(
+                "unmounted",
+                f"unmounted volume {name} from host {self.events.host}",
+                driver_name,
+                name,
+                mounts=0,
+            )
         self.usage.refresh_later(volume)
 
     async def _settle_detached(
@@ -369,6 +432,13 @@ class VolumeService:
             volume.fault = f"detach failed: {error}"
             self.registry.save(volume, durable=False)
             log.error("detaching %s: %s", volume.name, error)
+            self.events.emit(
+                "detach_failed",
+                f"detaching volume {volume.name} failed: {error} (tried again later)",
+                volume.driver,
+                volume.name,
+                logging.WARNING,
+            )
             if raise_errors:
                 raise user_error(error, f"unmounting volume {volume.name}") from error
             return
@@ -380,6 +450,7 @@ class VolumeService:
         await self._settle_detached(driver, volume, raise_errors=True)
 
     @observed("resize")
+    @traced("resize")
     async def resize(self, driver_name: str, name: str, size: int) -> Volume:
         """Grow a volume to `size` bytes, if its backend is Resizable."""
         driver = self.driver(driver_name)
@@ -398,6 +469,9 @@ class VolumeService:
                 raise user_error(error, f"resizing volume {name}") from error
             volume.options["size"] = str(size)
             self.registry.save(volume)
+            self.events.emit(
+                "resized", f"resized volume {name} to {size} bytes", driver_name, name, size=size
+            )
         return await self.usage.refresh(driver_name, name)
 
     # the other parts, as the frontends call them -----------------------------------------
@@ -411,6 +485,7 @@ class VolumeService:
         return self.snapshots.drivers()
 
     @observed("snapshot")
+    @traced("snapshot")
     async def create_snapshot(
         self, driver_name: str, name: str, snapshot_name: str | None = None
     ) -> dict[str, Any]:
@@ -422,6 +497,7 @@ class VolumeService:
         return await self.snapshots.list(driver_name, volume)
 
     @observed("delete_snapshot")
+    @traced("delete_snapshot", volume_argument=False)
     async def delete_snapshot(self, driver_name: str, snapshot: str) -> dict[str, Any]:
         return await self.snapshots.delete(driver_name, snapshot)
 

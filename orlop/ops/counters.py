@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -227,9 +228,18 @@ def observed(operation: str) -> Callable[[F], F]:
     return decorate
 
 
+# Who else hears of a repair: set by the core for each backend call (the events journal).
+REPAIR_LISTENER: contextvars.ContextVar[Callable[[str, str], None] | None] = contextvars.ContextVar(
+    "orlop_repair_listener", default=None
+)
+
+
 def mount_repaired(driver: str, volume: str) -> None:
     """A backend found `volume`'s network mount dead or hung and mounts it again."""
     FUSE_CLIENT_RESTARTS.labels(driver, volume).inc()
+    listener = REPAIR_LISTENER.get()
+    if listener is not None:
+        listener(driver, volume)
 
 
 def counted_provider_call(provider: str, function: Callable[[], T]) -> Callable[[], T]:
