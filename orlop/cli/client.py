@@ -19,12 +19,13 @@ class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self.unix_path = path
+        self.unix_socket: socket.socket | None = None  # kept: `sock` goes at a Connection: close
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         sock.connect(self.unix_path)
-        self.sock = sock
+        self.sock = self.unix_socket = sock
 
 
 class AdminClient:
@@ -55,8 +56,8 @@ class AdminClient:
             response = self._request(connection, endpoint, body)
             if response.status != 200:
                 _raise(response.status, json.loads(response.read() or b"null"))
-            if connection.sock is not None:
-                connection.sock.settimeout(None)
+            if connection.unix_socket is not None:
+                connection.unix_socket.settimeout(None)  # the response reads through it
             for line in response:
                 if line.strip():
                     yield json.loads(line)

@@ -32,7 +32,7 @@ from orlop.core.model import (
 )
 from orlop.core.progress import ProgressBoard, reporting
 from orlop.core.store import Store
-from orlop.ops.counters import REPAIR_LISTENER
+from orlop.ops.counters import NOTICE_LISTENER
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -190,9 +190,9 @@ class VolumeRegistry:
             return function(*args)
         loop = asyncio.get_running_loop()
         # The worker runs in the caller's context: its log lines carry the operation ID,
-        # and a repair it reports becomes an event of this registry's journal.
+        # and a repair or preemption it reports becomes an event of this registry's journal.
         worker_context = contextvars.copy_context()
-        worker_context.run(REPAIR_LISTENER.set, self._repaired)
+        worker_context.run(NOTICE_LISTENER.set, self._noticed)
         work = loop.run_in_executor(self._executor, worker_context.run, function, *args)
         try:
             return await asyncio.shield(work)
@@ -201,14 +201,8 @@ class VolumeRegistry:
                 await asyncio.wait([work])  # its result or error is the cancelled caller's
             raise
 
-    def _repaired(self, driver: str, volume: str) -> None:
-        self.events.emit(
-            "repaired",
-            f"volume {volume}'s network mount was dead or hung: mounted again",
-            driver,
-            volume,
-            logging.WARNING,
-        )
+    def _noticed(self, kind: str, driver: str, volume: str, message: str) -> None:
+        self.events.emit(kind, message, driver, volume, logging.WARNING)
 
     async def call_tracked(
         self, task_id: str | None, what: str, function: Callable[..., T], *args: Any

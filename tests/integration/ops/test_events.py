@@ -5,10 +5,10 @@ ID on the daemon's log lines of that request; `--follow` streams; a restart keep
 from __future__ import annotations
 
 import json
-import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -96,17 +96,21 @@ def test_follow_streams_new_events(daemon: OrlopDaemon) -> None:
         stdout=subprocess.PIPE,
     )
     try:
-        time.sleep(1.0)  # the follower is connected (a missed event would hang the read)
+        # Idle for longer than the CLI's 10 s to reach the daemon: a follow has no timeout.
+        time.sleep(12.0)
+        assert follower.poll() is None, "the follower gave up while nothing happened"
         daemon.client().ok("Create", Name=name, Opts={})
         assert follower.stdout is not None
         seen: list[dict[str, Any]] = []
+        stdout = follower.stdout
+        reader = threading.Thread(
+            target=lambda: seen.extend(json.loads(line) for line in stdout if line.strip()),
+            daemon=True,
+        )
+        reader.start()
         deadline = time.monotonic() + 20
         while not any(e["volume"] == name for e in seen) and time.monotonic() < deadline:
-            ready, _, _ = select.select([follower.stdout], [], [], 1)
-            if ready:
-                line = follower.stdout.readline()
-                if line.strip():
-                    seen.append(json.loads(line.decode()))
+            time.sleep(0.1)
         assert [e["kind"] for e in seen if e["volume"] == name] == ["created"]
         assert follower.poll() is None  # still following
     finally:
