@@ -53,6 +53,15 @@ class Mounts:
                 path = await registry.call(driver.backend.attach, ref(volume))
                 attached = True
             except VolumeLost as error:
+                if not volume.mount_ids:  # nothing here to lose: a refused Mount
+                    registry.events.emit(
+                        "mount_failed",
+                        str(error),
+                        driver_name,
+                        name,
+                        logging.WARNING,
+                        error=type(error).__name__,
+                    )
                 forget_lost_mounts(registry, volume, error)
                 settled = True
                 raise

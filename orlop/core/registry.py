@@ -229,14 +229,15 @@ def forget_lost_mounts(registry: VolumeRegistry, volume: Volume, error: VolumeLo
     """The backend found the volume held by another host and dropped its mount here: the
     mount IDs recorded here are gone with it; Status says why until the next success."""
     log.error("volume %s: %s", volume.name, error)
-    registry.events.emit(
-        "lost",
-        f"volume {volume.name} is held by another host now: its mounts here are gone ({error})",
-        volume.driver,
-        volume.name,
-        logging.WARNING,
-        mounts=volume.mounts,
-    )
+    if volume.mount_ids:  # an event when it takes mounts away (not at each refused Mount)
+        registry.events.emit(
+            "lost",
+            f"volume {volume.name} is held by another host now: its mounts here are gone ({error})",
+            volume.driver,
+            volume.name,
+            logging.WARNING,
+            mounts=volume.mounts,
+        )
     volume.mount_ids.clear()
     volume.state = State.READY
     volume.fault = f"lost: {error}"
