@@ -211,7 +211,7 @@ class EventJournal:
             )
             self._events.append(event)
             if self.path and not self._closed:
-                self._pending.append(json.dumps(event.as_dict(), sort_keys=True))
+                self._pending.append(json.dumps(event.as_dict(), sort_keys=True, default=str))
                 self._queued += 1
                 self._wake.notify_all()
             followers = list(self._followers)

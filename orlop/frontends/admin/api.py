@@ -365,7 +365,7 @@ class AdminApi:
 
 
 def _line(event: Event) -> bytes:
-    return json.dumps(event.as_dict(), sort_keys=True).encode() + b"\n"
+    return json.dumps(event.as_dict(), sort_keys=True, default=str).encode() + b"\n"
 
 
 def _only_driver(service: VolumeService) -> str:

@@ -214,3 +214,42 @@ def test_no_path_means_memory_only(tmp_path: Path) -> None:
     journal.close()
     assert os.listdir(tmp_path) == []
     assert len(journal.list()) == 1
+
+
+def test_trash_and_recovery_events(tmp_path: Path) -> None:
+    backend = MemoryBackend(BackendContext("mem", str(tmp_path)))
+    store_path = str(tmp_path / "db")
+    service = VolumeService(Store(store_path), [Driver("mem", backend, {}, 3600.0)])
+
+    async def trash_round() -> None:
+        for name in ("a", "b", "c"):
+            await service.create("mem", name, {})
+            await service.remove("mem", name)
+        await service.trash.restore("a")
+        await service.trash.purge("b")
+        await service.trash.sweep(now=time.time() + 7200)  # c's hour is up
+        await service.mount("mem", "a", "m1")
+
+    asyncio.run(trash_round())
+    kinds = [(e.kind, e.volume) for e in service.events.list() if e.kind != "created"]
+    assert kinds == [
+        ("trashed", "a"),
+        ("trashed", "b"),
+        ("trashed", "c"),
+        ("trash_restored", "a"),
+        ("trash_purged", "b"),
+        ("trash_expired", "c"),
+        ("mounted", "a"),
+    ]
+    assert service.events.list()[-2].op  # the sweep's purge has an operation of its own
+    service.close()
+
+    # a restart with a mount recorded and nothing attached: recovery re-attaches
+    backend.attached.clear()
+    again = VolumeService(Store(store_path), [Driver("mem", backend, {}, 3600.0)])
+    asyncio.run(again.recover())
+    recovered = [(e.kind, e.volume) for e in again.events.list()]
+    assert recovered == [("recovered", "a"), ("recovery_finished", "")]
+    assert "re-attached volume a" in again.events.list()[0].message
+    assert len({e.op for e in again.events.list()}) == 1  # one recovery, one ID
+    again.close()
