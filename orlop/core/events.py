@@ -6,11 +6,12 @@ that caused it (orlop.core.context), this host, a message for people and a few d
 option values but redacted ones; the caller passes those).
 
 Kept in memory (the last `max_events`) and, with a path, appended to a JSON-lines file by a
-writer thread that fsyncs each batch: `emit` never waits on the disk, so a full or failing
-state disk cannot fail a Mount (the writer logs once and drops events until writes succeed
-again). The file is bounded: past `max_events` lines or `max_bytes` it becomes `<path>.1`
-(replacing the previous one) and a new file starts. At start both are read back, oldest
-first; a line that does not parse (the torn last line of a crash) is skipped.
+writer thread that fsyncs each batch (what came within BATCH_DELAY): `emit` never waits on
+the disk, so a full or failing state disk cannot fail a Mount (the writer logs once and
+drops events until writes succeed again). The file is bounded: past `max_events` lines or
+`max_bytes` it becomes `<path>.1` (replacing the previous one) and a new file starts. At
+start both are read back, oldest first; a line that does not parse (the torn last line of a
+crash) is skipped.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS = 10_000
 MAX_BYTES = 8 * 1024 * 1024
+BATCH_DELAY = 0.5  # seconds the writer gathers events before it writes and fsyncs them
 FOLLOW_QUEUE = 1000  # events a slow follower may fall behind before it is dropped
 
 # The kinds of event, and what each says.
@@ -134,6 +136,7 @@ class EventJournal:
         self._settled = 0  # written, or dropped when writing failed
         self._wake = threading.Condition(self._lock)
         self._closed = False
+        self._hurry = False  # flush(): write what is pending now
         self._failing = False
         self._file_lines = 0
         self._file_bytes = 0
@@ -232,6 +235,10 @@ class EventJournal:
             with self._lock:
                 while not self._pending and not self._closed:
                     self._wake.wait()
+                # Gather a burst into one write and one fsync: the state disk is the store's
+                # too, and an fsync here per event would slow its fsyncs down.
+                self._wake.wait_for(lambda: self._closed or self._hurry, BATCH_DELAY)
+                self._hurry = False
                 batch, self._pending = self._pending, []
                 closed = self._closed
             if batch:
@@ -281,6 +288,7 @@ class EventJournal:
             return
         with self._lock:
             target = self._queued
+            self._hurry = True
             self._wake.notify_all()
             self._wake.wait_for(lambda: self._settled >= target, timeout)
 
