@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from orlop.cli.client import _UnixConnection
 from tests.support.daemon import OrlopDaemon
 from tests.support.names import unique
 from tests.support.processes import stop_process
@@ -122,3 +123,28 @@ def test_bad_since_is_refused_on_the_json_error_path(daemon: OrlopDaemon) -> Non
     assert refused.returncode == 1
     assert "duration" in json.loads(refused.stdout)["error"]
     assert "orlop: invalid since 'yesterday'" in refused.stderr
+
+
+def test_the_admin_api_answers_a_get_with_a_query(daemon: OrlopDaemon) -> None:
+    name = unique("get")
+    daemon.client().ok("Create", Name=name, Opts={})
+
+    def get(query: str) -> tuple[int, str, bytes]:
+        connection = _UnixConnection(daemon.admin_socket, 10)
+        try:
+            connection.request("GET", f"/v1/events?{query}")
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Type", ""), response.read()
+        finally:
+            connection.close()
+
+    status, kind, body = get("since=1m&follow=0")
+    assert (status, kind) == (200, "application/x-ndjson")
+    created = [json.loads(line) for line in body.splitlines()]
+    assert [e["kind"] for e in created if e["volume"] == name] == ["created"]
+    status, _, body = get("since=soon")
+    assert status == 400 and "invalid since 'soon'" in json.loads(body)["Err"]
+    status, _, body = get("follow=maybe")
+    assert status == 400 and "invalid follow 'maybe'" in json.loads(body)["Err"]
+    status, _, body = get("sinse=1m")
+    assert status == 400 and "sinse" in json.loads(body)["Err"]
