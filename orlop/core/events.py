@@ -131,10 +131,12 @@ class EventJournal:
         self.host = host or socket.gethostname()
         self._events: deque[Event] = deque(maxlen=max_events)
         self._lock = threading.Lock()
-        self._pending: list[str] = []
+        self._pending: list[Event] = []
         self._queued = 0  # lines handed to the writer, and lines it is done with:
         self._settled = 0  # written, or dropped when writing failed
-        self._wake = threading.Condition(self._lock)
+        self._wake = threading.Condition(self._lock)  # the writer waits on it
+        self._done = threading.Condition(self._lock)  # flush() waits on it
+        self._idle = False  # the writer waits for a first event (else it is gathering)
         self._closed = False
         self._hurry = False  # flush(): write what is pending now
         self._failing = False
@@ -214,9 +216,10 @@ class EventJournal:
             )
             self._events.append(event)
             if self.path and not self._closed:
-                self._pending.append(json.dumps(event.as_dict(), sort_keys=True, default=str))
+                self._pending.append(event)  # serialised by the writer, off this thread
                 self._queued += 1
-                self._wake.notify_all()
+                if self._idle:  # not while it gathers: a wake-up per event costs a switch
+                    self._wake.notify()
             followers = list(self._followers)
         log.log(
             level,
@@ -233,8 +236,10 @@ class EventJournal:
     def _write_forever(self) -> None:
         while True:
             with self._lock:
+                self._idle = True
                 while not self._pending and not self._closed:
                     self._wake.wait()
+                self._idle = False
                 # Gather a burst into one write and one fsync: the state disk is the store's
                 # too, and an fsync here per event would slow its fsyncs down.
                 self._wake.wait_for(lambda: self._closed or self._hurry, BATCH_DELAY)
@@ -242,10 +247,10 @@ class EventJournal:
                 batch, self._pending = self._pending, []
                 closed = self._closed
             if batch:
-                self._write(batch)
+                self._write([json.dumps(e.as_dict(), sort_keys=True, default=str) for e in batch])
                 with self._lock:
                     self._settled += len(batch)
-                    self._wake.notify_all()
+                    self._done.notify_all()
             if closed and not batch:
                 return
 
@@ -289,13 +294,13 @@ class EventJournal:
         with self._lock:
             target = self._queued
             self._hurry = True
-            self._wake.notify_all()
-            self._wake.wait_for(lambda: self._settled >= target, timeout)
+            self._wake.notify()
+            self._done.wait_for(lambda: self._settled >= target, timeout)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._wake.notify_all()
+            self._wake.notify()
             followers = list(self._followers)
         if self._writer is not None:
             self._writer.join(5)
