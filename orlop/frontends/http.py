@@ -245,6 +245,10 @@ class _Connection(asyncio.Protocol):
         finally:
             self._stream = None
             self._close()
+            close = getattr(stream.chunks, "aclose", None)
+            if close is not None:  # now, not when collected: its `finally` lets go of things
+                with contextlib.suppress(Exception):
+                    await close()
 
     @staticmethod
     def _format(status: int, body: bytes, keep_alive: bool) -> bytes:

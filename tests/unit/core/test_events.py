@@ -21,6 +21,8 @@ from orlop.core.model import InvalidOption, rfc3339
 from orlop.core.registry import Driver
 from orlop.core.service import VolumeService
 from orlop.core.store import Store
+from orlop.frontends.admin.api import AdminApi
+from orlop.frontends.http import HttpServer
 from orlop.ops.logs import JsonFormatter, TextFormatter
 from tests.support.memory_backend import MemoryBackend
 
@@ -253,3 +255,32 @@ def test_trash_and_recovery_events(tmp_path: Path) -> None:
     assert "re-attached volume a" in again.events.list()[0].message
     assert len({e.op for e in again.events.list()}) == 1  # one recovery, one ID
     again.close()
+
+
+def test_the_admin_stream_follows_and_lets_go_of_a_client_that_leaves(tmp_path: Path) -> None:
+    backend = MemoryBackend(BackendContext("mem", str(tmp_path)))
+    service = VolumeService(Store(str(tmp_path / "db")), [Driver("mem", backend, {})])
+    server = HttpServer(AdminApi(service, lambda name: {}).routes())
+    path = str(tmp_path / "admin.sock")
+
+    async def follow() -> tuple[bytes, str, int, int]:
+        await server.start(path)
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"GET /v1/events?follow=1 HTTP/1.1\r\nHost: orlop\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        await service.create("mem", "a", {})  # after the answer started: a new event
+        line = await asyncio.wait_for(reader.readline(), 5)
+        following = len(service.events._followers)
+        writer.close()
+        for _ in range(50):
+            if not service.events._followers:
+                break
+            await asyncio.sleep(0.02)
+        await server.close()
+        return head, json.loads(line)["kind"], following, len(service.events._followers)
+
+    head, kind, following, after = asyncio.run(follow())
+    service.close()
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"application/x-ndjson" in head
+    assert (kind, following, after) == ("created", 1, 0)
