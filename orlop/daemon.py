@@ -20,6 +20,7 @@ from typing import Any
 from orlop.backends import backend_class, make_backend
 from orlop.backends.base import BackendContext
 from orlop.config import Config, CsiConfig
+from orlop.core.events import EventJournal
 from orlop.core.model import ConfigError
 from orlop.core.service import Driver, VolumeService
 from orlop.core.store import Store
@@ -36,6 +37,7 @@ from orlop.ops.metrics import MetricsExporter
 log = logging.getLogger("orlop")
 
 STOP_GRACE_SECONDS = 20.0
+EVENTS_FILE = "events.jsonl"  # the events journal, in the state directory (core.events)
 TRASH_SWEEP_INTERVAL = 60.0  # seconds between sweeps of the trash for expired volumes
 SCHEDULE_INTERVAL = 60.0  # seconds between rounds of scheduled snapshots (hourly at best)
 
@@ -81,7 +83,8 @@ class Daemon:
             check_settings(name, driver.backend, driver.settings)
         os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
         self.store = Store(config.database)
-        self.service = VolumeService(self.store, build_drivers(config))
+        events = EventJournal(os.path.join(config.state_dir, EVENTS_FILE))
+        self.service = VolumeService(self.store, build_drivers(config), events=events)
         self.servers: list[HttpServer] = []
         self.metrics: MetricsListener | None = None
         self.recovery: asyncio.Future[None] | None = None

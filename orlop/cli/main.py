@@ -10,6 +10,7 @@ import click
 import orlop
 from orlop.cli.client import AdminClient
 from orlop.cli.copies import backup, snapshot
+from orlop.cli.events import events
 from orlop.cli.output import echo_json, fail, print_table, remove_each
 from orlop.cli.progress import call_with_progress
 from orlop.cli.status import status
@@ -297,6 +298,7 @@ cli.add_command(snapshot)
 cli.add_command(status)
 cli.add_command(backup)
 cli.add_command(trash)
+cli.add_command(events)
 
 
 def main() -> None:

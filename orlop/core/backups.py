@@ -49,7 +49,25 @@ class Backups:
         backend = self._backend(driver_name)
         self.registry.get(driver_name, name)  # metrics count runs of volumes that exist
         with volume_work("backup", driver_name, name):
-            return await self._create(backend, driver_name, name, task)
+            try:
+                made = await self._create(backend, driver_name, name, task)
+            except Exception as error:
+                self.registry.events.emit(
+                    "backup_failed",
+                    f"backup of volume {name} failed: {error}",
+                    driver_name,
+                    name,
+                    logging.WARNING,
+                )
+                raise
+        self.registry.events.emit(
+            "backup_done",
+            f"backed up volume {name} (backup {made.get('id')})",
+            driver_name,
+            name,
+            backup=made.get("id"),
+        )
+        return made
 
     async def _create(
         self, backend: Backupable, driver_name: str, name: str, task: str | None
@@ -105,6 +123,13 @@ class Backups:
         options = backend.backup_options(found)
         volume = await self.create_volume(driver_name, name, options, task)
         log.info("restored backup %s into volume %s (driver %s)", backup, name, driver_name)
+        self.registry.events.emit(
+            "backup_restored",
+            f"restored backup {backup} into volume {name}",
+            driver_name,
+            name,
+            backup=backup,
+        )
         return volume
 
 

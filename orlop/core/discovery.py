@@ -103,6 +103,9 @@ class Discovery:
                 registry.volumes[driver_name][name] = volume
                 adopted.append(volume)
                 log.info("discovered volume %s (driver %s)", name, driver_name)
+                registry.events.emit(
+                    "adopted", f"discovered volume {name} on the storage", driver_name, name
+                )
         if adopted:
             registry.changed(driver_name)
         if isinstance(backend, Exclusive):

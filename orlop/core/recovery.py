@@ -11,6 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
+from orlop.core import context
 from orlop.core.model import Conflict, State, Volume, VolumeLost
 from orlop.core.registry import Driver, VolumeRegistry, forget_lost_mounts, ref
 
@@ -29,31 +30,54 @@ class Recovery:
     async def run(self) -> None:
         from orlop.host.mounts import mounted_paths
 
-        mounted = await self.registry.call(mounted_paths)
-        pending, self._pending = self._pending, []
-        await asyncio.gather(*(self._recover_one(volume, mounted) for volume in pending))
+        events = self.registry.events
+        with context.operation("recovery"):
+            try:
+                mounted = await self.registry.call(mounted_paths)
+                pending, self._pending = self._pending, []
+                await asyncio.gather(*(self._recover_one(volume, mounted) for volume in pending))
+            except Exception as error:
+                events.emit(
+                    "recovery_failed", f"crash recovery failed: {error}", level=logging.ERROR
+                )
+                raise
+            events.emit(
+                "recovery_finished", f"crash recovery finished ({len(pending)} volumes checked)"
+            )
 
     async def _recover_one(self, stored: Volume, mounted: set[str]) -> None:
         registry = self.registry
         driver = registry.drivers[stored.driver]
-        async with registry.lock(stored.driver, stored.name):
-            volume = registry.volumes[stored.driver].get(stored.name, stored)
-            try:
-                await self._reconcile(driver, volume, mounted)
-            except Exception as error:
-                log.error("recovering volume %s: %s", volume.name, error)
-                volume.fault = f"recovery failed: {error}"
-                registry.save(volume)
+        with context.ensure("recovery", stored.driver, stored.name):
+            async with registry.lock(stored.driver, stored.name):
+                volume = registry.volumes[stored.driver].get(stored.name, stored)
+                try:
+                    done = await self._reconcile(driver, volume, mounted)
+                except Exception as error:
+                    log.error("recovering volume %s: %s", volume.name, error)
+                    volume.fault = f"recovery failed: {error}"
+                    registry.save(volume)
+                    registry.events.emit(
+                        "recovered",
+                        f"recovering volume {volume.name} failed: {error}",
+                        level=logging.WARNING,
+                        failed=True,
+                    )
+                    return
+                if done:
+                    registry.events.emit("recovered", f"recovery: {done}")
 
-    async def _reconcile(self, driver: Driver, volume: Volume, mounted: set[str]) -> None:
+    async def _reconcile(self, driver: Driver, volume: Volume, mounted: set[str]) -> str:
+        """Settle one volume; what was done ("" when it was as recorded)."""
         backend, volume_ref = driver.backend, ref(volume)
         if volume.state == State.TRASHED:
-            return  # kept, detached: the trash's sweep owns it
+            return ""  # kept, detached: the trash's sweep owns it
         if volume.state in (State.CREATING, State.REMOVING):
             log.info("finishing interrupted %s of %s", volume.state.value, volume.name)
             await self.registry.call(backend.remove, volume_ref)
             self.registry.store.delete(volume.driver, volume.name)
-            return
+            what = "create" if volume.state == State.CREATING else "remove"
+            return f"undid the interrupted {what} of volume {volume.name}"
         # Asks the storage as well as the mount table (a cloud disk may be held elsewhere now).
         attached = await self.registry.call(backend.is_attached, volume_ref, mounted)
         if volume.mount_ids:
@@ -69,13 +93,19 @@ class Recovery:
                     # containers that mounted it here cannot have it back.
                     lost = error if isinstance(error, VolumeLost) else VolumeLost(str(error))
                     forget_lost_mounts(self.registry, volume, lost)
-                    return
+                    return f"volume {volume.name} is held by another host: its mounts are gone"
+                volume.state = State.ATTACHED
+                volume.fault = ""
+                self.registry.save(volume)
+                return f"re-attached volume {volume.name} for {volume.mounts} mount(s)"
             volume.state = State.ATTACHED
             volume.fault = ""
             self.registry.save(volume)
         elif attached or volume.state != State.READY:
             log.info("detaching %s: no container holds it", volume.name)
             await self._detach(driver, volume)
+            return f"detached volume {volume.name}: no container holds it"
+        return ""
 
 
 def _exclusive(driver: Driver) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from orlop.backends.base import Backend, Closable, Quick, VolumeRef
+from orlop.core.events import EventJournal
 from orlop.core.model import (
     BackendError,
     NotFound,
@@ -30,6 +32,7 @@ from orlop.core.model import (
 )
 from orlop.core.progress import ProgressBoard, reporting
 from orlop.core.store import Store
+from orlop.ops.counters import NOTICE_LISTENER
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,8 +56,15 @@ class Driver:
 
 
 class VolumeRegistry:
-    def __init__(self, store: Store, drivers: Iterable[Driver], workers: int = 32) -> None:
+    def __init__(
+        self,
+        store: Store,
+        drivers: Iterable[Driver],
+        workers: int = 32,
+        events: EventJournal | None = None,
+    ) -> None:
         self.store = store
+        self.events = events if events is not None else EventJournal()  # memory only
         self.drivers = {driver.name: driver for driver in drivers}
         self.volumes: dict[str, dict[str, Volume]] = {name: {} for name in self.drivers}
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
@@ -179,13 +189,20 @@ class VolumeRegistry:
         if isinstance(backend, Quick) and args and backend.quick(function.__name__, args[0]):
             return function(*args)
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._executor, function, *args)
+        # The worker runs in the caller's context: its log lines carry the operation ID,
+        # and a repair or preemption it reports becomes an event of this registry's journal.
+        worker_context = contextvars.copy_context()
+        worker_context.run(NOTICE_LISTENER.set, self._noticed)
+        work = loop.run_in_executor(self._executor, worker_context.run, function, *args)
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.wait([work])  # its result or error is the cancelled caller's
             raise
+
+    def _noticed(self, kind: str, driver: str, volume: str, message: str) -> None:
+        self.events.emit(kind, message, driver, volume, logging.WARNING)
 
     async def call_tracked(
         self, task_id: str | None, what: str, function: Callable[..., T], *args: Any
@@ -212,6 +229,15 @@ def forget_lost_mounts(registry: VolumeRegistry, volume: Volume, error: VolumeLo
     """The backend found the volume held by another host and dropped its mount here: the
     mount IDs recorded here are gone with it; Status says why until the next success."""
     log.error("volume %s: %s", volume.name, error)
+    if volume.mount_ids:  # an event when it takes mounts away (not at each refused Mount)
+        registry.events.emit(
+            "lost",
+            f"volume {volume.name} is held by another host now: its mounts here are gone ({error})",
+            volume.driver,
+            volume.name,
+            logging.WARNING,
+            mounts=volume.mounts,
+        )
     volume.mount_ids.clear()
     volume.state = State.READY
     volume.fault = f"lost: {error}"

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from orlop.backends.base import Scheduled
+from orlop.core import context
 from orlop.core.model import OrlopError
 from orlop.core.registry import VolumeRegistry, ref
 from orlop.core.schedule import due, due_every, expired, parse_schedule, slot
@@ -51,11 +52,17 @@ class SnapshotScheduler:
                 if not text:
                     continue
                 period = due_every(text)
-                try:
-                    with volume_work("snapshot_schedule", driver_name, volume.name, period):
-                        changes += await self._run(driver_name, volume.name, text)
-                except (OrlopError, OSError, ValueError) as error:
-                    log.error("scheduled snapshots of %s: %s", volume.name, error)
+                with context.operation("snapshot_schedule", driver_name, volume.name):
+                    try:
+                        with volume_work("snapshot_schedule", driver_name, volume.name, period):
+                            changes += await self._run(driver_name, volume.name, text)
+                    except (OrlopError, OSError, ValueError) as error:
+                        log.error("scheduled snapshots of %s: %s", volume.name, error)
+                        self.registry.events.emit(
+                            "snapshot_schedule_failed",
+                            f"scheduled snapshots of volume {volume.name} failed: {error}",
+                            level=logging.WARNING,
+                        )
         return changes
 
     async def _run(self, driver_name: str, name: str, text: str) -> list[str]:

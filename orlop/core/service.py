@@ -15,9 +15,10 @@ Docker's protocol, the admin API and the CLI all come through here. The rules:
 * A cancelled operation ends as a cancellation, never as a user error or a recorded fault;
   the backend call it was waiting for finishes first (see `VolumeRegistry.call`).
 
-This module holds the lifecycle (create, remove, mount, unmount, resize); the other parts
-are their own modules, composed here: `registry` (memory, locks, worker threads), `usage`,
-`snapshots` (and `schedules`), `backups`, `discovery` and `recovery`.
+This module holds the lifecycle (create, remove, resize; mount and unmount are `mounts`);
+the other parts are their own modules, composed here: `registry` (memory, locks, worker
+threads), `usage`, `snapshots` (and `schedules`), `backups`, `discovery`, `recovery` and
+`events` (the journal `orlop events` reads).
 """
 
 from __future__ import annotations
@@ -29,19 +30,21 @@ from typing import Any
 
 from orlop.backends.base import Backend, Describable, Resizable
 from orlop.core.backups import Backups
+from orlop.core.context import traced
 from orlop.core.discovery import Discovery
+from orlop.core.events import EventJournal
 from orlop.core.inflight import InFlight
 from orlop.core.model import (
     Conflict,
     InvalidOption,
     State,
     Volume,
-    VolumeLost,
     rfc3339,
     validate_name,
 )
+from orlop.core.mounts import Mounts
 from orlop.core.recovery import Recovery
-from orlop.core.registry import Driver, VolumeRegistry, forget_lost_mounts, ref, user_error
+from orlop.core.registry import Driver, VolumeRegistry, ref, user_error
 from orlop.core.schedules import SnapshotScheduler
 from orlop.core.snapshots import Snapshots
 from orlop.core.store import Store
@@ -55,23 +58,32 @@ log = logging.getLogger(__name__)
 
 
 class VolumeService:
-    def __init__(self, store: Store, drivers: Iterable[Driver], workers: int = 32) -> None:
-        self.registry = VolumeRegistry(store, drivers, workers)
+    def __init__(
+        self,
+        store: Store,
+        drivers: Iterable[Driver],
+        workers: int = 32,
+        events: EventJournal | None = None,
+    ) -> None:
+        self.registry = VolumeRegistry(store, drivers, workers, events)
+        self.events = self.registry.events  # what happened, for `orlop events`
         self.inflight = InFlight()  # Create and Mount calls in flight, joined by a retry
         self.store = store
         self.drivers = self.registry.drivers
         self.generation = self.registry.generation  # frontends cache their answers on it
         self.usage = UsageMeter(self.registry)
+        self.mounts = Mounts(self.registry, self.inflight, self.usage)  # Mount and Unmount
         self.snapshots = Snapshots(self.registry)
         self.backups = Backups(self.registry, self.create)
         self.scheduler = SnapshotScheduler(self.registry, self.snapshots)
         self.discovery = Discovery(self.registry)
         stored = self.registry.load()
         self.trash = Trash(self.registry, stored)  # removed volumes kept a while (`trash`)
-        self.recovery = Recovery(self.registry, stored, self._detach_or_raise)
+        self.recovery = Recovery(self.registry, stored, self.mounts.detach_or_raise)
 
     def close(self) -> None:
         self.registry.close()
+        self.events.close()  # what was emitted is written first
 
     async def drain(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for operations in flight; True if none is left."""
@@ -128,6 +140,7 @@ class VolumeService:
 
     # writes -----------------------------------------------------------------------------
     @observed("create")
+    @traced("create")
     async def create(
         self,
         driver_name: str,
@@ -200,6 +213,14 @@ class VolumeService:
             self.store.sync_soon()
             registry.volumes[driver_name][name] = volume
             log.info("created volume %s (driver %s)", name, driver_name)
+            self.events.emit(
+                "created",
+                f"created volume {name}",
+                driver_name,
+                name,
+                backend=backend.kind,
+                options=backend.options.redact(canonical),
+            )
             self.usage.refresh_later(volume)
             return volume
 
@@ -234,6 +255,7 @@ class VolumeService:
         self.store.delete(volume.driver, volume.name)
 
     @observed("remove")
+    @traced("remove")
     async def remove(self, driver_name: str, name: str) -> None:
         driver = self.driver(driver_name)
         registry = self.registry
@@ -247,6 +269,13 @@ class VolumeService:
             if driver.trash > 0:
                 self.trash.keep(volume, driver.trash)
                 self.discovery.removed(driver_name, name)
+                self.events.emit(
+                    "trashed",
+                    f"removed volume {name} into the trash (storage kept {driver.trash:.0f} s)",
+                    driver_name,
+                    name,
+                    keep_seconds=driver.trash,
+                )
                 return
             volume.state = State.REMOVING
             registry.save(volume)
@@ -263,123 +292,35 @@ class VolumeService:
             self.store.delete(driver_name, name, durable=False)  # REMOVING was durable
             self.discovery.removed(driver_name, name)
             log.info("removed volume %s (driver %s)", name, driver_name)
+            self.events.emit("removed", f"removed volume {name}", driver_name, name)
 
     @observed("mount")
+    @traced("mount")
     async def mount(
         self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
     ) -> str:
         """Attach on the first mount ID; a known ID changes nothing. Returns the mountpoint.
 
         The same Mount again while one is in flight joins it; the caller waits at most
-        `timeout` seconds (see `InFlight`)."""
-        return await self.inflight.run(
-            ("mount", driver_name, name, mount_id),
-            lambda: self._mount(driver_name, name, mount_id),
-            timeout,
-            f"mounting volume {name}",
-        )
-
-    async def _mount(self, driver_name: str, name: str, mount_id: str) -> str:
-        driver = self.driver(driver_name)
-        registry = self.registry
-        async with registry.lock(driver_name, name):
-            volume = self.registry.get(driver_name, name)
-            if mount_id in volume.mount_ids:
-                return volume.mountpoint
-            first = not volume.mount_ids
-            if first:
-                volume.state = State.ATTACHING
-                registry.save(volume, durable=False)
-            attached = settled = False
-            try:
-                # Also on later IDs: attach is idempotent, repairs a dead network mount, and
-                # finds a disk another host took (VolumeLost: its mounts here are gone).
-                path = await registry.call(driver.backend.attach, ref(volume))
-                attached = True
-            except VolumeLost as error:
-                forget_lost_mounts(registry, volume, error)
-                settled = True
-                raise
-            except Exception as error:
-                raise user_error(error, f"mounting volume {name}") from error
-            finally:
-                if not attached and first and not settled:  # no container will use it
-                    await self._settle_detached(driver, volume)
-            volume.state = State.ATTACHED
-            volume.fault = ""
-            volume.mountpoint = path
-            volume.mount_ids.add(mount_id)
-            registry.save(volume, add_mount=mount_id, durable=False)
-            return path
+        `timeout` seconds (see `InFlight`, and `core.mounts`)."""
+        return await self.mounts.mount(driver_name, name, mount_id, timeout)
 
     async def hold(self, driver_name: str, name: str, holder: str) -> None:
         """One more holder of a volume that is attached already (a CSI target bound from its
         stage): recorded like a mount ID, without asking the backend again; `unmount` drops it."""
-        async with self.registry.lock(driver_name, name):
-            volume = self.registry.get(driver_name, name)
-            if holder in volume.mount_ids:
-                return
-            if not volume.mount_ids:
-                raise Conflict(f"volume {name} is not attached on this host: stage it first")
-            volume.mount_ids.add(holder)
-            self.registry.save(volume, add_mount=holder, durable=False)
+        await self.mounts.hold(driver_name, name, holder)
 
     @observed("unmount")
+    @traced("unmount")
     async def unmount(
         self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
     ) -> None:
         """Forget `mount_id`; detach after the last one. An unknown ID changes nothing.
         Joined and timed like `mount`."""
-        await self.inflight.run(
-            ("unmount", driver_name, name, mount_id),
-            lambda: self._unmount(driver_name, name, mount_id),
-            timeout,
-            f"unmounting volume {name}",
-        )
-
-    async def _unmount(self, driver_name: str, name: str, mount_id: str) -> None:
-        driver = self.driver(driver_name)
-        registry = self.registry
-        async with registry.lock(driver_name, name):
-            volume = self.registry.get(driver_name, name)
-            if mount_id not in volume.mount_ids:
-                if volume.state == State.DETACHING and not volume.mount_ids:
-                    # The last Unmount's detach failed (an API fault): a repeat finishes it.
-                    await self._settle_detached(driver, volume, raise_errors=True)
-                return
-            volume.mount_ids.discard(mount_id)
-            if volume.mount_ids:
-                registry.save(volume, drop_mount=mount_id, durable=False)
-                return
-            volume.state = State.DETACHING
-            registry.save(volume, drop_mount=mount_id, durable=False)
-            await self._settle_detached(driver, volume, raise_errors=True)
-        self.usage.refresh_later(volume)
-
-    async def _settle_detached(
-        self, driver: Driver, volume: Volume, raise_errors: bool = False
-    ) -> None:
-        """Detach and record READY; on failure keep the fault for Status and recover().
-
-        Cancelled meanwhile: no fault (nothing failed); the state stays as it was, and
-        recover() settles it at the next start."""
-        try:
-            await self.registry.call(driver.backend.detach, ref(volume))
-        except Exception as error:
-            volume.fault = f"detach failed: {error}"
-            self.registry.save(volume, durable=False)
-            log.error("detaching %s: %s", volume.name, error)
-            if raise_errors:
-                raise user_error(error, f"unmounting volume {volume.name}") from error
-            return
-        volume.state = State.READY
-        volume.fault = ""
-        self.registry.save(volume, durable=False)
-
-    async def _detach_or_raise(self, driver: Driver, volume: Volume) -> None:
-        await self._settle_detached(driver, volume, raise_errors=True)
+        await self.mounts.unmount(driver_name, name, mount_id, timeout)
 
     @observed("resize")
+    @traced("resize")
     async def resize(self, driver_name: str, name: str, size: int) -> Volume:
         """Grow a volume to `size` bytes, if its backend is Resizable."""
         driver = self.driver(driver_name)
@@ -398,6 +339,9 @@ class VolumeService:
                 raise user_error(error, f"resizing volume {name}") from error
             volume.options["size"] = str(size)
             self.registry.save(volume)
+            self.events.emit(
+                "resized", f"resized volume {name} to {size} bytes", driver_name, name, size=size
+            )
         return await self.usage.refresh(driver_name, name)
 
     # the other parts, as the frontends call them -----------------------------------------
@@ -411,6 +355,7 @@ class VolumeService:
         return self.snapshots.drivers()
 
     @observed("snapshot")
+    @traced("snapshot")
     async def create_snapshot(
         self, driver_name: str, name: str, snapshot_name: str | None = None
     ) -> dict[str, Any]:
@@ -422,6 +367,7 @@ class VolumeService:
         return await self.snapshots.list(driver_name, volume)
 
     @observed("delete_snapshot")
+    @traced("delete_snapshot", volume_argument=False)
     async def delete_snapshot(self, driver_name: str, snapshot: str) -> dict[str, Any]:
         return await self.snapshots.delete(driver_name, snapshot)
 
@@ -441,7 +387,7 @@ class VolumeService:
             async with registry.lock(driver_name, volume.name):
                 if volume.state == State.DETACHING and not volume.mount_ids:
                     log.info("retrying the failed detach of %s", volume.name)
-                    await self._settle_detached(driver, volume)
+                    await self.mounts.settle_detached(driver, volume)
 
 
 def _can_resize(backend: Backend) -> bool:

@@ -57,6 +57,13 @@ class Snapshots:
             except Exception as error:
                 raise user_error(error, f"snapshotting volume {name}") from error
         log.info("snapshot %s of volume %s (driver %s)", snapshot_name, name, driver_name)
+        self.registry.events.emit(
+            "snapshot_taken",
+            f"took snapshot {snapshot_name} of volume {name}",
+            driver_name,
+            name,
+            snapshot=snapshot_name,
+        )
         return {**made, "driver": driver_name}
 
     async def list(
@@ -117,6 +124,13 @@ class Snapshots:
             volume.usage = None
             self.registry.save(volume)
         log.info("restored snapshot %s into volume %s (driver %s)", snapshot, name, driver_name)
+        self.registry.events.emit(
+            "snapshot_restored",
+            f"restored snapshot {snapshot} into volume {name}",
+            driver_name,
+            name,
+            snapshot=snapshot,
+        )
         return {**restored, "driver": driver_name, "restored_into": name}
 
     async def delete(self, driver_name: str, snapshot: str) -> dict[str, Any]:
@@ -126,6 +140,13 @@ class Snapshots:
         except Exception as error:
             raise user_error(error, f"deleting snapshot {snapshot}") from error
         log.info("deleted snapshot %s (driver %s)", snapshot, driver_name)
+        self.registry.events.emit(
+            "snapshot_deleted",
+            f"deleted snapshot {snapshot}",
+            driver_name,
+            str(deleted.get("volume") or ""),
+            snapshot=snapshot,
+        )
         return {**deleted, "driver": driver_name}
 
 

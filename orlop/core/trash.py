@@ -18,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from orlop.core import context
 from orlop.core.model import Conflict, NotFound, State, Volume, rfc3339
 from orlop.core.registry import VolumeRegistry, ref
 
@@ -126,6 +127,9 @@ class Trash:
             registry.volumes[key[0]][key[1]] = volume
             registry.changed(key[0])
         log.info("restored volume %s (driver %s) from the trash", name, key[0])
+        registry.events.emit(
+            "trash_restored", f"restored volume {name} from the trash", key[0], name
+        )
         return volume
 
     async def purge(self, name: str | None = None, driver: str | None = None) -> builtins.list[str]:
@@ -138,6 +142,9 @@ class Trash:
             try:
                 await self._purge_one(key)
                 purged.append(key[1])
+                self.registry.events.emit(
+                    "trash_purged", f"purged volume {key[1]} from the trash", *key
+                )
             except Exception as error:
                 if name is not None:
                     raise
@@ -162,7 +169,13 @@ class Trash:
         purged: builtins.list[str] = []
         for key in expired:
             try:
-                await self._purge_one(key)
+                with context.ensure("trash_expiry", *key):
+                    await self._purge_one(key)
+                    self.registry.events.emit(
+                        "trash_expired",
+                        f"volume {key[1]}'s time in the trash is up: its storage is freed",
+                        *key,
+                    )
                 purged.append(key[1])
             except Exception as error:
                 log.error("purging expired %s: %s (kept; tried again later)", key[1], error)

@@ -6,6 +6,10 @@ a path, a JSON body in, a JSON body out. That needs no framework, and the reques
 parser callback and, when it can answer synchronously (Get, Path, List), its response is
 written before the next request is even parsed. Asynchronous handlers (Mount, Create) run
 as tasks; responses on one connection still leave in request order.
+
+A query string (`GET /v1/events?since=10m`) is taken as the JSON body's fields (strings),
+when there is no body. A handler may answer a `Stream`: the status line and headers, then
+each chunk as it comes (no length; the connection closes at the end).
 """
 
 from __future__ import annotations
@@ -17,16 +21,28 @@ import os
 import socket
 import stat
 import struct
+import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import httptools
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A response sent as it is made: `chunks` written one by one, then the connection
+    closes (a client that goes away cancels it)."""
+
+    chunks: AsyncIterator[bytes]
+    content_type: bytes = b"application/x-ndjson"
+
+
 Response = tuple[int, bytes]
-Handler = Callable[[bytes], "Response | Awaitable[Response]"]
+Handler = Callable[[bytes], "Response | Awaitable[Response | Stream]"]
 
 MAX_BODY = 1024 * 1024
 REQUEST_TIMEOUT = 30.0  # a started request must arrive whole within this
@@ -67,6 +83,7 @@ class _Connection(asyncio.Protocol):
         "_parser",
         "_queued",
         "_server",
+        "_stream",
         "_timer",
         "_transport",
         "_url",
@@ -85,6 +102,7 @@ class _Connection(asyncio.Protocol):
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self._in_message = False
+        self._stream: asyncio.Task[None] | None = None
 
     # asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,6 +115,8 @@ class _Connection(asyncio.Protocol):
         self._closing = True
         self._transport = None
         self._cancel_timer()
+        if self._stream is not None:
+            self._stream.cancel()
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -141,7 +161,9 @@ class _Connection(asyncio.Protocol):
         url, body = self._url, b"".join(self._body)
         self._url, self._body, self._body_size = b"", [], 0
         keep_alive = self._parser.should_keep_alive()
-        path = url.split(b"?", 1)[0]
+        path, _, query = url.partition(b"?")
+        if query and not body:
+            body = _query_body(query)
         if self._forbidden:
             self._fail(403, "permission denied: the admin socket is for root only")
             return
@@ -157,7 +179,7 @@ class _Connection(asyncio.Protocol):
     def _dispatch(self, path: bytes, body: bytes, keep_alive: bool) -> None:
         handler = self._server.routes.get(path)
         if handler is None:
-            result: Response | Awaitable[Response] = (
+            result: Response | Awaitable[Response | Stream] = (
                 404,
                 error_body(f"unknown endpoint {path.decode(errors='replace')}"),
             )
@@ -176,13 +198,16 @@ class _Connection(asyncio.Protocol):
         task = asyncio.ensure_future(result)
         task.add_done_callback(lambda t: self._async_done(t, keep_alive))
 
-    def _async_done(self, task: asyncio.Future[Response], keep_alive: bool) -> None:
+    def _async_done(self, task: asyncio.Future[Response | Stream], keep_alive: bool) -> None:
         self._busy = False
         try:
             response = task.result()
         except Exception as error:
             log.exception("async handler failed")
             response = 500, error_body(f"internal error: {error}")
+        if isinstance(response, Stream):
+            self._start_stream(response)
+            return
         self._write(response, keep_alive)
         while self._queued and not self._busy and not self._closing:
             self._dispatch(*self._queued.popleft())
@@ -195,6 +220,35 @@ class _Connection(asyncio.Protocol):
         self._transport.write(self._format(*response, keep_alive))
         if not keep_alive:
             self._close()
+
+    def _start_stream(self, stream: Stream) -> None:
+        if self._transport is None or self._closing:
+            return
+        self._busy = True  # for good: the connection closes when the stream ends
+        self._transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: "
+            + stream.content_type
+            + b"\r\nConnection: close\r\n\r\n"
+        )
+        self._stream = asyncio.ensure_future(self._send(stream))
+        self._server.streams.add(self._stream)
+        self._stream.add_done_callback(self._server.streams.discard)
+
+    async def _send(self, stream: Stream) -> None:
+        try:
+            async for chunk in stream.chunks:
+                if self._transport is None or self._closing:
+                    break
+                self._transport.write(chunk)
+        except Exception:
+            log.exception("streaming a response failed")
+        finally:
+            self._stream = None
+            self._close()
+            close = getattr(stream.chunks, "aclose", None)
+            if close is not None:  # now, not when collected: its `finally` lets go of things
+                with contextlib.suppress(Exception):
+                    await close()
 
     @staticmethod
     def _format(status: int, body: bytes, keep_alive: bool) -> bytes:
@@ -247,6 +301,7 @@ class HttpServer:
         self.max_body = max_body
         self.root_only = root_only
         self._server: asyncio.base_events.Server | None = None
+        self.streams: set[asyncio.Task[None]] = set()  # responses being streamed
         self.path = ""
         self._keep_path = False
 
@@ -276,6 +331,8 @@ class HttpServer:
         self.path = path
 
     async def close(self) -> None:
+        for stream in list(self.streams):
+            stream.cancel()  # a follower would hold the server open
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -284,6 +341,14 @@ class HttpServer:
         if self.path and not self._keep_path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+
+
+def _query_body(query: bytes) -> bytes:
+    """`a=1&b=x` as the JSON body `{"a": "1", "b": "x"}` (the last of a repeated name)."""
+    import json
+
+    fields = urllib.parse.parse_qsl(query.decode(errors="replace"), keep_blank_values=True)
+    return json.dumps(dict(fields)).encode()
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -227,9 +228,33 @@ def observed(operation: str) -> Callable[[F], F]:
     return decorate
 
 
+# Who else hears what a backend reports (a repair, a preemption): set by the core for each
+# backend call (it makes them events); called as (kind, driver, volume, message).
+NOTICE_LISTENER: contextvars.ContextVar[Callable[[str, str, str, str], None] | None] = (
+    contextvars.ContextVar("orlop_notice_listener", default=None)
+)
+
+
+def _notice(kind: str, driver: str, volume: str, message: str) -> None:
+    listener = NOTICE_LISTENER.get()
+    if listener is not None:
+        listener(kind, driver, volume, message)
+
+
 def mount_repaired(driver: str, volume: str) -> None:
     """A backend found `volume`'s network mount dead or hung and mounts it again."""
     FUSE_CLIENT_RESTARTS.labels(driver, volume).inc()
+    _notice(
+        "repaired",
+        driver,
+        volume,
+        f"volume {volume}'s network mount was dead or hung: mounted again",
+    )
+
+
+def volume_preempted(volume: str, holder: str) -> None:
+    """A backend took `volume` from `holder` (another host), as preempt=true asks."""
+    _notice("preempted", "", volume, f"volume {volume} taken from {holder} (preempt=true)")
 
 
 def counted_provider_call(provider: str, function: Callable[[], T]) -> Callable[[], T]:

@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Literal
 
+from orlop.core.context import ContextFilter, suffix
+
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
@@ -27,7 +29,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in ("volume", "driver", "operation"):
+        for key in ("volume", "driver", "operation", "op"):
             if hasattr(record, key):
                 line[key] = getattr(record, key)
         if record.exc_info:
@@ -35,7 +37,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
-class JournalFormatter(logging.Formatter):
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT, then ` volume=… op=…` when the line belongs to an operation (see
+    orlop.core.context): one grep for a volume's name or an ID follows it."""
+
+    def __init__(self, fmt: str = TEXT_FORMAT) -> None:
+        super().__init__(fmt)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record) + suffix(record)
+
+
+class JournalFormatter(TextFormatter):
     """`<priority>logger: message`; journald adds the time and the unit."""
 
     def __init__(self) -> None:
@@ -62,7 +75,8 @@ def setup_logging(level: str, log_format: LogFormat = "text") -> None:
     elif under_journald():
         handler.setFormatter(JournalFormatter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

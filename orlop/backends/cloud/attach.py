@@ -34,6 +34,7 @@ from orlop.backends.cloud.state import VolumeFiles
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import BackendError, Conflict
 from orlop.host.blockdevices import BlockDevices
+from orlop.ops.counters import volume_preempted
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class Attacher:
                     "with preempt=true to detach it from there"
                 )
             self._force_detach(disk, other.instance)
+            volume_preempted(volume.name, other.instance)  # an event: taken from there
         if not self.calls.refuses_second_attach:
             self._claim(volume, disk, identity)
 

@@ -2,6 +2,10 @@
 
 It says what Docker's protocol cannot: every driver, fresh usage, resize, the daemon's
 version and configuration. Only root may connect (checked with SO_PEERCRED).
+
+`/v1/events` (GET with a query, or POST with a body: `since`, `follow`) answers JSON lines,
+one event a line, oldest first; with `follow` it goes on with each new event until the
+client closes the connection.
 """
 
 from __future__ import annotations
@@ -9,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import orlop
+from orlop.core import context
 from orlop.core.backups import find_backup_driver
+from orlop.core.events import Event, parse_since
 from orlop.core.model import Conflict, InvalidName, InvalidOption, NotFound, OrlopError, Volume
 from orlop.core.options import parse_size
 from orlop.core.service import VolumeService
-from orlop.frontends.http import Handler, Response
+from orlop.frontends.http import Handler, Response, Stream
 
 _STATUS = {NotFound: 404, Conflict: 409, InvalidName: 400, InvalidOption: 400}
 
@@ -97,6 +103,21 @@ class ProgressBody(_Body):
     task: str
 
 
+class EventsBody(_Body):
+    since: str | None = None  # a duration back from now (10m, 2h) or an RFC 3339 time
+    follow: bool | str = False  # from a query string: 1/true/yes or 0/false/no
+
+    def following(self) -> bool:
+        if isinstance(self.follow, bool):
+            return self.follow
+        value = self.follow.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("", "0", "false", "no", "off"):
+            return False
+        raise InvalidOption(f"invalid follow {self.follow!r}: use 1 or 0 (true or false)")
+
+
 class AdminApi:
     def __init__(
         self,
@@ -130,12 +151,20 @@ class AdminApi:
             "trash/purge": (TrashBody, self.trash_purge),
             "progress": (ProgressBody, self.progress),
         }
-        return {f"/v1/{name}".encode(): self._wrap(*call) for name, call in calls.items()}
+        routes = {f"/v1/{name}".encode(): self._wrap(name, *call) for name, call in calls.items()}
+        routes[b"/v1/events"] = self._wrap("events", EventsBody, self.events)
+        return routes
 
-    def _wrap(self, model: type[_Body] | None, call: Callable[..., Awaitable[Any]]) -> Handler:
-        async def handle(body: bytes) -> Response:
+    def _wrap(
+        self, name: str, model: type[_Body] | None, call: Callable[..., Awaitable[Any]]
+    ) -> Handler:
+        async def handle(body: bytes) -> Response | Stream:
             try:
-                result = await (call(model.model_validate_json(body or b"{}")) if model else call())
+                request = model.model_validate_json(body or b"{}") if model else None
+                volume = getattr(request, "name", None) or getattr(request, "volume", None)
+                # One operation ID per admin call, on its log lines and events.
+                with context.operation(name.replace("/", "_"), volume=volume or ""):
+                    result = await (call(request) if model else call())
             except ValidationError as error:
                 problems = "; ".join(
                     f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
@@ -144,6 +173,8 @@ class AdminApi:
             except OrlopError as error:
                 status = next((s for t, s in _STATUS.items() if isinstance(error, t)), 500)
                 return status, json.dumps({"Err": str(error)}).encode()
+            if isinstance(result, Stream):
+                return result
             return 200, json.dumps(result).encode()
 
         return handle
@@ -284,6 +315,31 @@ class AdminApi:
             raise NotFound(f"no operation in progress with task ID {body.task}")
         return task.as_dict()
 
+    async def events(self, body: EventsBody) -> Stream:
+        """The journal's events since `since` (all it keeps without), then, following, each
+        new one. Bad input is refused here, before the stream starts."""
+        since = parse_since(body.since) if body.since else None
+        return Stream(self._events(since, body.following()))
+
+    async def _events(self, since: float | None, follow: bool) -> AsyncIterator[bytes]:
+        journal = self.service.events
+        if not follow:
+            for event in journal.list(since):
+                yield _line(event)
+            return
+        with journal.follow() as queue:  # before the past is read: nothing falls between
+            last = 0
+            for event in journal.list(since):
+                last = event.seq
+                yield _line(event)
+            while True:
+                new = await queue.get()
+                if new is None:
+                    return  # the daemon stops, or this reader fell too far behind
+                if new.seq > last:
+                    last = new.seq
+                    yield _line(new)
+
     # helpers ----------------------------------------------------------------------------
     def _find(self, body: VolumeBody) -> Volume:
         if body.driver:
@@ -306,6 +362,10 @@ class AdminApi:
             "created_at": volume.created_at,
             **self.service.status(volume),
         }
+
+
+def _line(event: Event) -> bytes:
+    return json.dumps(event.as_dict(), sort_keys=True, default=str).encode() + b"\n"
 
 
 def _only_driver(service: VolumeService) -> str:

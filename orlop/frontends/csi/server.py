@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from orlop.core.context import operation
 from orlop.core.model import OrlopError
 from orlop.frontends.csi.errors import status_code
 from orlop.frontends.csi.messages import message, service
@@ -29,16 +30,18 @@ def _handler(service_name: str, method: str, call: Call) -> grpc.RpcMethodHandle
     response_class = message(descriptor.output_type.name)
 
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return await call(request)
-        except OrlopError as error:
-            code = status_code(error)
-            # Orlop's own message (never a request field that may hold a secret).
-            log.warning("CSI %s: %s: %s", method, code.name, error)
-            await context.abort(code, str(error))
-        except Exception as error:  # a bug: say so, without the request
-            log.exception("CSI %s failed", method)
-            await context.abort(grpc.StatusCode.INTERNAL, f"{method}: {error}")
+        # One operation ID per CSI call; the service fills in its driver and volume.
+        with operation(method):
+            try:
+                return await call(request)
+            except OrlopError as error:
+                code = status_code(error)
+                # Orlop's own message (never a request field that may hold a secret).
+                log.warning("CSI %s: %s: %s", method, code.name, error)
+                await context.abort(code, str(error))
+            except Exception as error:  # a bug: say so, without the request
+                log.exception("CSI %s failed", method)
+                await context.abort(grpc.StatusCode.INTERNAL, f"{method}: {error}")
 
     return grpc.unary_unary_rpc_method_handler(
         handle,

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from orlop.core import context
 from orlop.core.model import OrlopError, Volume
 from orlop.core.service import VolumeService
 from orlop.frontends.docker.messages import CreateRequest, MountRequest, NameRequest, describe
@@ -92,17 +93,21 @@ class DockerPlugin:
                 request = model.model_validate_json(body or b"{}")
             except ValidationError as error:
                 return _err(describe(error, endpoint), 400)
-            return self._guard(handler(request), endpoint)
+            return self._guard(handler, request, call)
 
         return handle
 
-    @staticmethod
-    async def _guard(call: Awaitable[bytes], endpoint: str) -> Response:
-        try:
-            return 200, await call
-        except OrlopError as error:
-            log.info("%s: %s", endpoint, error)
-            return _err(str(error))
+    async def _guard(
+        self, handler: Callable[[M], Awaitable[bytes]], request: M, call: str
+    ) -> Response:
+        # One operation ID per Docker call: on its log lines, its events, its worker threads.
+        name = getattr(request, "Name", "")
+        with context.operation(call.lower(), self.driver, name if isinstance(name, str) else ""):
+            try:
+                return 200, await handler(request)
+            except OrlopError as error:
+                log.info("/VolumeDriver.%s: %s", call, error)
+                return _err(str(error))
 
     # endpoints --------------------------------------------------------------------------
     async def create(self, request: CreateRequest) -> bytes:

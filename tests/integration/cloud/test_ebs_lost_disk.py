@@ -10,6 +10,7 @@ the loss at its next discovery pass (0.5 s here): that is the bound the checks a
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,12 @@ def three(
     finally:
         for daemon in daemons:
             daemon.destroy()
+
+
+def events(daemon: OrlopDaemon) -> list[dict[str, Any]]:
+    """The daemon's events journal (`orlop events --json`)."""
+    output = daemon.cli("events", "--json").stdout
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
 def holders(moto: MotoServer, namespace: str) -> list[str]:
@@ -122,6 +129,9 @@ def test_preempted_hosts_never_mount_the_disk_again(
     where_b = mounted(b, "b1", 1)
     assert Path(where_b, "first").read_text() == "written on A"
     assert holders(moto, hosts[0].settings["namespace"]) == [ids[1]]
+    taken = [e for e in events(daemons[1]) if e["kind"] == "preempted"]
+    assert [(e["volume"], e["driver"]) for e in taken] == [(NAME, driver)]
+    assert ids[0] in taken[0]["message"]
 
     # A's leftover mount is no licence: a new container there is refused, naming B, and
     # A unmounts what it had and says why.
@@ -132,6 +142,7 @@ def test_preempted_hosts_never_mount_the_disk_again(
     assert volume_a["Status"]["state"] == "ready" and volume_a["Status"]["mounts"] == 0
     assert ids[1] in volume_a["Status"]["fault"], volume_a["Status"]
     assert "lost" in daemons[0].log()
+    assert [e["volume"] for e in events(daemons[0]) if e["kind"] == "lost"] == [NAME]
     check()
     a.ok("Unmount", Name=NAME, ID="a1")  # Docker's unmount of the old container still ends
     check()

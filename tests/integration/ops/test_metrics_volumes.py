@@ -93,5 +93,9 @@ def test_a_dead_fuse_client_repaired_at_mount_is_counted(
     harness.mount("dead", "c2")  # repairs: a new client
     assert fuse.state(path) is MountState.ALIVE
     assert restarts() == 1
+    [repaired] = [e for e in harness.service.events.list() if e.kind == "repaired"]
+    assert (repaired.driver, repaired.volume) == (driver, "dead")
+    mounted = [e for e in harness.service.events.list() if e.kind == "mounted"]
+    assert repaired.op == mounted[-1].op  # the repair belongs to the second Mount
     harness.unmount("dead", "c1")
     harness.unmount("dead", "c2")
