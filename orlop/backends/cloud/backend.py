@@ -98,6 +98,21 @@ class CloudBackend(BlockBackend):
         self._lost.pop(volume.name, None)
         return path
 
+    def detach(self, volume: VolumeRef) -> None:
+        """Unmount and detach — but a mount of a disk taken over elsewhere (the cloud or its
+        fence shows another holder) is shut down, not flushed: what this host still had to
+        write must not land on the new holder's disk. Unmount still ends (its container is
+        gone); the log says who holds the disk."""
+        self._refuse_flush(volume, "unmounting")
+        super().detach(volume)
+
+    def _refuse_flush(self, volume: VolumeRef, doing: str) -> None:
+        if self.mounter.mounted(self.mountpoint(volume)) is None:
+            return
+        holder = self._drop_lost_mount(volume)
+        if holder is not None:
+            log.error("%s %s: not flushed, it is held by %s", doing, volume.name, holder)
+
     def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
         """Mounted here *and* held by this instance in the cloud (recovery asks this)."""
         if not super().is_attached(volume, mounted):
@@ -109,7 +124,7 @@ class CloudBackend(BlockBackend):
         it just made says who holds the disk; only a disk listed elsewhere is read again."""
         me = self.provider.identity().instance
         listed = self.provider.last_holders.get(volume.name)
-        if listed is None or me in listed:
+        if listed is None or (me in listed and not self.provider.stale_at_listing(volume)):
             return None
         return self._drop_lost_mount(volume)
 
@@ -124,11 +139,13 @@ class CloudBackend(BlockBackend):
             return None
         log.error(
             "volume %s is mounted here but the cloud shows its %s attached to %s: "
-            "unmounting the leftover mount (writes into it would be lost)",
+            "shutting its filesystem down and unmounting the leftover mount (writes into it "
+            "would be lost, and must not reach the disk the new holder uses)",
             volume.name,
             self.provider.word,
             holder,
         )
+        self.mounter.shut_down(target)  # nothing more written from here, not even the journal
         self.mounter.unmount(target, lazy_if_busy=True)
         self.provider.files.drop_attachment(volume.name)
         self._lost[volume.name] = holder
@@ -146,6 +163,13 @@ class CloudBackend(BlockBackend):
         snapshot holds a clean filesystem and not just a crash-consistent one."""
         cloud = self._snapshots()
         validate_name(name, "snapshot name")
+        if self.mounter.mounted(self.mountpoint(volume)) is not None:
+            holder = self._drop_lost_mount(volume)  # a stale mount is not frozen (flushed)
+            if holder is not None:
+                raise VolumeLost(
+                    f"volume {volume.name} was taken over by {holder} while mounted here; its "
+                    "mount here was dropped, not frozen: take the snapshot on that host"
+                )
         namespace = self.provider.settings.namespace
         if self.provider.calls.find_snapshots(name=name):
             raise Conflict(f"a snapshot named {name} already exists: pick another name")
