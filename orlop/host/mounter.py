@@ -29,7 +29,8 @@ class Mounter(Protocol):
 
     def shut_down(self, target: str) -> bool:
         """Stop the filesystem at `target` writing to its device, dropping what it has not
-        written yet; False where the filesystem cannot (its unmount may still write)."""
+        written yet; False where it did not (nothing mounted there, a filesystem without the
+        ioctl, or one mounted elsewhere too): its unmount may still write."""
 
 
 class HostMounter:
@@ -43,6 +44,20 @@ class HostMounter:
         mounts.unmount(target, lazy_if_busy=lazy_if_busy)
 
     def shut_down(self, target: str) -> bool:
+        real = os.path.realpath(target)
+        table = mounts.mount_table()
+        here = next((e for e in reversed(table) if e.mountpoint == real), None)
+        if here is None:
+            return False
+        also = [e.mountpoint for e in table if e.source == here.source and e.mountpoint != real]
+        if also:
+            # One kernel mounts a device once: the other mountpoints are the same filesystem
+            # (a bind mount, or another daemon's mount on a test host), which a shutdown
+            # would stop too. Left to the unmount, as without fencing.
+            log.warning(
+                "not shutting %s down: its filesystem is mounted at %s too", target, also[0]
+            )
+            return False
         try:
             fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as error:

@@ -71,6 +71,8 @@ class Adoption:
             LABEL_NAMESPACE: self.settings.namespace,
             LABEL_VOLUME: volume.name,
             LABEL_TOKEN: token,
+            # The creating host is the first owner: its first attach needs no label write.
+            LABEL_FENCE: Fence(1, self.calls.identity().instance).label(),
         }
         spec = DiskSpec(
             volume.name, self.settings.namespace, labels, token, dict(volume.options), snapshot

@@ -98,20 +98,25 @@ class CloudBackend(BlockBackend):
         self._lost.pop(volume.name, None)
         return path
 
-    def detach(self, volume: VolumeRef) -> None:
-        """Unmount and detach — but a mount of a disk taken over elsewhere (the cloud or its
-        fence shows another holder) is shut down, not flushed: what this host still had to
-        write must not land on the new holder's disk. Unmount still ends (its container is
-        gone); the log says who holds the disk."""
-        self._refuse_flush(volume, "unmounting")
-        super().detach(volume)
+    @property
+    def _writes_can_reach_the_holder(self) -> bool:
+        """Whether a stale mount's writes could land on the disk while another instance has
+        it attached: only where the cloud accepts a second attachment. Elsewhere the forced
+        detach ends before the new holder attaches, so what the old mount flushes before
+        that lands first (and is kept), and nothing after it reaches the disk."""
+        return not self.provider.calls.refuses_second_attach
 
-    def _refuse_flush(self, volume: VolumeRef, doing: str) -> None:
-        if self.mounter.mounted(self.mountpoint(volume)) is None:
-            return
-        holder = self._drop_lost_mount(volume)
-        if holder is not None:
-            log.error("%s %s: not flushed, it is held by %s", doing, volume.name, holder)
+    def detach(self, volume: VolumeRef) -> None:
+        """Unmount and detach. Where a stale mount's writes could reach the new holder's
+        disk, a mount of a disk taken over elsewhere (the cloud or its fence shows another
+        holder) is shut down first, not flushed. Unmount still ends (its container is gone);
+        the log says who holds the disk."""
+        target = self.mountpoint(volume)
+        if self._writes_can_reach_the_holder and self.mounter.mounted(target) is not None:
+            holder = self._drop_lost_mount(volume)
+            if holder is not None:
+                log.error("unmounting %s: not flushed, it is held by %s", volume.name, holder)
+        super().detach(volume)
 
     def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
         """Mounted here *and* held by this instance in the cloud (recovery asks this)."""
@@ -145,9 +150,10 @@ class CloudBackend(BlockBackend):
             self.provider.word,
             holder,
         )
-        self.mounter.shut_down(target)  # nothing more written from here, not even the journal
+        if self._writes_can_reach_the_holder:
+            self.mounter.shut_down(target)  # nothing more written from here, not the journal
         self.mounter.unmount(target, lazy_if_busy=True)
-        self.provider.files.drop_attachment(volume.name)
+        self.provider.attacher.fencing.forget(volume.name)  # drops the attachment file
         self._lost[volume.name] = holder
         return holder
 

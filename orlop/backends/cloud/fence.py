@@ -102,6 +102,17 @@ class Fencing:
     def __init__(self, calls: CloudCalls, files: VolumeFiles) -> None:
         self.calls = calls
         self.files = files
+        # Volume → the generation this host kept for a disk it found taken over and whose
+        # attachment file it dropped (its leftover mount gone too), so the refusal that
+        # follows still says which generation this host had.
+        self.superseded: dict[str, int | None] = {}
+
+    def forget(self, volume: str) -> None:
+        """Drop the attachment file of a disk this host lost, remembering its generation."""
+        known = self.files.attachment(volume) or {}
+        generation = known.get("generation")
+        self.superseded[volume] = generation if isinstance(generation, int) else None
+        self.files.drop_attachment(volume)
 
     def local_generation(self, volume: str, disk_id: str) -> tuple[bool, int | None]:
         """(whether this host's attachment file names `disk_id`, the generation it keeps)."""
@@ -120,11 +131,15 @@ class Fencing:
         """Before an attach: refuse if this host believes it holds the disk (its file names
         it, or recovery re-attaches) and the fence says it was taken over since."""
         recorded, local = self.local_generation(volume.name, disk.id)
+        if not recorded:
+            local = self.superseded.get(volume.name)
         if not recorded and (not volume.repair or disk.others(me.instance)):
+            self.superseded.pop(volume.name, None)
             return  # a new attach (a take-over, which `hold` records), or the attachment
             # check of a repair names the holder
         stale = stale_against(Fence.of(disk), me.instance, local)
         if stale is None:
+            self.superseded.pop(volume.name, None)
             return
         self.files.drop_attachment(volume.name)  # this host no longer holds it
         log.error("%s", stale.explain(volume.name, disk.id, me.what))

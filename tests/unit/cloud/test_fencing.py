@@ -48,10 +48,13 @@ def restarted(cloud: MemoryCloud, root: Path, instance: str) -> tuple[MemoryBack
     return backend_on(cloud, instance, root)
 
 
-def test_the_first_attach_writes_owner_and_generation_and_keeps_it_here(tmp_path: Path) -> None:
+def test_the_creator_owns_generation_one_and_its_attach_keeps_it_here(tmp_path: Path) -> None:
     cloud = MemoryCloud()
-    a, _, volume = mounted_on_a(cloud, tmp_path)
-    assert fence(cloud) == Fence(1, "i-a")
+    a, _ = backend_on(cloud, "i-a", tmp_path)
+    volume = VolumeRef("vol", {}, a.provider.create(VolumeRef("vol", {})))
+    assert fence(cloud) == Fence(1, "i-a")  # written with the other labels at create
+    a.provider.attach_device(volume)
+    assert not any(method == "set_labels" for _, method in cloud.calls)
     assert kept_generation(a) == 1
     # The record is fsynced JSON in the state directory: a restart reads it back.
     path = tmp_path / "i-a" / "cloud" / "attached" / "vol"
@@ -136,13 +139,22 @@ def test_remount_of_a_stale_mount_drops_it_and_names_the_holder(tmp_path: Path) 
     b, _ = backend_on(cloud, "i-b", tmp_path)
     b.provider.attacher.fencing.bump(cloud.disks[DISK], b.provider.identity())
     assert a.is_attached(volume, {target}) is False  # recovery's question
-    assert mounter.shut == [target]  # shut down (nothing flushed), then unmounted
-    assert mounter.unmounted == [(target, True)]
+    # Unmounted lazily, not shut down: EC2-like clouds refuse B's attach until the forced
+    # detach from A is done, so what A's unmount flushes lands first (and B keeps it).
+    assert mounter.shut == [] and mounter.unmounted == [(target, True)]
     assert kept_generation(a) is None
+    # Recovery's re-attach that follows still knows which generation this host had.
+    with pytest.raises(
+        Conflict, match=r"i-b \(fence generation 2\); this host attached it under generation 1"
+    ):
+        a.provider.attach_device(VolumeRef("vol", {}, volume.record, repair=True))
+    assert cloud.holders(DISK) == ["i-a"]  # nothing attached or detached by the refusal
 
 
-def test_unmount_of_a_stale_mount_shuts_it_down_instead_of_flushing(tmp_path: Path) -> None:
-    cloud = MemoryCloud()
+def test_where_a_second_attach_goes_through_a_stale_mount_is_shut_down_not_flushed(
+    tmp_path: Path,
+) -> None:
+    cloud = MemoryCloud(refuses_second_attach=False)  # vSphere without a VMFS lock
     a, mounter, volume = mounted_on_a(cloud, tmp_path)
     target = a.mountpoint(volume)
     preempt_on_b(cloud, tmp_path, volume)
@@ -151,8 +163,20 @@ def test_unmount_of_a_stale_mount_shuts_it_down_instead_of_flushing(tmp_path: Pa
     assert cloud.holders(DISK) == ["i-b"] and fence(cloud) == Fence(2, "i-b")
 
 
+def test_where_a_second_attach_goes_through_a_remount_found_stale_is_shut_down(
+    tmp_path: Path,
+) -> None:
+    cloud = MemoryCloud(refuses_second_attach=False)
+    a, mounter, volume = mounted_on_a(cloud, tmp_path)
+    b, _ = backend_on(cloud, "i-b", tmp_path)
+    b.provider.attacher.fencing.bump(cloud.disks[DISK], b.provider.identity())
+    assert a.is_attached(volume, {a.mountpoint(volume)}) is False  # the cloud still shows A
+    assert mounter.shut == [a.mountpoint(volume)]
+    assert mounter.unmounted == [(a.mountpoint(volume), True)]
+
+
 def test_unmount_of_a_held_mount_is_not_shut_down(tmp_path: Path) -> None:
-    cloud = MemoryCloud()
+    cloud = MemoryCloud(refuses_second_attach=False)
     a, mounter, volume = mounted_on_a(cloud, tmp_path)
     a.detach(volume)  # (BlockBackend's own unmount asks the kernel's table: nothing there)
     assert mounter.shut == [] and mounter.unmounted == []
@@ -167,7 +191,7 @@ def test_a_snapshot_does_not_freeze_a_stale_mount(tmp_path: Path) -> None:
     a._snapshots = lambda: cloud.provider("i-a")  # type: ignore[method-assign]
     with pytest.raises(VolumeLost, match=r"instance i-b \(fence generation 2\).*not frozen"):
         a.create_snapshot(volume, "nightly")
-    assert mounter.shut == [a.mountpoint(volume)]
+    assert mounter.unmounted == [(a.mountpoint(volume), True)]
 
 
 def test_discovery_finds_a_fence_taken_over_from_its_listing(tmp_path: Path) -> None:
@@ -186,7 +210,7 @@ def test_a_disk_from_before_fencing_is_fenced_at_its_next_attach(tmp_path: Path)
     cloud = MemoryCloud()
     a, _ = backend_on(cloud, "i-a", tmp_path)
     volume = VolumeRef("vol", {}, a.provider.create(VolumeRef("vol", {})))
-    assert LABEL_FENCE not in cloud.disks[DISK].labels  # unfenced: generation 0
+    cloud.disks[DISK].labels.pop(LABEL_FENCE)  # made before fencing: generation 0
     a.provider.attach_device(VolumeRef("vol", {}, volume.record, repair=True))
     assert fence(cloud) == Fence(1, "i-a")
 
