@@ -98,26 +98,6 @@ class CloudBackend(BlockBackend):
         self._lost.pop(volume.name, None)
         return path
 
-    @property
-    def _writes_can_reach_the_holder(self) -> bool:
-        """Whether a stale mount's writes could land on the disk while another instance has
-        it attached: only where the cloud accepts a second attachment. Elsewhere the forced
-        detach ends before the new holder attaches, so what the old mount flushes before
-        that lands first (and is kept), and nothing after it reaches the disk."""
-        return not self.provider.calls.refuses_second_attach
-
-    def detach(self, volume: VolumeRef) -> None:
-        """Unmount and detach. Where a stale mount's writes could reach the new holder's
-        disk, a mount of a disk taken over elsewhere (the cloud or its fence shows another
-        holder) is shut down first, not flushed. Unmount still ends (its container is gone);
-        the log says who holds the disk."""
-        target = self.mountpoint(volume)
-        if self._writes_can_reach_the_holder and self.mounter.mounted(target) is not None:
-            holder = self._drop_lost_mount(volume)
-            if holder is not None:
-                log.error("unmounting %s: not flushed, it is held by %s", volume.name, holder)
-        super().detach(volume)
-
     def is_attached(self, volume: VolumeRef, mounted: set[str]) -> bool:
         """Mounted here *and* held by this instance in the cloud (recovery asks this)."""
         if not super().is_attached(volume, mounted):
@@ -144,14 +124,11 @@ class CloudBackend(BlockBackend):
             return None
         log.error(
             "volume %s is mounted here but the cloud shows its %s attached to %s: "
-            "shutting its filesystem down and unmounting the leftover mount (writes into it "
-            "would be lost, and must not reach the disk the new holder uses)",
+            "unmounting the leftover mount (writes into it would be lost)",
             volume.name,
             self.provider.word,
             holder,
         )
-        if self._writes_can_reach_the_holder:
-            self.mounter.shut_down(target)  # nothing more written from here, not the journal
         self.mounter.unmount(target, lazy_if_busy=True)
         self.provider.attacher.fencing.forget(volume.name)  # drops the attachment file
         self._lost[volume.name] = holder

@@ -12,8 +12,8 @@ host keeps the generation it attached under in its attachment file (`state.Volum
     check    before this host attaches again what it believes it holds (its attachment file
              names the disk, or recovery re-attaches): refuse if the label shows another
              owner, or a generation above the one kept here
-    stale    the same test for a disk that is mounted here: remount, Unmount's flush, a
-             snapshot's freeze and discovery ask it
+    stale    the same test for a disk that is mounted here: a remount, recovery's look at
+             its mounts, a snapshot's freeze and discovery ask it (the leftover mount goes)
 
 Generation 0 (no label: a disk from before fencing, or one whose labels were dropped) is
 unfenced: nothing is refused, and the first attach writes generation 1. An attachment file

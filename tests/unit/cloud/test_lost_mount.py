@@ -29,15 +29,9 @@ class TableMounter:
     def mounted(self, target: str) -> str | None:
         return self.table.get(target)
 
-    shut: list[str] = field(default_factory=list)  # targets shut down before their unmount
-
     def unmount(self, target: str, lazy_if_busy: bool = False) -> None:
         self.table.pop(target, None)
         self.unmounted.append((target, lazy_if_busy))
-
-    def shut_down(self, target: str) -> bool:
-        self.shut.append(target)
-        return target in self.table
 
 
 def backend_on(cloud: MemoryCloud, instance: str, root: Path) -> tuple[MemoryBackend, TableMounter]:
