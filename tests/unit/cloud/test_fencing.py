@@ -230,3 +230,16 @@ def test_stale_rules() -> None:
     assert stale_against(Fence(3, "i-b"), "i-a", 3) is not None
     assert Fence.parse("12 i-0abc") == Fence(12, "i-0abc")
     assert Fence.parse("garbage") == Fence() and Fence.parse(None) == Fence()
+
+
+def test_the_fence_label_survives_every_provider_encoding() -> None:
+    """Instance IDs as each cloud names them, through the label encodings that are not
+    plain key/value text (GCE labels, DigitalOcean tags)."""
+    from orlop.backends.cloud.digitalocean import tags
+    from orlop.backends.cloud.gce import labels as gce_labels
+
+    for owner in ("i-0abc123", "orlop-node-1", "36000001", "vm-1042", "3f1c0a6e-aa"):
+        value = Fence(12, owner).label()
+        assert gce_labels.decode(gce_labels.encode({LABEL_FENCE: value})) == {LABEL_FENCE: value}
+        assert tags.labels_of(tags.label_tags({LABEL_FENCE: value})) == {LABEL_FENCE: value}
+        assert Fence.parse(value) == Fence(12, owner)
