@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from orlop.backends.base import VolumeRef
+from orlop.backends.cloud.api import ErrorKind
 from orlop.backends.cloud.fence import LABEL_FENCE, Fence, stale_against
-from orlop.core.model import Conflict, VolumeLost
+from orlop.core.model import BackendError, Conflict, VolumeLost
 from tests.support.cloud.memory import MemoryCloud
 from tests.unit.cloud.test_lost_mount import MemoryBackend, TableMounter, backend_on
 
@@ -77,6 +78,21 @@ def test_preempt_bumps_the_generation_before_it_detaches(tmp_path: Path) -> None
     assert fence(cloud) == Fence(2, "i-b")
     assert kept_generation(b) == 2
     assert cloud.holders(DISK) == ["i-b"]
+
+
+def test_a_preempt_whose_detach_fails_still_fences_the_old_holder(tmp_path: Path) -> None:
+    cloud = MemoryCloud()
+    a, mounter, volume = mounted_on_a(cloud, tmp_path)
+    cloud.fail_next("detach_disk", ErrorKind.FAILED)  # the forced detach never happens
+    b, _ = backend_on(cloud, "i-b", tmp_path)
+    with pytest.raises(BackendError, match="to leave i-a"):
+        b.provider.attach_device(VolumeRef("vol", {"preempt": "true"}, volume.record))
+    assert cloud.holders(DISK) == ["i-a"] and fence(cloud) == Fence(2, "i-b")
+    target = a.mountpoint(volume)
+    assert a.is_attached(volume, {target}) is False  # A stops using it: it cannot know
+    assert target not in mounter.table
+    a.provider.attach_device(VolumeRef("vol", {}, volume.record))  # a new Mount takes it back
+    assert fence(cloud) == Fence(3, "i-a") and kept_generation(a) == 3
 
 
 def test_a_take_over_without_preempt_grows_the_generation(tmp_path: Path) -> None:
