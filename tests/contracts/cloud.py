@@ -268,6 +268,46 @@ class CloudDiskConformance(BackendConformance, KeepOnRemoveConformance):
         assert "no longer exists" in answer["Err"], answer
         a.ok("Remove", Name="fleeting")  # A can still forget it
 
+    # Where the provider has labels another host reads (all but PowerFlex): docs/fencing.md.
+    shared_fence = True
+
+    def test_a_host_restarted_with_old_state_stays_fenced(
+        self, testbed: CloudTestbed, request: pytest.FixtureRequest
+    ) -> None:
+        """A dies holding the volume; B preempts it and unmounts, so the cloud shows it free;
+        A's recovery, with its old state, must not mount it again, and says who has it."""
+        if not self.shared_fence:
+            pytest.skip("no labels another host reads: the fence is not shared (fencing.md)")
+        daemon_a, daemon_b, host_a, host_b, driver = request.getfixturevalue("two_daemons")
+        a, b = daemon_a.client(driver), daemon_b.client(driver)
+        a.ok("Create", Name=NAME, Opts=testbed.create_options)
+        where_a = a.ok("Mount", Name=NAME, ID="c-a")["Mountpoint"]
+        assert self._fence(host_a) == f"1 {host_a.instance}"  # the creator's, unchanged
+        daemon_a.kill()
+        b.ok("Create", Name=NAME, Opts={"preempt": "true"})
+        b.ok("Mount", Name=NAME, ID="c-b")
+        assert self._fence(host_b) == f"2 {host_b.instance}"  # bumped by the preempt
+        b.ok("Unmount", Name=NAME, ID="c-b")
+        assert self._holders(testbed, host_a, NAME) == []
+        os.sync()  # one kernel plays both hosts: B's writes share A's leftover superblock
+
+        daemon_a.start()
+        a = daemon_a.client(driver)
+        wait_for(lambda: a.ok("Get", Name=NAME)["Volume"]["Status"]["mounts"] == 0, "recovery")
+        fault = a.ok("Get", Name=NAME)["Volume"]["Status"]["fault"]
+        assert f"{host_b.instance} (fence generation 2)" in fault, fault
+        assert not os.path.ismount(where_a)
+        assert self._holders(testbed, host_a, NAME) == []  # nothing was taken back
+        a.ok("Remove", Name=NAME)
+
+    def _fence(self, host: CloudHost) -> str | None:
+        backend = backend_for(host)
+        try:
+            [disk] = backend.provider.find(NAME)
+            return disk.labels.get("fence")
+        finally:
+            backend.close()
+
     def _holders(self, testbed: CloudTestbed, host: CloudHost, name: str) -> list[str] | None:
         namespace = host.settings.get("namespace", "default")
         found = [d for d in testbed.cloud_disks(namespace) if d["volume"] == name]

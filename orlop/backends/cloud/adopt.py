@@ -21,13 +21,21 @@ from orlop.backends.cloud.api import (
 )
 from orlop.backends.cloud.attach import Attacher
 from orlop.backends.cloud.calls import CloudCalls, recorded_id
+from orlop.backends.cloud.fence import LABEL_FENCE, Fence
 from orlop.backends.cloud.state import VolumeFiles
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import BackendError, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
-ORLOP_LABELS = (LABEL_MANAGED, LABEL_NAMESPACE, LABEL_VOLUME, LABEL_TOKEN, LABEL_CLAIM)
+ORLOP_LABELS = (
+    LABEL_MANAGED,
+    LABEL_NAMESPACE,
+    LABEL_VOLUME,
+    LABEL_TOKEN,
+    LABEL_CLAIM,
+    LABEL_FENCE,
+)
 
 
 class Adoption:
@@ -40,6 +48,7 @@ class Adoption:
         self.settings = calls.settings
         self.word = calls.word
         self.last_holders: dict[str, list[str]] = {}  # volume → instances, at the last listing
+        self.last_fences: dict[str, Fence] = {}  # volume → its fence, at the last listing
 
     def create(self, volume: VolumeRef) -> dict[str, Any]:
         existing = self.calls.find(volume.name)
@@ -62,6 +71,8 @@ class Adoption:
             LABEL_NAMESPACE: self.settings.namespace,
             LABEL_VOLUME: volume.name,
             LABEL_TOKEN: token,
+            # The creating host is the first owner: its first attach needs no label write.
+            LABEL_FENCE: Fence(1, self.calls.identity().instance).label(),
         }
         spec = DiskSpec(
             volume.name, self.settings.namespace, labels, token, dict(volume.options), snapshot
@@ -106,6 +117,7 @@ class Adoption:
             for disk in found
             if disk.volume
         }
+        self.last_fences = {disk.volume: Fence.of(disk) for disk in found if disk.volume}
         for disk in found:
             if disk.volume and disk.state != "deleting":
                 options = self.calls.cloud.options_of(disk)

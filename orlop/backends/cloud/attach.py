@@ -5,7 +5,9 @@
              settle, read back) only where the cloud does not refuse a second attachment
              itself; attach under a name this host picks; wait for the attachment and for
              the device to appear here (by the provider's by-id paths); detach again if any
-             step after the attach call fails
+             step after the attach call fails; fenced (`fence.py`): a preempt bumps the
+             disk's generation first, an attach records owner and generation, and a host
+             whose kept generation is stale is refused
     detach   detach from this instance, wait for the cloud and for the device to go
 
 What this host attached is kept in `state.VolumeFiles` (fsynced), so Status and device
@@ -30,6 +32,7 @@ from orlop.backends.cloud.api import (
     Identity,
 )
 from orlop.backends.cloud.calls import CloudCalls, recorded_id
+from orlop.backends.cloud.fence import Fencing
 from orlop.backends.cloud.state import VolumeFiles
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import BackendError, Conflict
@@ -55,11 +58,13 @@ class Attacher:
         self.settings = settings
         self.devices = devices
         self.word = calls.word
+        self.fencing = Fencing(calls, files)
         self._attach_lock = threading.Lock()  # device names are per instance: one pick at a time
 
     def attach(self, volume: VolumeRef) -> str:
         identity = self.calls.identity()
         disk = self._settle_detaching(volume, self.calls.must_get(volume))
+        self.fencing.check(volume, disk, identity)  # taken over since this host attached it?
         mine = disk.attached_to(identity.instance)
         if mine is None:
             self._prepare_attach(volume, disk, identity)
@@ -67,7 +72,12 @@ class Attacher:
                 device_name = self.calls.device_name(disk, identity)
                 self._attach(volume, disk, identity, device_name)
         disk, mine = self._wait_attached(volume, disk.id)
-        return self._wait_device(volume, disk, mine)
+        try:
+            generation = self.fencing.hold(disk, identity)
+        except BackendError:
+            self._detach_quietly(disk.id)  # not holding it under a fence: give it back
+            raise
+        return self._wait_device(volume, disk, mine, generation)
 
     def _settle_detaching(self, volume: VolumeRef, disk: Disk) -> Disk:
         """Wait out detaches in flight (ours after a crash, or another host's unmount)."""
@@ -92,6 +102,7 @@ class Attacher:
                 f"{identity.what} ({identity.instance}) in {identity.zone}: a disk attaches "
                 "only within its zone; snapshot it and create a volume from the snapshot here"
             )
+        preempted = False
         for other in disk.others(identity.instance):
             if volume.repair:  # recovery after a restart: never take it back from a new holder
                 raise Conflict(
@@ -104,6 +115,9 @@ class Attacher:
                     f"{identity.what} {other.instance}: unmount it there, or create it here "
                     "with preempt=true to detach it from there"
                 )
+            if not preempted:
+                self.fencing.bump(disk, identity)  # first: the old holder sees it is stale
+                preempted = True
             self._force_detach(disk, other.instance)
             volume_preempted(volume.name, other.instance)  # an event: taken from there
         if not self.calls.refuses_second_attach:
@@ -187,7 +201,7 @@ class Attacher:
             self._detach_quietly(disk_id)
             raise
 
-    def _wait_device(self, volume: VolumeRef, disk: Disk, mine: Attachment) -> str:
+    def _wait_device(self, volume: VolumeRef, disk: Disk, mine: Attachment, generation: int) -> str:
         disk_id = disk.id
         paths = self.calls.cloud.device_paths(disk, mine)
         timeout = self.settings.attach_timeout
@@ -213,6 +227,7 @@ class Attacher:
                 "device_name": mine.device_name,
                 "path": device,
                 "paths": paths,
+                "generation": generation,  # the fence this host holds it under (fence.py)
             },
         )
         return device

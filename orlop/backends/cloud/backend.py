@@ -98,7 +98,7 @@ class CloudBackend(BlockBackend):
         it just made says who holds the disk; only a disk listed elsewhere is read again."""
         me = self.provider.identity().instance
         listed = self.provider.last_holders.get(volume.name)
-        if listed is None or me in listed:
+        if listed is None or (me in listed and not self.provider.stale_at_listing(volume)):
             return None
         return self._drop_lost_mount(volume)
 
@@ -119,13 +119,22 @@ class CloudBackend(BlockBackend):
             holder,
         )
         self.mounter.unmount(target, lazy_if_busy=True)
-        self.provider.files.drop_attachment(volume.name)
+        self.provider.attacher.fencing.forget(volume.name)  # drops the attachment file
         self._lost[volume.name] = holder
         return holder
 
     # Snapshottable: the cloud's snapshots of the volume's disk (snapshots.py) ---------------
     def create_snapshot(self, volume: VolumeRef, name: str) -> dict[str, Any]:
-        """Snapshot the volume; if it is mounted here, frozen for that instant (fsfreeze)."""
+        """Snapshot the volume; if it is mounted here, frozen for that instant (fsfreeze).
+        A mount this host kept after another host took the disk over is dropped, not frozen
+        (a freeze flushes it): the fence (docs/fencing.md)."""
+        if self.mounter.mounted(self.mountpoint(volume)) is not None:
+            holder = self._drop_lost_mount(volume)
+            if holder is not None:
+                raise VolumeLost(
+                    f"volume {volume.name} was taken over by {holder} while mounted here; its "
+                    "mount here was dropped, not frozen: take the snapshot on that host"
+                )
         return self.snapshots.create_snapshot(volume, name)
 
     def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from orlop.backends.cloud.api import (
 )
 from orlop.backends.cloud.attach import Attacher
 from orlop.backends.cloud.calls import CloudCalls, recorded_id
+from orlop.backends.cloud.fence import stale_against
 from orlop.backends.cloud.state import VolumeFiles
 from orlop.backends.cloud.waiting import wait_until
 from orlop.core.model import InvalidOption
@@ -134,6 +135,16 @@ class CloudDisks:
         """Volume → instances holding its disk, at the last discovery listing."""
         return self.adoption.last_holders
 
+    def stale_at_listing(self, volume: VolumeRef) -> bool:
+        """Whether the last discovery listing showed the volume's fence taken over since this
+        host attached it (no further read)."""
+        fence = self.adoption.last_fences.get(volume.name)
+        if fence is None:
+            return False
+        disk_id = self.recorded_id(volume) or ""
+        _, local = self.attacher.fencing.local_generation(volume.name, disk_id)
+        return stale_against(fence, self.identity().instance, local) is not None
+
     # DeviceProvider: validate, create, remove (the story is in adopt.py) ---------------------
     def validate(self, name: str, options: dict[str, str]) -> None:
         self.cloud.validate(options)
@@ -148,18 +159,22 @@ class CloudDisks:
         self.adoption.remove(volume)
 
     def holder_elsewhere(self, volume: VolumeRef) -> str | None:
-        """None if the cloud shows the volume's disk attached to this instance (one read);
-        else who has it instead, for a message: "instance i-…", "no instance", "nobody (the
+        """None if the cloud shows the volume's disk attached to this instance and its fence
+        does not say another took it over (one read); else who has it instead, for a message:
+        "instance i-…", "instance i-… (fence generation 3)", "no instance", "nobody (the
         disk no longer exists)"."""
         disk = self.get(self.disk_id(volume))
         if disk is None:
             return "nobody (the disk no longer exists)"
         me = self.identity()
         mine = disk.attached_to(me.instance)
+        stale = self.attacher.fencing.stale(volume.name, disk, me)
         if mine is not None and mine.state != "detaching":
-            return None
+            return None if stale is None else stale.holder(me.what)
         others = disk.others(me.instance)
-        return f"{me.what} {others[0].instance}" if others else f"no {me.what}"
+        if others:
+            return f"{me.what} {others[0].instance}"
+        return stale.holder(me.what) if stale is not None else f"no {me.what}"
 
     # DeviceProvider: attach, detach, device_path (the story is in attach.py) ----------------
     def attach_device(self, volume: VolumeRef) -> str:

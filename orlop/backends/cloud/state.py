@@ -2,8 +2,10 @@
 
     creating/<volume>   the idempotency token of a create in flight: after a crash before the
                         service kept the record, remove finds the disk by it and deletes it
-    attached/<volume>   what this host attached (disk ID, instance, device name, paths), so
-                        Status and device lookups never wait on the cloud
+    attached/<volume>   what this host attached (disk ID, instance, device name, paths, and
+                        the fence generation it holds the disk under: fence.py), so Status
+                        and device lookups never wait on the cloud; a file without a
+                        generation (written before fencing) is read as before
 
 Attachments are mirrored in memory; every write is fsynced and renamed into place.
 """

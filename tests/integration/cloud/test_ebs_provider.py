@@ -94,8 +94,12 @@ def test_preemption_refused_then_forced(ec2_host: Host, moto: MotoServer) -> Non
     assert [a["InstanceId"] for a in attachments(moto, volume.record["disk_id"])] == [
         second.instance_id
     ]
-    with pytest.raises(Conflict, match=f"attached to instance {second.instance_id}"):
-        provider_a.attach_device(volume)  # the preempted host is now the one refused
+    # The preempted host, its attachment file still naming the disk, is now the one refused:
+    # by the fence (issue 19), naming the holder and the generation it took the disk under.
+    taken = f"taken over by instance {second.instance_id} \\(fence generation 2\\)"
+    with pytest.raises(Conflict, match=taken) as refused:
+        provider_a.attach_device(volume)
+    assert f"attached to instance {second.instance_id}" in str(refused.value)  # where it is now
     second.provider().detach_device(forced)
 
 

@@ -17,6 +17,7 @@ pytest_plugins = ["tests.servers.powerflex.fixtures"]
 class TestPowerFlexConformance(CloudDiskConformance):
     create_options: ClassVar[dict[str, str]] = {"size": "8G"}
     other_options: ClassVar[dict[str, str]] = {"size": "16G"}
+    shared_fence = False  # no labels another host reads: the SDC mapping is the only fence
 
     @pytest.fixture
     def testbed(
