@@ -28,10 +28,11 @@ from orlop.frontends.docker.plugin import DockerPlugin
 from orlop.frontends.http import HttpServer, adopt_socket
 from orlop.ops import activation, notify
 from orlop.ops.counters import background_done
-from orlop.ops.health import daemon_status
+from orlop.ops.health import daemon_status, healthz
 from orlop.ops.listener import MetricsListener
 from orlop.ops.logs import LogFormat, setup_logging
 from orlop.ops.metrics import MetricsExporter
+from orlop.ops.reachability import report as backend_outcome
 
 log = logging.getLogger("orlop")
 
@@ -140,11 +141,8 @@ class Daemon:
         return {name: self.config.socket_path(name) in paths for name in self.service.drivers}
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """For /healthz: healthy while every driver socket serves; recovery's progress."""
-        drivers = self.serving()
-        healthy = all(drivers.values())
-        status = "ok" if healthy else "down"
-        return healthy, {"status": status, "recovery": self.recovery_state(), "drivers": drivers}
+        """For /healthz: see orlop.ops.health."""
+        return healthz(self.service, self.recovery_state(), self.serving())
 
     async def status(self) -> dict[str, Any]:
         """For `orlop status`: see orlop.ops.health."""
@@ -252,8 +250,10 @@ class Daemon:
                     except Exception as error:
                         log.warning("discovering volumes of driver %s: %s", name, error)
                         background_done("discovery", error)
+                        backend_outcome(name, error, "discovery")
                     else:
                         background_done("discovery")
+                        backend_outcome(name, None, "discovery")
             await asyncio.sleep(max(0.2, min(due.values()) - loop.time()))
 
 
