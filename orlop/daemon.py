@@ -20,6 +20,7 @@ from typing import Any
 from orlop.backends import backend_class, make_backend
 from orlop.backends.base import BackendContext
 from orlop.config import Config, CsiConfig
+from orlop.core.boot import BootWait
 from orlop.core.model import ConfigError
 from orlop.core.service import Driver, VolumeService
 from orlop.core.store import Store
@@ -83,6 +84,7 @@ class Daemon:
         os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
         self.store = Store(config.database)
         self.service = VolumeService(self.store, build_drivers(config))
+        self.service.boot = BootWait()  # boot order: see orlop.core.boot
         self.servers: list[HttpServer] = []
         self.metrics: MetricsListener | None = None
         self.recovery: asyncio.Future[None] | None = None

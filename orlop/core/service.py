@@ -29,6 +29,7 @@ from typing import Any
 
 from orlop.backends.base import Backend, Describable, Resizable
 from orlop.core.backups import Backups
+from orlop.core.boot import BootWait
 from orlop.core.discovery import Discovery
 from orlop.core.inflight import InFlight
 from orlop.core.model import (
@@ -58,6 +59,8 @@ class VolumeService:
     def __init__(self, store: Store, drivers: Iterable[Driver], workers: int = 32) -> None:
         self.registry = VolumeRegistry(store, drivers, workers)
         self.inflight = InFlight()  # Create and Mount calls in flight, joined by a retry
+        # Mounts before a backend ever answered: no wait, unless the daemon sets one
+        self.boot = BootWait(window=0)
         self.store = store
         self.drivers = self.registry.drivers
         self.generation = self.registry.generation  # frontends cache their answers on it
@@ -294,7 +297,11 @@ class VolumeService:
             try:
                 # Also on later IDs: attach is idempotent, repairs a dead network mount, and
                 # finds a disk another host took (VolumeLost: its mounts here are gone).
-                path = await registry.call(driver.backend.attach, ref(volume))
+                path = await self.boot.run(
+                    driver_name,
+                    f"mounting volume {name}",
+                    lambda: registry.call(driver.backend.attach, ref(volume)),
+                )
                 attached = True
             except VolumeLost as error:
                 forget_lost_mounts(registry, volume, error)
