@@ -34,6 +34,8 @@ from orlop.ops.listener import MetricsListener
 from orlop.ops.logs import LogFormat, setup_logging
 from orlop.ops.metrics import MetricsExporter
 from orlop.ops.reachability import report as backend_outcome
+from orlop.ops.reachability import sweep as find_hung_backends
+from orlop.ops.reachability import waiting as backend_waiting
 
 log = logging.getLogger("orlop")
 
@@ -193,10 +195,12 @@ class Daemon:
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
             scheduling = asyncio.ensure_future(self._schedule_forever(recovery))
             pinging = asyncio.ensure_future(_ping_watchdog())
+            watching = asyncio.ensure_future(_watch_backends())
             sweeping = asyncio.ensure_future(self._sweep_trash_forever(recovery))
             await self._stop.wait()
             notify.notify("STOPPING=1")
             pinging.cancel()
+            watching.cancel()
             sweeping.cancel()
             measuring.cancel()
             discovery.cancel()
@@ -248,7 +252,8 @@ class Daemon:
                 if loop.time() >= due[name]:
                     due[name] = loop.time() + interval
                     try:
-                        await self.service.discover(name)
+                        with backend_waiting(name, "discovery"):
+                            await self.service.discover(name)
                     except Exception as error:
                         log.warning("discovering volumes of driver %s: %s", name, error)
                         background_done("discovery", error)
@@ -265,6 +270,13 @@ async def _ping_watchdog() -> None:
     while interval is not None:
         notify.notify("WATCHDOG=1")
         await asyncio.sleep(interval)
+
+
+async def _watch_backends() -> None:
+    """Every second: a backend whose watched call hangs is down (orlop.ops.reachability)."""
+    while True:
+        find_hung_backends()
+        await asyncio.sleep(1.0)
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

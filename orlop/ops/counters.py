@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from orlop.ops.reachability import report as backend_outcome
+from orlop.ops.reachability import waiting as backend_waiting
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -223,12 +224,13 @@ def mount_repaired(driver: str, volume: str) -> None:
 
 
 def counted_provider_call(
-    provider: str, function: Callable[[], T], driver: str | None = None
+    provider: str, function: Callable[[], T], driver: str | None = None, watch: str = ""
 ) -> Callable[[], T]:
     """`function`, counting each call's outcome under `provider` (a backend kind); the
     retry loop calls the result once per attempt, so every call after the first is a retry.
     Each attempt's outcome also tells `driver`'s reachability (a call retrying for a minute
-    shows the backend down from its first failed attempt)."""
+    shows the backend down from its first failed attempt); with `watch` (what the call is:
+    a read), an attempt that hangs marks it down too (`reachability.sweep`)."""
     attempts = 0
 
     def call() -> T:
@@ -237,7 +239,11 @@ def counted_provider_call(
         if attempts > 1:
             PROVIDER_RETRIES.labels(provider).inc()
         try:
-            result = function()
+            if watch and driver is not None:
+                with backend_waiting(driver, watch):
+                    result = function()
+            else:
+                result = function()
         except Exception as error:
             kind = getattr(error, "kind", None)
             PROVIDER_CALLS.labels(provider, str(kind) if kind else "failed").inc()

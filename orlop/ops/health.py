@@ -37,6 +37,7 @@ def driver_status(service: VolumeService, name: str, serving: bool) -> dict[str,
 def daemon_status(
     service: VolumeService, recovery: str, serving: dict[str, bool], metrics: str | None
 ) -> dict[str, Any]:
+    reachability.sweep()  # a call hanging now counts, not only at the next daemon tick
     drivers = [driver_status(service, name, serving[name]) for name in sorted(service.drivers)]
     in_transition = sum(
         1
@@ -61,6 +62,7 @@ def healthz(
 ) -> tuple[bool, dict[str, Any]]:
     """For /healthz: healthy while every driver socket serves and no driver's backend is
     down (503 otherwise, naming those in `down`); recovery's state."""
+    reachability.sweep()
     down = reachability.down(sorted(service.drivers))
     healthy = all(serving.values()) and not down
     return healthy, {

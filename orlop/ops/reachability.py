@@ -12,6 +12,14 @@ schedules. An outcome says one of three things:
 - nothing: a user's error Orlop found itself (InvalidOption, NotFound, Conflict raised
   before any backend call), a cancelled call, a bug.
 
+A backend that does not answer at all (a hung endpoint, a black-holed route) is down too: a
+read of a provider (a call that only asks) or a discovery pass still waiting after `SLOW`
+seconds, with no answer from that backend since it began, marks it down ("no answer for
+…") without waiting for the call's own timeout (30 s, and retries after it). `sweep`
+finds those; the daemon runs it every second, and `orlop status` and `/healthz` before
+they answer. Writes are not watched: a cloud may hold one for minutes (a vSphere task,
+a Cinder delete) while answering fine.
+
 One log line when a driver goes down (WARNING) and one when it is back (INFO), never one
 per failed call. Shared vocabulary like `counters` (imported by every layer), so it
 imports nothing of Orlop's but the model; reported from the event loop and from worker
@@ -21,9 +29,12 @@ threads (provider calls), hence the lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from orlop.core.model import BackendError, rfc3339
@@ -33,6 +44,7 @@ log = logging.getLogger("orlop.reachability")
 # A cloud error's `kind` that is the provider answering (refusing the request's values, or
 # asking to slow down), not the provider failing.
 ANSWER_KINDS = frozenset({"invalid", "not found", "in use elsewhere", "throttled"})
+SLOW = 15.0  # seconds a watched call may wait with no answer before its backend is down
 MAX_ERROR = 500  # characters of an error kept for status (a provider's message can be long)
 
 
@@ -55,6 +67,47 @@ def as_time(stamp: float | None) -> str | None:
 
 _STATE: dict[str, Reach] = {}
 _LOCK = threading.Lock()
+# driver → call token → (unix time it began, what it is): watched calls in flight
+_WAITING: dict[str, dict[int, tuple[float, str]]] = {}
+_TOKENS = itertools.count()
+
+
+class NoAnswer(BackendError):
+    """A watched call has waited `SLOW` seconds and more without an answer."""
+
+
+@contextlib.contextmanager
+def waiting(driver: str, what: str) -> Iterator[None]:
+    """Watch one call to `driver`'s backend while it runs (see `sweep`)."""
+    token = next(_TOKENS)
+    with _LOCK:
+        _WAITING.setdefault(driver, {})[token] = (time.time(), what)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _WAITING.get(driver, {}).pop(token, None)
+
+
+def sweep(slow: float = SLOW) -> list[str]:
+    """Mark down every driver whose oldest watched call has waited `slow` seconds or more
+    with no answer from its backend since that call began; the drivers it marked."""
+    now = time.time()
+    hung = []
+    with _LOCK:
+        for driver, calls in _WAITING.items():
+            if not calls:
+                continue
+            began, what = min(calls.values())
+            reach = _STATE.get(driver)
+            if now - began < slow or (reach is not None and reach.up is False):
+                continue
+            if reach is not None and reach.last_answer is not None and reach.last_answer >= began:
+                continue
+            hung.append((driver, now - began, what))
+    for driver, waited, what in hung:
+        report(driver, NoAnswer(f"no answer for {waited:.0f} s ({what})"), "no answer")
+    return [driver for driver, _, _ in hung]
 
 
 def says(error: BaseException | None) -> bool | None:
@@ -132,5 +185,7 @@ def forget(driver: str | None = None) -> None:
     with _LOCK:
         if driver is None:
             _STATE.clear()
+            _WAITING.clear()
         else:
             _STATE.pop(driver, None)
+            _WAITING.pop(driver, None)

@@ -49,7 +49,8 @@ class CloudCalls:
 
     def call(self, what: str, function: Callable[[], T], repeatable: bool = False) -> T:
         # metrics and reachability: each attempt
-        counted = counted_provider_call(self.cloud.kind, function, self.driver)
+        watch = f"{self.cloud.kind} {what}" if repeatable else ""  # reads: never long
+        counted = counted_provider_call(self.cloud.kind, function, self.driver, watch)
         return call_with_retries(self.settings, what, counted, repeatable)
 
     # reads ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -111,4 +112,29 @@ def test_background_work_tells_the_driver(driver: str) -> None:
     assert reach is not None and reach.up is False and reach.source == "snapshot_schedule"
     with volume_work("snapshot_schedule", driver, "v"):
         pass
+    assert reachability.down([driver]) == []
+
+
+def test_a_watched_call_that_hangs_marks_the_backend_down(
+    driver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "orlop.reachability")
+    with reachability.waiting(driver, "ebs get disk"):
+        assert reachability.sweep(slow=0.2) == []  # not long enough yet
+        time.sleep(0.3)
+        assert reachability.sweep(slow=0.2) == [driver]
+        reach = reachability.state(driver)
+        assert reach is not None and reach.up is False and reach.source == "no answer"
+        assert reach.error.startswith("no answer for ") and "(ebs get disk)" in reach.error
+        assert reachability.sweep(slow=0.2) == []  # down already: one line, not one a sweep
+    assert len(lines(caplog, driver)) == 1
+    reachability.report(driver)  # the call came back
+    assert reachability.down([driver]) == []
+
+
+def test_a_slow_call_of_a_backend_that_answers_meanwhile_is_no_hang(driver: str) -> None:
+    with reachability.waiting(driver, "discovery"):
+        time.sleep(0.3)
+        reachability.report(driver)  # another call got an answer after this one began
+        assert reachability.sweep(slow=0.2) == []
     assert reachability.down([driver]) == []
