@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +43,8 @@ from tests.support.daemon import OrlopDaemon
 from tests.support.late import reserve_port
 
 KINDS = ("directory", "ebs", "digitalocean", "powerscale")
+MORE = ("gce", "cinder", "vsphere", "powerflex")  # `--kinds all` adds these
+PASSWORD = Path(tempfile.gettempdir()) / f"orlop-bench-activate-{os.getpid()}.secret"
 ACTIVATE_TARGET = 1.0
 ACTIVATE = b"POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -76,7 +80,46 @@ def config(kind: str, port: int) -> dict[str, Any]:
             "verify": False,
         }
         return {"backend": "powerscale", "settings": settings}
-    raise SystemExit(f"unknown kind {kind!r}: known are {', '.join(KINDS)}")
+    if kind == "gce":
+        settings = {
+            "project": "bench",
+            "zone": "us-central1-a",
+            "instance": "bench-1",
+            "endpoint_url": url,
+            "metadata_url": url,
+        }
+        return {"backend": "gce", "settings": settings}
+    if kind == "cinder":
+        settings = {
+            "auth_url": f"{url}/v3",
+            "username": "bench",
+            "password_file": str(PASSWORD),
+            "project_id": "bench",
+            "region": "RegionOne",
+            "instance_id": "00000000-0000-0000-0000-000000000001",
+            "metadata_url": url,
+        }
+        return {"backend": "cinder", "settings": settings}
+    if kind == "vsphere":
+        settings = {
+            "url": f"https://127.0.0.1:{port}/sdk",
+            "username": "bench",
+            "password_file": str(PASSWORD),
+            "verify": False,
+            "datastore": "bench",
+            "vm_name": "bench",
+        }
+        return {"backend": "vsphere", "settings": settings}
+    if kind == "powerflex":
+        settings = {
+            "gateway": f"https://127.0.0.1:{port}",
+            "username": "bench",
+            "password_file": str(PASSWORD),
+            "verify": False,
+            "sdc_guid": "00000000-0000-0000-0000-000000000001",
+        }
+        return {"backend": "powerflex", "settings": settings}
+    raise SystemExit(f"unknown kind {kind!r}: known are {', '.join(KINDS + MORE)}")
 
 
 @contextlib.contextmanager
@@ -159,12 +202,14 @@ def measure(kind: str, mode: str, down_timeout: float) -> tuple[float, float | N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--kinds", default=",".join(KINDS), help="a list, or `all`")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--endpoint", choices=("refused", "silent", "both"), default="both")
     parser.add_argument("--down-timeout", type=float, default=60.0)
     args = parser.parse_args()
-    kinds = [k for k in args.kinds.split(",") if k]
+    kinds = list(KINDS + MORE) if args.kinds == "all" else [k for k in args.kinds.split(",") if k]
+    PASSWORD.write_text("bench\n")
+    PASSWORD.chmod(0o600)
     modes = ("refused", "silent") if args.endpoint == "both" else (args.endpoint,)
     cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     load = Path("/proc/loadavg").read_text().split()[0]
