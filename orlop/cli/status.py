@@ -27,7 +27,7 @@ def _reachable(driver: dict[str, Any]) -> str:
 
 
 def _recovery(driver: dict[str, Any]) -> str:
-    """What recovery is still doing for the driver ("done" when nothing)."""
+    """What recovery is still doing for the driver ("nothing left" when done)."""
     progress = driver["recovery"]
     parts = []
     if progress["repairing"]:
