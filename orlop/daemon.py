@@ -20,6 +20,7 @@ from typing import Any
 from orlop.backends import backend_class, make_backend
 from orlop.backends.base import BackendContext
 from orlop.config import Config, CsiConfig
+from orlop.core.boot import BootWait
 from orlop.core.events import EventJournal
 from orlop.core.model import ConfigError
 from orlop.core.service import Driver, VolumeService
@@ -29,10 +30,13 @@ from orlop.frontends.docker.plugin import DockerPlugin
 from orlop.frontends.http import HttpServer, adopt_socket
 from orlop.ops import activation, notify
 from orlop.ops.counters import background_done
-from orlop.ops.health import daemon_status
+from orlop.ops.health import daemon_status, healthz
 from orlop.ops.listener import MetricsListener
 from orlop.ops.logs import LogFormat, setup_logging
 from orlop.ops.metrics import MetricsExporter
+from orlop.ops.reachability import report as backend_outcome
+from orlop.ops.reachability import sweep as find_hung_backends
+from orlop.ops.reachability import waiting as backend_waiting
 
 log = logging.getLogger("orlop")
 
@@ -85,6 +89,7 @@ class Daemon:
         self.store = Store(config.database)
         events = EventJournal(os.path.join(config.state_dir, EVENTS_FILE))
         self.service = VolumeService(self.store, build_drivers(config), events=events)
+        self.service.boot = BootWait()  # boot order: see orlop.core.boot
         self.servers: list[HttpServer] = []
         self.metrics: MetricsListener | None = None
         self.recovery: asyncio.Future[None] | None = None
@@ -143,11 +148,8 @@ class Daemon:
         return {name: self.config.socket_path(name) in paths for name in self.service.drivers}
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """For /healthz: healthy while every driver socket serves; recovery's progress."""
-        drivers = self.serving()
-        healthy = all(drivers.values())
-        status = "ok" if healthy else "down"
-        return healthy, {"status": status, "recovery": self.recovery_state(), "drivers": drivers}
+        """For /healthz: see orlop.ops.health."""
+        return healthz(self.service, self.recovery_state(), self.serving())
 
     async def status(self) -> dict[str, Any]:
         """For `orlop status`: see orlop.ops.health."""
@@ -196,10 +198,12 @@ class Daemon:
             discovery = asyncio.ensure_future(self._discover_forever(recovery))
             scheduling = asyncio.ensure_future(self._schedule_forever(recovery))
             pinging = asyncio.ensure_future(_ping_watchdog())
+            watching = asyncio.ensure_future(_watch_backends())
             sweeping = asyncio.ensure_future(self._sweep_trash_forever(recovery))
             await self._stop.wait()
             notify.notify("STOPPING=1")
             pinging.cancel()
+            watching.cancel()
             sweeping.cancel()
             measuring.cancel()
             discovery.cancel()
@@ -251,12 +255,15 @@ class Daemon:
                 if loop.time() >= due[name]:
                     due[name] = loop.time() + interval
                     try:
-                        await self.service.discover(name)
+                        with backend_waiting(name, "discovery"):
+                            await self.service.discover(name)
                     except Exception as error:
                         log.warning("discovering volumes of driver %s: %s", name, error)
                         background_done("discovery", error)
+                        backend_outcome(name, error, "discovery")
                     else:
                         background_done("discovery")
+                        backend_outcome(name, None, "discovery")
             await asyncio.sleep(max(0.2, min(due.values()) - loop.time()))
 
 
@@ -266,6 +273,13 @@ async def _ping_watchdog() -> None:
     while interval is not None:
         notify.notify("WATCHDOG=1")
         await asyncio.sleep(interval)
+
+
+async def _watch_backends() -> None:
+    """Every second: a backend whose watched call hangs is down (orlop.ops.reachability)."""
+    while True:
+        find_hung_backends()
+        await asyncio.sleep(1.0)
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

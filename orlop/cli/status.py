@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any, Protocol
@@ -10,6 +9,7 @@ from typing import Any, Protocol
 import click
 
 from orlop.cli.client import AdminClient
+from orlop.cli.output import echo_json, fail
 from orlop.core.model import OrlopError
 
 
@@ -21,7 +21,23 @@ def _reachable(driver: dict[str, Any]) -> str:
     reachable = driver["backend_reachable"]
     if reachable is None:
         return "unknown"
-    return "yes" if reachable else f"NO: {driver['backend_error']}"
+    if reachable:
+        return "yes"
+    return f"NO since {driver['backend_since']}: {driver['backend_error']}"
+
+
+def _recovery(driver: dict[str, Any]) -> str:
+    """What recovery is still doing for the driver ("nothing left" when done)."""
+    progress = driver["recovery"]
+    parts = []
+    if progress["repairing"]:
+        parts.append(f"repairing {', '.join(progress['repairing'])}")
+    waiting = progress["waiting"] - len(progress["repairing"])
+    if waiting > 0:
+        parts.append(f"{waiting} volume(s) waiting")
+    if progress["failed"]:
+        parts.append(f"{progress['failed']} repair(s) failed")
+    return "; ".join(parts) or "nothing left"
 
 
 def _when(stamp: float | None) -> str:
@@ -44,7 +60,8 @@ def _print(status: dict[str, Any]) -> None:
         click.echo(
             f"driver {driver['name']} ({driver['backend']}): {serving}; "
             f"backend reachable: {_reachable(driver)}; volumes: {driver['volumes']} "
-            f"({driver['attached']} attached); faulted: {faulted}"
+            f"({driver['attached']} attached); faulted: {faulted}; "
+            f"recovery: {_recovery(driver)}"
         )
     for work, last in status["background"].items():
         click.echo(
@@ -61,10 +78,9 @@ def status(ctx: _HasClient, as_json: bool) -> None:
     try:
         data = ctx.client().call("status")
     except OrlopError as error:
-        click.echo(f"orlop: {error}", err=True)
-        sys.exit(1)
+        fail(error, as_json)  # with --json, also {"error": …} on stdout
     if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        echo_json(data)
     else:
         _print(data)
     if not data["healthy"]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from orlop.core.boot import BootWait
 from orlop.core.inflight import InFlight
 from orlop.core.model import Conflict, State, Volume, VolumeLost
 from orlop.core.registry import Driver, VolumeRegistry, forget_lost_mounts, ref, user_error
@@ -20,6 +21,8 @@ class Mounts:
         self.registry = registry
         self.inflight = inflight
         self.usage = usage
+        # Mounts before a backend ever answered: no wait, unless the daemon sets one
+        self.boot = BootWait(window=0)
 
     async def mount(
         self, driver_name: str, name: str, mount_id: str, timeout: float | None = None
@@ -50,7 +53,11 @@ class Mounts:
             try:
                 # Also on later IDs: attach is idempotent, repairs a dead network mount, and
                 # finds a disk another host took (VolumeLost: its mounts here are gone).
-                path = await registry.call(driver.backend.attach, ref(volume))
+                path = await self.boot.run(
+                    driver_name,
+                    f"mounting volume {name}",
+                    lambda: registry.call(driver.backend.attach, ref(volume)),
+                )
                 attached = True
             except VolumeLost as error:
                 if not volume.mount_ids:  # nothing here to lose: a refused Mount

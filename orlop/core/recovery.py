@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from orlop.core import context
 from orlop.core.model import Conflict, State, Volume, VolumeLost
 from orlop.core.registry import Driver, VolumeRegistry, forget_lost_mounts, ref
+from orlop.ops.reachability import report as backend_outcome
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,21 @@ class Recovery:
         self.registry = registry
         self._pending = pending  # every volume the store held at start
         self._detach = detach
+        # For `orlop status`: per driver, volumes not yet repaired; the ones being repaired.
+        self.waiting: dict[str, set[str]] = {}
+        for volume in pending:
+            self.waiting.setdefault(volume.driver, set()).add(volume.name)
+        self.repairing: dict[str, set[str]] = {}
+        self.failed: dict[str, int] = {}
+
+    def progress(self, driver: str) -> dict[str, object]:
+        """What recovery is still doing for `driver`: volumes left, those under repair now
+        (their backend call may be waiting on an unreachable backend), repairs that failed."""
+        return {
+            "waiting": len(self.waiting.get(driver, ())),
+            "repairing": sorted(self.repairing.get(driver, ())),
+            "failed": self.failed.get(driver, 0),
+        }
 
     async def run(self) -> None:
         from orlop.host.mounts import mounted_paths
@@ -51,12 +67,18 @@ class Recovery:
         with context.ensure("recovery", stored.driver, stored.name):
             async with registry.lock(stored.driver, stored.name):
                 volume = registry.volumes[stored.driver].get(stored.name, stored)
+                repairing = self.repairing.setdefault(stored.driver, set())
+                repairing.add(stored.name)
                 try:
                     done = await self._reconcile(driver, volume, mounted)
                 except Exception as error:
                     log.error("recovering volume %s: %s", volume.name, error)
                     volume.fault = f"recovery failed: {error}"
                     registry.save(volume)
+                    self.failed[stored.driver] = self.failed.get(stored.driver, 0) + 1
+                    # A fault says the backend is down; a repair that worked says nothing (it
+                    # may have asked only this host's mount table).
+                    backend_outcome(stored.driver, error, "recovery")
                     registry.events.emit(
                         "recovered",
                         f"recovering volume {volume.name} failed: {error}",
@@ -64,6 +86,9 @@ class Recovery:
                         failed=True,
                     )
                     return
+                finally:
+                    repairing.discard(stored.name)
+                    self.waiting.get(stored.driver, set()).discard(stored.name)
                 if done:
                     registry.events.emit("recovered", f"recovery: {done}")
 

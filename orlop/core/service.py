@@ -30,6 +30,7 @@ from typing import Any
 
 from orlop.backends.base import Backend, Describable, Resizable
 from orlop.core.backups import Backups
+from orlop.core.boot import BootWait
 from orlop.core.context import traced
 from orlop.core.discovery import Discovery
 from orlop.core.events import EventJournal
@@ -80,6 +81,16 @@ class VolumeService:
         stored = self.registry.load()
         self.trash = Trash(self.registry, stored)  # removed volumes kept a while (`trash`)
         self.recovery = Recovery(self.registry, stored, self.mounts.detach_or_raise)
+
+    @property
+    def boot(self) -> BootWait:
+        """How Mounts wait for a backend that never answered yet (boot order: the daemon sets
+        one; a service on its own does not wait). Held by `mounts`."""
+        return self.mounts.boot
+
+    @boot.setter
+    def boot(self, boot: BootWait) -> None:
+        self.mounts.boot = boot
 
     def close(self) -> None:
         self.registry.close()

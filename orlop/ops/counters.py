@@ -30,7 +30,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from orlop.core.model import BackendError
+from orlop.ops.reachability import report as backend_outcome
+from orlop.ops.reachability import waiting as backend_waiting
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -88,11 +89,9 @@ def error_kind(error: BaseException) -> str:
     return type(error).__name__
 
 
-# What `orlop status` shows: per background work its last result; per driver the outcome of
-# its last backend call (a backend fault says the backend is not reachable or not well).
+# What `orlop status` shows: per background work its last result (per driver, whether its
+# backend answers: `reachability`).
 BACKGROUND: dict[str, dict[str, Any]] = {}
-BACKENDS: dict[str, dict[str, Any]] = {}
-_USERS = frozenset({"invalid", "not found", "in use elsewhere"})  # cloud kinds of a user's error
 MEMORY_ONLY = frozenset({"get", "list", "path"})  # answered from memory: say nothing of it
 
 
@@ -106,14 +105,6 @@ def background_done(work: str, error: BaseException | None = None) -> None:
     else:
         BACKGROUND_FAILURES.labels(work).inc()
         last["last_failure"] = now
-
-
-def _backend_outcome(driver: str, error: BaseException | None) -> None:
-    if error is None:
-        BACKENDS[driver] = {"reachable": True, "at": time.time(), "error": None}
-    elif isinstance(error, BackendError) and str(getattr(error, "kind", "")) not in _USERS:
-        # the backend's (or its host tools') fault; not a user error, nor a refused value
-        BACKENDS[driver] = {"reachable": False, "at": time.time(), "error": str(error)}
 
 
 class _Series:
@@ -141,7 +132,7 @@ class _Series:
             kind = error_kind(error)
             self.errors[kind] = self.errors.get(kind, 0) + 1
         if self.backend:
-            _backend_outcome(self.driver, error)
+            backend_outcome(self.driver, error, f"{self.operation} request")
 
 
 # operation → driver → series
@@ -257,9 +248,14 @@ def volume_preempted(volume: str, holder: str) -> None:
     _notice("preempted", "", volume, f"volume {volume} taken from {holder} (preempt=true)")
 
 
-def counted_provider_call(provider: str, function: Callable[[], T]) -> Callable[[], T]:
+def counted_provider_call(
+    provider: str, function: Callable[[], T], driver: str | None = None, watch: str = ""
+) -> Callable[[], T]:
     """`function`, counting each call's outcome under `provider` (a backend kind); the
-    retry loop calls the result once per attempt, so every call after the first is a retry."""
+    retry loop calls the result once per attempt, so every call after the first is a retry.
+    Each attempt's outcome also tells `driver`'s reachability (a call retrying for a minute
+    shows the backend down from its first failed attempt); with `watch` (what the call is:
+    a read), an attempt that hangs marks it down too (`reachability.sweep`)."""
     attempts = 0
 
     def call() -> T:
@@ -268,12 +264,20 @@ def counted_provider_call(provider: str, function: Callable[[], T]) -> Callable[
         if attempts > 1:
             PROVIDER_RETRIES.labels(provider).inc()
         try:
-            result = function()
+            if watch and driver is not None:
+                with backend_waiting(driver, watch):
+                    result = function()
+            else:
+                result = function()
         except Exception as error:
             kind = getattr(error, "kind", None)
             PROVIDER_CALLS.labels(provider, str(kind) if kind else "failed").inc()
+            if driver is not None:
+                backend_outcome(driver, error, "provider call")
             raise
         PROVIDER_CALLS.labels(provider, "ok").inc()
+        if driver is not None:
+            backend_outcome(driver)
         return result
 
     return call
@@ -312,8 +316,10 @@ def volume_work(
         runs.failed += 1
         runs.last_duration = time.perf_counter() - started
         background_done(work, error)
+        backend_outcome(driver, error, work)
         raise
     runs.ok += 1
     runs.last_duration = time.perf_counter() - started
     runs.last_success = time.time()
     background_done(work)
+    backend_outcome(driver, None, work)

@@ -187,6 +187,15 @@ class Dockerd:
                 self.process.wait(timeout=30)
         self.process = None
 
+    def stop_keeping_containers(self, timeout: float = 60) -> None:
+        """SIGTERM as at a host's shutdown: dockerd stops its containers and keeps them, so
+        the next start starts those with a restart policy again."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=timeout)
+        self.process = None
+
     def restart(self) -> None:
         self.stop()
         self.start()

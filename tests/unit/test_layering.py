@@ -23,6 +23,7 @@ VOCABULARY = {
     "orlop.core.progress",
     "orlop.core.schedule",
     "orlop.ops.counters",  # the metrics instruments every layer counts with
+    "orlop.ops.reachability",  # whether each driver's backend answers, fed like counters
 }
 # The entry points wire everything together: they may import any layer.
 TOP = ("orlop.cli", "orlop.daemon", "orlop.config", "orlop.managed", "orlop.__main__")

@@ -36,8 +36,11 @@ def recorded_id(volume: VolumeRef) -> str | None:
 class CloudCalls:
     """One provider's calls, retried and typed; the identity read once and cached."""
 
-    def __init__(self, cloud: CloudProvider, settings: CloudSettings) -> None:
+    def __init__(
+        self, cloud: CloudProvider, settings: CloudSettings, driver: str | None = None
+    ) -> None:
         self.cloud = cloud
+        self.driver = driver  # whose reachability each attempt tells (None: nobody's)
         self.settings = settings
         self.word = cloud.disk_word
         self.refuses_second_attach = cloud.refuses_second_attach
@@ -45,7 +48,9 @@ class CloudCalls:
         self._identity_lock = threading.Lock()
 
     def call(self, what: str, function: Callable[[], T], repeatable: bool = False) -> T:
-        counted = counted_provider_call(self.cloud.kind, function)  # metrics: each attempt
+        # metrics and reachability: each attempt
+        watch = f"{self.cloud.kind} {what}" if repeatable else ""  # reads: never long
+        counted = counted_provider_call(self.cloud.kind, function, self.driver, watch)
         return call_with_retries(self.settings, what, counted, repeatable)
 
     # reads ----------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ class CloudDisks:
         self.files = VolumeFiles(context.path("cloud"))
         self.word = cloud_class.disk_word
         self.devices: BlockDevices = devices if devices is not None else HostBlockDevices()
-        self.calls = CloudCalls(self.cloud, self.settings)
+        self.calls = CloudCalls(self.cloud, self.settings, context.driver)
         self.attacher = Attacher(self.calls, self.files, self.settings, self.devices)
         self.adoption = Adoption(self.calls, self.files, self.attacher)
 

@@ -95,6 +95,7 @@ def test_healthz_reports_drivers_and_recovery(metrics_daemon: tuple[OrlopDaemon,
         "status": "ok",
         "recovery": "done",
         "drivers": dict.fromkeys(daemon.drivers, True),
+        "down": [],  # no driver's backend is down
     }
     page = samples(fetch(address, "/metrics")[1])
     assert value(page, "orlop_background_last_success_timestamp_seconds", work="recovery") > 0

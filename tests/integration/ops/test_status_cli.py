@@ -62,3 +62,11 @@ def test_status_text_and_exit_codes(daemon: OrlopDaemon) -> None:
     gone = daemon.cli("status", check=False)
     assert gone.returncode == 1
     assert "the orlop daemon is not running" in gone.stderr
+
+
+def test_status_json_when_the_daemon_is_not_running(daemon: OrlopDaemon) -> None:
+    daemon.stop()
+    gone = daemon.cli("status", "--json", check=False)
+    assert gone.returncode == 1
+    assert json.loads(gone.stdout) == {"error": gone.stderr.strip().removeprefix("orlop: ")}
+    assert "the orlop daemon is not running" in json.loads(gone.stdout)["error"]

@@ -19,6 +19,7 @@ JSON_COMMANDS = [
     ("snapshot", "ls", "--json"),
     ("snapshot", "create", "v1", "--json"),
     ("backup", "ls", "--json"),
+    ("status", "--json"),
 ]
 
 
@@ -56,3 +57,9 @@ def test_rm_goes_on_past_each_failure_and_reports_them_all(
     answer = json.loads(out)
     assert answer["removed"] == [] and [e[key] for e in answer["errors"]] == ["one", "two"]
     assert err.count("orlop: the orlop daemon is not running") == 2
+
+
+def test_status_without_json_says_it_on_stderr_only(tmp_path: Path) -> None:
+    code, out, err = run(tmp_path, "status")
+    assert code == 1 and out == ""
+    assert err.startswith("orlop: the orlop daemon is not running")

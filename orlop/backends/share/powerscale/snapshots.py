@@ -7,14 +7,14 @@ from its path, so snapshots another host took are listed too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-import isilon_sdk.v9_5_0 as isi  # type: ignore[import-untyped]
+from typing import TYPE_CHECKING, Any
 
 from orlop.backends.base import VolumeRef
-from orlop.backends.share.powerscale.client import OneFs
 from orlop.backends.share.powerscale.labels import volume_at
 from orlop.core.model import NotFound, rfc3339
+
+if TYPE_CHECKING:  # the SDK is imported at first use (provider.py)
+    from orlop.backends.share.powerscale.client import OneFs
 
 
 class PowerScaleSnapshots:
@@ -24,7 +24,9 @@ class PowerScaleSnapshots:
         self.base_path = base_path
 
     def create(self, volume: VolumeRef, name: str) -> dict[str, Any]:
-        api, path = self.api(volume), volume.record["path"]
+        api, path = self.api(volume), volume.record["path"]  # imports the SDK
+        import isilon_sdk.v9_5_0 as isi  # type: ignore[import-untyped]
+
         made = api.call(
             f"snapshotting {path}",
             lambda: api.snapshots.create_snapshot_snapshot(
