@@ -9,9 +9,11 @@ moto behind the proxy that refuses a second attachment, each disk a real loop de
 node that attaches it. Each move drains the worker running the task (the other worker
 active) and times `docker node update --availability drain` → the task running on the other
 worker (polled every 0.2 s through the manager's CLI, as the e2e does). Both services use
-`--stop-grace-period 1s`. Columns: p50 and max over the moves; `Orlop's share` = the
-volume's p50 minus the peer's p50. Target (issue 18): Orlop adds ≤ 1 s to what Swarm itself
-takes with a volume-less service. Nothing is asserted.
+`--stop-grace-period 1s` and a loop that ends at SIGTERM. The volume's move is serial by
+nature (the old task stops, its node lets go of the disk, the new node takes it); the
+peer's new task starts while the old one stops. Columns: p50 and max over the moves;
+`Orlop's share` = the volume's p50 minus the peer's p50. Target (issue 18): Orlop adds
+≤ 1 s to what Swarm itself takes with a volume-less service. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from tests.servers.ec2.server import Ec2Proxy, MotoServer, unset_ca_bundles
 from tests.support.names import unique
 from tests.support.swarm import engine_dir
 
-LOOP = "while true; do date +%s%N >> /data/rows 2>/dev/null; sleep 0.2; done"
+# Ends on SIGTERM (sh as PID 1 would ignore it and wait out the grace period): a move with
+# a volume must wait for the old task to stop, the peer's need not.
+LOOP = "trap 'exit 0' TERM; while true; do date +%s%N >> /data/rows 2>/dev/null; sleep 0.2; done"
 
 
 def service_args(name: str, volume: str | None) -> list[str]:
