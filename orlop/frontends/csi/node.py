@@ -179,7 +179,12 @@ class Node:
                 "writes to the device); publish it read-write"
             )
         staged = STAGE_HOLDER + staging in volume.mount_ids
-        if not staged and (name, staging) not in self.released:
+        # Released at its last unpublish (remembered here; after a restart, a cloud disk the
+        # controller published to this node says so in its publish_context).
+        released = (name, staging) in self.released or (
+            self.shape.exclusive and request.publish_context.get("node") == self.node_id
+        )
+        if not staged and not released:
             raise CsiError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"volume {name} is not staged at {staging}: NodeStageVolume first",

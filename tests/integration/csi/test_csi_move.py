@@ -24,7 +24,7 @@ from tests.integration.csi.client import (
     start_csi_daemon,
 )
 from tests.servers.ec2.server import MotoServer, SimulatedHost
-from tests.support.daemon import OrlopDaemon
+from tests.support.daemon import OrlopDaemon, wait_for_socket
 from tests.support.names import unique
 
 pytest_plugins = ["tests.support.network_fixtures", "tests.servers.ec2.fixtures"]
@@ -34,9 +34,16 @@ Pair = tuple[CsiClient, CsiClient, SimulatedHost, SimulatedHost]
 
 
 @pytest.fixture
-def pair(ec2_host: Callable[..., SimulatedHost]) -> Iterator[Callable[..., Pair]]:
+def started() -> list[OrlopDaemon]:
+    """The daemons `pair` started: A, B."""
+    return []
+
+
+@pytest.fixture
+def pair(
+    ec2_host: Callable[..., SimulatedHost], started: list[OrlopDaemon]
+) -> Iterator[Callable[..., Pair]]:
     """`pair(stage_wait, fs)`: two EBS nodes (daemons A and B, one instance each)."""
-    started: list[OrlopDaemon] = []
     clients: list[CsiClient] = []
 
     def make(stage_wait: float, fs: str = "ext4") -> Pair:
@@ -199,7 +206,7 @@ def test_stage_times_out_with_aborted_and_a_retry_succeeds(
 
 
 def test_the_last_unpublish_releases_the_disk(
-    pair: Callable[..., Pair], moto: MotoServer, tmp_path: Path
+    pair: Callable[..., Pair], started: list[OrlopDaemon], moto: MotoServer, tmp_path: Path
 ) -> None:
     a, _, host_a, _ = pair(5.0)
     volume, context = on_a_with_rows(a, host_a, tmp_path)
@@ -212,6 +219,18 @@ def test_the_last_unpublish_releases_the_disk(
     assert (again / "rows").read_text() == "1\n2\n3\n"
     assert attached_to(moto, volume.volume_id) == [host_a.instance_id]
     unpublish(a, volume, tmp_path / "a")
+    assert attached_to(moto, volume.volume_id) == []
+    # Released, then A's Orlop restarts: the publish_context still says it is published
+    # here, so a NodePublish stages it again as well.
+    daemon_a = started[0]
+    daemon_a.stop()
+    a.close()
+    daemon_a.start()
+    a = CsiClient(a.path)
+    wait_for_socket(a.path, process=daemon_a.process)
+    again = node_publish(a, volume, tmp_path / "a", context)
+    assert (again / "rows").read_text() == "1\n2\n3\n"
+    unpublish(a, volume, tmp_path / "a")
     for _ in range(2):  # a later NodeUnstage (Kubernetes sends one) is idempotent
         a.call(
             "NodeUnstageVolume",
@@ -221,6 +240,7 @@ def test_the_last_unpublish_releases_the_disk(
     assert attached_to(moto, volume.volume_id) == []
     a.call("ControllerUnpublishVolume", volume_id=volume.volume_id, node_id=host_a.instance_id)
     a.call("DeleteVolume", volume_id=volume.volume_id)
+    a.close()
 
 
 def test_expansion_grows_the_filesystem_on_the_staging_node(
