@@ -118,6 +118,16 @@ def publishes(client: CsiClient, work: Path, count: int, size: int) -> list[floa
         staging_target_path=str(staging),
         volume_capability=capability(),
     )
+    # One target stays published throughout: the last NodeUnpublish of a cloud disk
+    # releases it (unmount + detach), and the next NodePublish would stage it again.
+    pinned = str(work / f"{name}-pinned")
+    client.call(
+        "NodePublishVolume",
+        volume_id=name,
+        staging_target_path=str(staging),
+        target_path=pinned,
+        volume_capability=capability(),
+    )
     samples = []
     for index in range(count):
         target = str(work / f"{name}-t{index}")
@@ -131,6 +141,7 @@ def publishes(client: CsiClient, work: Path, count: int, size: int) -> list[floa
         )
         samples.append(time.perf_counter() - started)
         client.call("NodeUnpublishVolume", volume_id=name, target_path=target)
+    client.call("NodeUnpublishVolume", volume_id=name, target_path=pinned)
     client.call("NodeUnstageVolume", volume_id=name, staging_target_path=str(staging))
     client.call("DeleteVolume", volume_id=name)
     return samples

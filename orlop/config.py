@@ -10,6 +10,7 @@
     csi:                               # optional: also serve each driver over CSI
       socket_dir: /run/orlop/csi       # unix://<socket_dir>/<driver>.sock
       node_id: node-1                  # default: the hostname
+      stage_wait: 10                   # seconds NodeStage waits for a disk moving here
     drivers:
       orlop:                           # the driver name Docker sees
         backend: directory
@@ -20,9 +21,9 @@
 Environment: ORLOP_CONFIG (the file), ORLOP_STATE_DIR, ORLOP_PLUGIN_DIR,
 ORLOP_ADMIN_SOCKET, ORLOP_LOG_LEVEL, ORLOP_METRICS override the file's values. CSI_ENDPOINT
 (unix://PATH, as orchestrators set it) turns CSI on with that one socket, for a configuration
-of one driver; ORLOP_CSI_NODE_ID sets csi.node_id. Inside a Docker managed
-plugin, ORLOP_PLUGIN_KIND selects that kind's configuration from the plugin's environment
-(`orlop.managed.env`) in place of a file.
+of one driver; ORLOP_CSI_NODE_ID sets csi.node_id, ORLOP_CSI_STAGE_WAIT csi.stage_wait.
+Inside a Docker managed plugin, ORLOP_PLUGIN_KIND selects that kind's configuration from the
+plugin's environment (`orlop.managed.env`) in place of a file.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class CsiConfig(BaseModel):
     socket_dir: str = "/run/orlop/csi"
     node_id: str = ""  # empty: the hostname
     endpoint: str = ""  # one socket (CSI_ENDPOINT), for a configuration of one driver
+    # Seconds NodeStage waits for another node to let go of a disk the controller already
+    # published here (a move in flight), before answering ABORTED (the orchestrator retries).
+    stage_wait: float = Field(default=10.0, ge=0.0, le=600.0)
 
     @field_validator("socket_dir")
     @classmethod
@@ -235,14 +239,18 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
 
 
 def _csi_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
-    """CSI_ENDPOINT and ORLOP_CSI_NODE_ID: set them in (or add) the csi section."""
+    """CSI_ENDPOINT, ORLOP_CSI_NODE_ID and ORLOP_CSI_STAGE_WAIT: set them in (or add) the
+    csi section; a stage wait alone does not turn CSI on."""
     endpoint, node_id = environ.get("CSI_ENDPOINT"), environ.get("ORLOP_CSI_NODE_ID")
-    if not endpoint and not node_id:
-        return
+    stage_wait = environ.get("ORLOP_CSI_STAGE_WAIT")
     section = raw.get("csi")
+    if not endpoint and not node_id and not (stage_wait and isinstance(section, Mapping)):
+        return
     section = dict(section) if isinstance(section, Mapping) else {}
     if endpoint:
         section["endpoint"] = endpoint
     if node_id:
         section["node_id"] = node_id
+    if stage_wait:
+        section["stage_wait"] = stage_wait
     raw["csi"] = section

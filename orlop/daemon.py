@@ -162,7 +162,9 @@ class Daemon:
         for name, driver in self.service.drivers.items():
             instance, zone = await host_identity(driver.backend)
             node_id = csi.node_id or instance
-            server = csi_server(self.service, name, node_id, self.config.state_dir, zone)
+            server = csi_server(
+                self.service, name, node_id, self.config.state_dir, zone, csi.stage_wait
+            )
             await server.start(self.config.csi_socket_path(name))
             self.csi_servers.append(server)
             log.info("driver %s: CSI on unix://%s (node %s)", name, server.path, node_id)

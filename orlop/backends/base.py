@@ -234,6 +234,17 @@ class Discoverable(Protocol):
 
 
 @runtime_checkable
+class Vanishing(Protocol):
+    """A Discoverable backend that can tell a volume whose storage is gone (deleted by
+    another host or controller) from one its listing merely missed."""
+
+    def vanished(self, volume: VolumeRef) -> bool:
+        """True when the volume's storage no longer exists (read afresh, not from a
+        listing); this host's own traces of it (attachment files, tokens) are dropped then,
+        and the caller forgets its record."""
+
+
+@runtime_checkable
 class Exclusive(Protocol):
     """A Discoverable backend whose volumes one host holds at a time (cloud disks)."""
 

@@ -1,4 +1,5 @@
-"""Discovery: take in volumes other hosts made on shared storage (`Discoverable` backends)."""
+"""Discovery: take in volumes other hosts made on shared storage (`Discoverable` backends),
+and forget those other hosts deleted (`Vanishing` backends: the storage is gone)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import time
 from typing import TypeGuard
 
-from orlop.backends.base import Backend, Discoverable, Exclusive
+from orlop.backends.base import Backend, Discoverable, Exclusive, Vanishing
 from orlop.core.model import OrlopError, State, Volume, VolumeLost, rfc3339, validate_name
 from orlop.core.registry import VolumeRegistry, forget_lost_mounts, ref
 
@@ -73,7 +74,8 @@ class Discovery:
             return []
         adopted = []
         started = time.monotonic()
-        for name, options, record in await registry.call(backend.list_volumes):
+        listed = await registry.call(backend.list_volumes)
+        for name, options, record in listed:
             try:
                 validate_name(name)
             except OrlopError:
@@ -108,9 +110,47 @@ class Discovery:
                 )
         if adopted:
             registry.changed(driver_name)
+        if isinstance(backend, Vanishing):
+            await self._forget_vanished(driver_name, backend, {name for name, _, _ in listed})
         if isinstance(backend, Exclusive):
             await self._release_lost(driver_name, backend)
         return adopted
+
+    async def _forget_vanished(
+        self, driver_name: str, backend: Vanishing, listed: set[str]
+    ) -> None:
+        """Forget volumes the listing no longer shows and whose storage is gone: another
+        host (a CSI controller's DeleteVolume) deleted them, and List must not show them.
+        Only idle READY volumes, each confirmed by the backend's own read."""
+        registry = self.registry
+        forgotten = []
+        for name, volume in list(registry.volumes[driver_name].items()):
+            if name in listed or volume.mount_ids or volume.state != State.READY:
+                continue
+            async with registry.lock(driver_name, name):
+                now = registry.volumes[driver_name].get(name)
+                if now is not volume or volume.mount_ids or volume.state != State.READY:
+                    continue
+                try:
+                    gone = await registry.call(backend.vanished, ref(volume))
+                except OrlopError as error:
+                    log.warning(
+                        "driver %s: cannot tell whether %s is gone: %s", driver_name, name, error
+                    )
+                    continue
+                if not gone:
+                    continue
+                registry.store.delete(driver_name, name, durable=False)
+                del registry.volumes[driver_name][name]
+                forgotten.append(name)
+                log.info(
+                    "volume %s (driver %s) was deleted elsewhere: its storage is gone; "
+                    "forgotten here",
+                    name,
+                    driver_name,
+                )
+        if forgotten:
+            registry.changed(driver_name)
 
     async def _release_lost(self, driver_name: str, backend: Exclusive) -> None:
         """Volumes mounted here whose storage the listing shows held by another host (taken

@@ -48,6 +48,16 @@ class VolumeLost(Conflict):
     mounts recorded here are gone."""
 
 
+class HeldElsewhere(Conflict):
+    """The volume's storage is attached to another host now, and this host did not take it
+    (no preemption): a caller that knows the holder is letting go (an orchestrator moving
+    the workload) may wait and try again. `holder` names it, as the message does."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class BackendError(OrlopError):
     """The storage failed to do what was asked."""
 

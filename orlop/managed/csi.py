@@ -7,7 +7,8 @@ The same root filesystem and entry point as the volume plugin; its config.json d
 * `propagatedMount` /data/published: Swarm's NodePublish targets, which containers then bind;
   NodeStage's paths (/data/staged) and Orlop's own mounts stay in the plugin's namespace;
 * `ORLOP_CSI_NODE_ID` settable: the node ID (default: the provider's identity of the host,
-  else its hostname; several engines on one machine each need their own).
+  else its hostname; several engines on one machine each need their own);
+* `ORLOP_CSI_STAGE_WAIT` settable: csi.stage_wait (seconds).
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def csi_manifest(volume_plugin: dict[str, Any]) -> dict[str, Any]:
             "description": "this node's CSI node ID (empty: the provider's host ID, or hostname)",
             "settable": ["value"],
             "value": "",
+        },
+        {
+            "name": "ORLOP_CSI_STAGE_WAIT",
+            "description": "seconds NodeStage waits for another node to let go of a disk "
+            "moving here, before answering ABORTED (Swarm retries)",
+            "settable": ["value"],
+            "value": "10",
         },
     ]
     return config

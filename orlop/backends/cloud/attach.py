@@ -1,10 +1,11 @@
 """Attaching a cloud disk to this machine and detaching it, the same way for every cloud.
 
-    attach   wait out a detach in flight; refuse a disk held by another instance, naming it,
-             unless preempt=true (force-detach it there first); the race guard (claim,
-             settle, read back) only where the cloud does not refuse a second attachment
-             itself; attach under a name this host picks; wait for the attachment and for
-             the device to appear here (by the provider's by-id paths); detach again if any
+    attach   wait out a detach in flight; refuse a disk held by another instance, naming it
+             (HeldElsewhere: a caller may wait for the holder to let go), unless
+             preempt=true (force-detach it there first); the race guard (claim, settle,
+             read back) only where the cloud does not refuse a second attachment itself;
+             attach under a name this host picks; wait for the attachment and for the
+             device to appear here (by the provider's by-id paths); detach again if any
              step after the attach call fails; fenced (`fence.py`): a preempt bumps the
              disk's generation first, an attach records owner and generation, and a host
              whose kept generation is stale is refused
@@ -35,7 +36,7 @@ from orlop.backends.cloud.calls import CloudCalls, recorded_id
 from orlop.backends.cloud.fence import Fencing
 from orlop.backends.cloud.state import VolumeFiles
 from orlop.backends.cloud.waiting import wait_until
-from orlop.core.model import BackendError, Conflict
+from orlop.core.model import BackendError, Conflict, HeldElsewhere
 from orlop.host.blockdevices import BlockDevices
 from orlop.ops.counters import volume_preempted
 
@@ -110,10 +111,11 @@ class Attacher:
                     f"{identity.what} {other.instance} now: not taking it back after a restart"
                 )
             if volume.options.get("preempt") != "true":
-                raise Conflict(
+                raise HeldElsewhere(
                     f"volume {volume.name} ({self.word} {disk.id}) is attached to "
                     f"{identity.what} {other.instance}: unmount it there, or create it here "
-                    "with preempt=true to detach it from there"
+                    "with preempt=true to detach it from there",
+                    other.instance,
                 )
             if not preempted:
                 self.fencing.bump(disk, identity)  # first: the old holder sees it is stale
@@ -148,10 +150,11 @@ class Attacher:
         holders = [a.instance for a in now.attachments]
         if claim != mark or holders:
             winner = holders[0] if holders else (claim.split()[0] if claim else "another host")
-            raise Conflict(
+            raise HeldElsewhere(
                 f"volume {volume.name} ({self.word} {disk.id}) is being attached by "
                 f"{identity.what} {winner} at the same time; it won: try again once it is "
-                "unmounted there"
+                "unmounted there",
+                winner,
             )
 
     def _attach(
@@ -162,10 +165,11 @@ class Attacher:
         except CloudError as error:
             if error.kind is ErrorKind.IN_USE:
                 holder = error.holder or self._holder(disk.id, identity.instance)
-                raise Conflict(
+                raise HeldElsewhere(
                     f"volume {volume.name} ({self.word} {disk.id}) is attached to "
                     f"{identity.what} {holder or 'another instance'}: the cloud refused a "
-                    "second attachment; unmount it there, or use preempt=true"
+                    "second attachment; unmount it there, or use preempt=true",
+                    holder or "",
                 ) from None
             self._detach_quietly(disk.id)  # a failed call may still have attached it
             raise BackendError(f"attaching {volume.name} ({disk.id}): {error}") from None

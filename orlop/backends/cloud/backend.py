@@ -1,5 +1,6 @@
 """CloudBackend: cloud disks with a filesystem — the shared block layer over `CloudDisks`,
-plus snapshots (where the cloud has them) and discovery of volumes other hosts made.
+plus snapshots (where the cloud has them), discovery of volumes other hosts made, and of
+volumes other hosts deleted (Vanishing).
 
 A cloud's backend is one line of configuration:
 
@@ -12,7 +13,9 @@ Its kind, options, settings and capabilities come from `layer.disks_spec(cloud_p
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from typing import Any, ClassVar
 
 from orlop.backends.base import BackendContext, Closable, VolumeRef
@@ -150,3 +153,20 @@ class CloudBackend(BlockBackend):
 
     def list_volumes(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
         return self.provider.list_volumes()
+
+    # Vanishing: a disk deleted by another host (a CSI controller's DeleteVolume) ------------
+    def vanished(self, volume: VolumeRef) -> bool:
+        """The volume's disk no longer exists (or is being deleted): one read by its ID.
+        A record without a disk ID (a create interrupted here) is recovery's, not gone."""
+        disk_id = self.provider.recorded_id(volume)
+        if not disk_id:
+            return False
+        disk = self.provider.get(disk_id)
+        if disk is not None and disk.state != "deleting":
+            return False
+        self.provider.files.drop_attachment(volume.name)
+        self.provider.files.drop_token(volume.name)
+        self.journal.drop(volume.name)
+        with contextlib.suppress(OSError):  # an empty mountpoint directory; never a mount
+            os.rmdir(self.mountpoint(volume))
+        return True

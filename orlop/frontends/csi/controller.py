@@ -30,6 +30,7 @@ from orlop.frontends.csi.shape import (
     VOLUME_MODE,
     ZONE_KEY,
     DriverShape,
+    is_raw,
     mismatch,
     mode_name,
 )
@@ -341,8 +342,13 @@ class Controller:
             raise CsiError(
                 grpc.StatusCode.OUT_OF_RANGE, f"volume {name} is {size} bytes, over {limit}"
             )
+        # A cloud disk staged on another node (or nowhere): the disk grew; its filesystem
+        # grows on the node that stages it (NodeExpandVolume there).
+        elsewhere = self.shape.exclusive and not is_raw(volume.options) and not volume.mount_ids
         return _m(
-            "ControllerExpandVolumeResponse", capacity_bytes=size, node_expansion_required=False
+            "ControllerExpandVolumeResponse",
+            capacity_bytes=size,
+            node_expansion_required=elsewhere,
         )
 
 

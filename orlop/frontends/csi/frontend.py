@@ -41,9 +41,15 @@ async def host_identity(backend: object) -> tuple[str, str | None]:
 
 
 def csi_server(
-    service: VolumeService, driver: str, node_id: str, state_dir: str, zone: str | None = None
+    service: VolumeService,
+    driver: str,
+    node_id: str,
+    state_dir: str,
+    zone: str | None = None,
+    stage_wait: float = 10.0,
 ) -> CsiServer:
-    """The gRPC server for `driver`; its controller's claims live under `state_dir`."""
+    """The gRPC server for `driver`; its controller's claims live under `state_dir`;
+    NodeStage waits up to `stage_wait` s for a disk moving here (csi.stage_wait)."""
     capable = reports_capacity(service.registry, driver)
     shape = DriverShape.of(driver, service.driver(driver).backend, zone, capable)
     in_flight = InFlight()
@@ -53,6 +59,6 @@ def csi_server(
         [
             generic_handler("Identity", Identity(shape).calls()),
             generic_handler("Controller", controller.calls()),
-            generic_handler("Node", Node(service, shape, node_id, in_flight).calls()),
+            generic_handler("Node", Node(service, shape, node_id, in_flight, stage_wait).calls()),
         ]
     )

@@ -11,19 +11,27 @@ A raw block volume (the block access type): stage attaches its device (never for
 mounted) and binds nothing at the staging path; publish binds the device onto the target
 *file*; stats report its size. `failpoint("csi.<call>.<step>")` marks the steps between
 the core's bookkeeping and a bind (kill -9 tests): csi.node_stage.after_attach,
-csi.node_publish.after_hold, csi.node_unpublish.after_unbind, csi.node_unstage.after_unbind."""
+csi.node_publish.after_hold, csi.node_unpublish.after_unbind, csi.node_unstage.after_unbind.
+
+A cloud disk moving between nodes (docs/csi.md, "Moving a workload"): NodeStage of a disk
+another node still holds, which the controller published here (`publish_context`), waits
+up to `stage_wait` s for that node to let go, then answers ABORTED (retryable); the last
+NodeUnpublish of a cloud disk on a node releases it (unmount + detach), since Swarm never
+calls NodeUnstageVolume on a single-node volume; NodeExpandVolume grows the filesystem
+on the node where the disk is staged."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 import grpc
 
 from orlop.core import targets
 from orlop.core.failpoints import failpoint
-from orlop.core.model import NotFound, Volume
+from orlop.core.model import HeldElsewhere, NotFound, Volume
 from orlop.core.service import VolumeService
 from orlop.frontends.csi.errors import CsiError, InFlight, invalid, require
 from orlop.frontends.csi.messages import enum_value, message
@@ -40,13 +48,22 @@ def _m(name: str, **fields: Any) -> Any:
 
 class Node:
     def __init__(
-        self, service: VolumeService, shape: DriverShape, node_id: str, in_flight: InFlight
+        self,
+        service: VolumeService,
+        shape: DriverShape,
+        node_id: str,
+        in_flight: InFlight,
+        stage_wait: float = 10.0,
     ) -> None:
         self.service = service
         self.shape = shape
         self.driver = shape.driver
         self.node_id = node_id
         self.in_flight = in_flight
+        self.stage_wait = stage_wait
+        # (volume, staging path) of stages the last NodeUnpublish released (a cloud disk):
+        # the orchestrator still thinks them staged, so a NodePublish there stages again.
+        self.released: set[tuple[str, str]] = set()
 
     def calls(self) -> dict[str, Call]:
         return {
@@ -88,13 +105,42 @@ class Node:
         staging = require(request.staging_target_path, "staging_target_path", "NodeStageVolume")
         self._check(request, "NodeStageVolume")
         with self.in_flight.guard(name):
-            volume = await self._known(name, dict(request.volume_context))
-            self._fits(volume, request)
-            path = await self.service.mount(self.driver, name, STAGE_HOLDER + staging)
-            failpoint("csi.node_stage.after_attach")
-            if not is_raw(volume.options):  # a raw device is bound at each target only
-                await asyncio.to_thread(targets.bind, path, staging, False)
+            await self._stage(request, name, staging)
         return _m("NodeStageVolumeResponse")
+
+    async def _stage(self, request: Any, name: str, staging: str) -> None:
+        volume = await self._known(name, dict(request.volume_context))
+        self._fits(volume, request)
+        path = await self._mount_stage(name, staging, dict(request.publish_context))
+        failpoint("csi.node_stage.after_attach")
+        if not is_raw(volume.options):  # a raw device is bound at each target only
+            await asyncio.to_thread(targets.bind, path, staging, False)
+        self.released.discard((name, staging))
+
+    async def _mount_stage(self, name: str, staging: str, publish_context: dict[str, str]) -> str:
+        """The core's mount for the stage at `staging`. A disk another node holds while the
+        controller has published it to this one (its publish_context names this node) is
+        moving here: the old node is letting go (its NodeUnpublish or NodeUnstage detaches
+        it). Waited for up to stage_wait s, then ABORTED, which the orchestrator retries;
+        a disk held elsewhere that nobody published here stays FAILED_PRECONDITION."""
+        deadline = time.monotonic() + self.stage_wait
+        pause = 0.05
+        while True:
+            try:
+                return await self.service.mount(self.driver, name, STAGE_HOLDER + staging)
+            except HeldElsewhere as error:
+                if publish_context.get("node") != self.node_id:
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CsiError(
+                        grpc.StatusCode.ABORTED,
+                        f"{error} — the controller published it to this node "
+                        f"({self.node_id}), and {error.holder or 'the other node'} did not "
+                        f"let go of it within {self.stage_wait:g}s (csi.stage_wait): retry",
+                    ) from None
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 2, 1.0)
 
     def _staged_at(self, name: str, staging: str) -> str:
         """The volume staged at `staging`: `name`, or (Swarm names a volume by its own ID
@@ -112,6 +158,7 @@ class Node:
         staging = require(request.staging_target_path, "staging_target_path", "NodeUnstageVolume")
         name = self._staged_at(name, staging)
         with self.in_flight.guard(name):
+            self.released.discard((name, staging))
             await asyncio.to_thread(targets.unmount, staging)
             failpoint("csi.node_unstage.after_unbind")
             await self.service.unmount(self.driver, name, STAGE_HOLDER + staging)
@@ -131,12 +178,21 @@ class Node:
                 "publish is not offered (a read-only bind of a device file does not stop "
                 "writes to the device); publish it read-write"
             )
-        if STAGE_HOLDER + staging not in volume.mount_ids:
+        staged = STAGE_HOLDER + staging in volume.mount_ids
+        # Released at its last unpublish (remembered here; after a restart, a cloud disk the
+        # controller published to this node says so in its publish_context).
+        released = (name, staging) in self.released or (
+            self.shape.exclusive and request.publish_context.get("node") == self.node_id
+        )
+        if not staged and not released:
             raise CsiError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"volume {name} is not staged at {staging}: NodeStageVolume first",
             )
         with self.in_flight.guard(name):
+            if not staged:  # released at its last unpublish: staged again, as it was
+                await self._stage(request, name, staging)
+                volume = self.service.get(self.driver, name)
             if targets.is_mounted(target) and targets.read_only(target) != request.readonly:
                 raise CsiError(
                     grpc.StatusCode.ALREADY_EXISTS,
@@ -160,6 +216,12 @@ class Node:
             await asyncio.to_thread(targets.unbind, target)
             failpoint("csi.node_unpublish.after_unbind")
             await self.service.unmount(self.driver, name, PUBLISH_HOLDER + target)
+            if self.shape.exclusive:
+                # A single-node disk: Swarm never calls NodeUnstageVolume for it, and the
+                # next node cannot attach it until this one lets go. Released here once
+                # nothing else on this node uses it; a later NodeUnstage changes nothing.
+                for staging in await release_idle_stages(self.service, self.driver, name):
+                    self.released.add((name, staging))
         return _m("NodeUnpublishVolumeResponse")
 
     async def stats(self, request: Any) -> Any:
@@ -194,9 +256,25 @@ class Node:
         return _m("NodeGetVolumeStatsResponse", usage=usage)
 
     async def expand(self, request: Any) -> Any:
-        # The controller's expand grows the filesystem too (online): nothing left to do here.
+        """Grow the filesystem where the volume is staged. A cloud disk's controller (often
+        another host) grew the disk only: this node grows what it has mounted (the device
+        seen at its new size, then the filesystem, online). Elsewhere the controller's
+        expand, on the host that holds the volume, grew the filesystem too."""
         name = require(request.volume_id, "volume_id", "NodeExpandVolume")
         volume = self.service.get(self.driver, name)
+        if self.shape.exclusive and not is_raw(volume.options):
+            wanted = request.capacity_range.required_bytes or request.capacity_range.limit_bytes
+            if not wanted:
+                raise invalid("NodeExpandVolume: capacity_range.required_bytes is required")
+            if not any(h.startswith(STAGE_HOLDER) for h in volume.mount_ids):
+                raise CsiError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"volume {name} is not staged on this node ({self.node_id}): "
+                    "NodeExpandVolume grows the filesystem on the node where it is staged",
+                )
+            with self.in_flight.guard(name):
+                current = int(volume.options.get("size", "0"))
+                volume = await self.service.resize(self.driver, name, max(wanted, current))
         return _m("NodeExpandVolumeResponse", capacity_bytes=int(volume.options.get("size", "0")))
 
     async def get_capabilities(self, request: Any) -> Any:
@@ -224,15 +302,18 @@ class Node:
         )
 
 
-async def release_idle_stages(service: VolumeService, driver: str, name: str) -> None:
-    """Unstage `name` where it is staged but published nowhere on this node.
+async def release_idle_stages(service: VolumeService, driver: str, name: str) -> list[str]:
+    """Unstage `name` where it is staged but published nowhere on this node (the last
+    stage's unmount detaches it); the staging paths released.
 
-    Swarm does not always call NodeUnstageVolume before DeleteVolume; CSI stages with no
-    target (and no Docker container) hold nothing a workload uses."""
+    Swarm does not always call NodeUnstageVolume (before DeleteVolume; never for a
+    single-node volume); CSI stages with no target (and no Docker container) hold nothing
+    a workload uses."""
     volume = service.get(driver, name)
-    holders = set(volume.mount_ids)
+    holders = sorted(volume.mount_ids)
     if not holders or not all(h.startswith(STAGE_HOLDER) for h in holders):
-        return
+        return []
     for holder in holders:
         await asyncio.to_thread(targets.unmount, holder.removeprefix(STAGE_HOLDER))
         await service.unmount(driver, name, holder)
+    return [holder.removeprefix(STAGE_HOLDER) for holder in holders]

@@ -98,6 +98,15 @@ class CsiSwarm:
         states = self.docker("inspect", "-f", "{{.NodeID}} {{.Status.State}}", *ids.split())
         return [line.split()[0] for line in states.splitlines() if line.endswith(" running")]
 
+    def restart(self, node: SwarmNode) -> None:
+        """Start a node killed with kill9 again: Ready in the Swarm, its plugin enabled by
+        its dockerd and known to the manager again (a node's CSI info is refreshed only
+        with its description; a publish before that fails "CSI node ID not found")."""
+        node.start()
+        self.swarm.wait_ready(len(self.swarm.nodes), timeout=120)
+        wait_until("the plugin enabled again", lambda: bool(node.plugin_pids()), timeout=120)
+        self.swarm.wait_csi_nodes(self.plugin)
+
     def container_of(self, service: str, node_id: str) -> tuple[SwarmNode, str]:
         """The node running `service`'s task on `node_id`, and that task's container ID."""
         ids = self.docker("service", "ps", "-q", "--filter", "desired-state=running", service)
@@ -115,6 +124,13 @@ def swarm() -> Iterator[Swarm]:
     engine = engine_dir()
     if engine is None:
         pytest.skip("Docker Engine 28 is not cached: run scripts/setup --test")
+    with session_swarm(engine) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def session_swarm(engine: Path) -> Iterator[Swarm]:
+    """The `swarm` fixture's Swarm, for a bench too: started, and destroyed at the end."""
     swarm = Swarm(engine)
     try:
         swarm.start()
@@ -211,7 +227,17 @@ def ebs_swarm(
     swarm: Swarm, moto: MotoServer, ec2_api: Ec2Proxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EbsSwarm]:
     """The EBS CSI plugin on every node; each node one instance of the EC2 test server."""
-    staged = build_csi_plugin("ebs", tmp_path_factory.mktemp("ebs-csi"), PLUGIN_CACHE)
+    with ebs_plugin(swarm, moto, ec2_api, tmp_path_factory.mktemp("ebs-csi")) as ebs:
+        yield ebs
+
+
+@contextlib.contextmanager
+def ebs_plugin(
+    swarm: Swarm, moto: MotoServer, ec2_api: Ec2Proxy, stage_dir: Path
+) -> Iterator[EbsSwarm]:
+    """The `ebs_swarm` fixture's plugin, for a bench too; its disks and instances go at
+    the end."""
+    staged = build_csi_plugin("ebs", stage_dir, PLUGIN_CACHE)
     client = moto.client()
     presenter = DevicePresenter()
     # Inside /dev: a plugin sees the host's /dev (rbind), nothing else of the host.
@@ -241,6 +267,8 @@ def ebs_swarm(
                 "api_retry_base": 0.05,
                 "api_retry_cap": 0.5,
                 "poll_max": 0.2,
+                # A disk the controller deleted leaves the nodes' lists within seconds.
+                "discover_interval": 3,
                 **simulated[node.name].settings(),
             }
             return {f"EBS_{key.upper()}": str(value) for key, value in values.items()}

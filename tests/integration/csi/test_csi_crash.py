@@ -161,10 +161,13 @@ PLANS: dict[str, Plan] = {
         ("block.after_unmount", "NodeUnstageVolume", 1),
         ("block.before_remove", "DeleteVolume", 2),
     ],
-    "ebs": [
+    "ebs": [  # a cloud disk is released (unmounted, detached) at its last NodeUnpublish
         ("csi.controller_publish.after_claim", "ControllerPublishVolume", 1),
         ("block.after_attach_device", "NodeStageVolume", 1),
         ("csi.controller_unpublish.after_release", "ControllerUnpublishVolume", 1),
+        # Not earlier: the restart after the kill in NodeStage detaches (recovery) and
+        # would die there.
+        ("block.after_unmount", "NodeUnpublishVolume", 2),
     ],
 }
 

@@ -79,6 +79,25 @@ def test_csi_section_and_environment(tmp_path: Path) -> None:
         load_config(str(config_file), environ={"CSI_ENDPOINT": "unix://relative.sock"})
 
 
+def test_the_stage_wait_setting(tmp_path: Path) -> None:
+    config_file = tmp_path / "orlop.yaml"
+    config_file.write_text("drivers: {a: {backend: directory}}\ncsi: {socket_dir: /run/x}\n")
+    config = load_config(str(config_file), environ={})
+    assert config.csi is not None and config.csi.stage_wait == 10.0  # the default
+    waiting = load_config(str(config_file), environ={"ORLOP_CSI_STAGE_WAIT": "2.5"})
+    assert waiting.csi is not None and waiting.csi.stage_wait == 2.5
+    with pytest.raises(ConfigError, match=r"csi\.stage_wait"):
+        load_config(str(config_file), environ={"ORLOP_CSI_STAGE_WAIT": "-1"})
+    config_file.write_text("drivers: {a: {backend: directory}}\n")
+    # Alone it does not turn CSI on; with CSI_ENDPOINT (a managed plugin) it applies.
+    assert load_config(str(config_file), environ={"ORLOP_CSI_STAGE_WAIT": "3"}).csi is None
+    plugin = load_config(
+        str(config_file),
+        environ={"CSI_ENDPOINT": "unix:///run/p/csi.sock", "ORLOP_CSI_STAGE_WAIT": "3"},
+    )
+    assert plugin.csi is not None and plugin.csi.stage_wait == 3.0
+
+
 def test_the_csi_plugin_manifest() -> None:
     from orlop.managed.csi import csi_manifest
     from orlop.managed.kinds import plugin_kind
@@ -94,6 +113,9 @@ def test_the_csi_plugin_manifest() -> None:
     env = {e["name"]: e for e in config["env"]}
     assert env["CSI_ENDPOINT"]["value"] == "unix:///run/docker/plugins/csi.sock"
     assert env["CSI_ENDPOINT"]["settable"] == [] and env["ORLOP_CSI_NODE_ID"]["settable"]
+    assert env["ORLOP_CSI_STAGE_WAIT"] | {"description": ""} == {
+        "name": "ORLOP_CSI_STAGE_WAIT", "description": "", "settable": ["value"], "value": "10",
+    }  # fmt: skip
     assert env["ORLOP_PLUGIN_KIND"]["value"] == "ebs"  # the volume plugin's settings stay
 
 
