@@ -44,6 +44,7 @@ from orlop.core.model import (
     validate_name,
 )
 from orlop.core.mounts import Mounts
+from orlop.core.reconcile import reconcile_options
 from orlop.core.recovery import Recovery
 from orlop.core.registry import Driver, VolumeRegistry, ref, user_error
 from orlop.core.schedules import SnapshotScheduler
@@ -190,8 +191,8 @@ class VolumeService:
             existing = registry.volumes[driver_name].get(name)
             self.trash.refuse_name(driver_name, name)
             if existing is not None:
-                if options:
-                    self._reconcile_options(existing, options, canonical, backend)
+                if options and reconcile_options(existing, options, canonical, backend.options):
+                    registry.save(existing)
                 return existing
             volume = Volume(
                 driver=driver_name,
@@ -234,27 +235,6 @@ class VolumeService:
             )
             self.usage.refresh_later(volume)
             return volume
-
-    def _reconcile_options(
-        self, existing: Volume, asked: dict[str, str], canonical: dict[str, str], backend: Backend
-    ) -> None:
-        """A Create of an existing volume: the options asked that say what the volume is must
-        match it (those not asked do not matter: another host, or an older config, may have
-        made it); those that say how this host uses it (preempt) are taken as asked."""
-        spec = backend.options.options
-        identity = [key for key in asked if spec[key].identity]
-        if any(existing.options.get(key) != canonical[key] for key in identity):
-            old = {key: existing.options[key] for key in identity if key in existing.options}
-            new = {key: canonical[key] for key in identity}
-            raise Conflict(_difference(existing.name, old, new, backend))
-        behaviour = {
-            key: canonical[key]
-            for key in asked
-            if not spec[key].identity and existing.options.get(key) != canonical[key]
-        }
-        if behaviour:
-            existing.options.update(behaviour)
-            self.registry.save(existing)
 
     async def _undo_create(self, driver: Driver, volume: Volume) -> None:
         try:
@@ -403,21 +383,3 @@ class VolumeService:
 
 def _can_resize(backend: Backend) -> bool:
     return backend.capabilities.resize and isinstance(backend, Resizable)
-
-
-def _difference(
-    name: str, existing: dict[str, str], requested: dict[str, str], backend: Backend
-) -> str:
-    shown_old = backend.options.redact(existing)
-    shown_new = backend.options.redact(requested)
-    changed = sorted(
-        key for key in set(existing) | set(requested) if existing.get(key) != requested.get(key)
-    )
-    details = ", ".join(
-        f"{key}: {shown_old.get(key, '(unset)')} → {shown_new.get(key, '(unset)')}"
-        for key in changed
-    )
-    return (
-        f"volume {name} already exists with different options ({details}); "
-        "remove it first or create it with the same options"
-    )
