@@ -311,7 +311,11 @@ class VolumeService:
             volume.fault = ""
             volume.mountpoint = path
             volume.mount_ids.add(mount_id)
-            registry.save(volume, add_mount=mount_id, durable=False)
+            try:
+                registry.save(volume, add_mount=mount_id, durable=False)
+            except Exception:  # not recorded (a full state disk): Docker never unmounts it
+                volume.mount_ids.discard(mount_id)
+                raise
             return path
 
     async def hold(self, driver_name: str, name: str, holder: str) -> None:
