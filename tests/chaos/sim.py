@@ -67,9 +67,13 @@ class Simulation(DockerSide):
         hosts: int = 3,
         out: Callable[[str], None] = print,
         verbose: bool = False,
+        faults_first: bool = False,
     ) -> None:
+        """`faults_first`: the first step arms API faults (rate 0.5 for 3 steps), so that a
+        short run surely meets some."""
         if hosts < 3:
             raise ValueError("a chaos run needs at least 3 hosts")
+        self.faults_first = faults_first
         self.provider, self.seed, self.steps, self.count = provider, seed, steps, hosts
         self.rng = random.Random(seed)
         self.out, self.verbose = out, verbose
@@ -141,6 +145,8 @@ class Simulation(DockerSide):
 
     def _step(self, number: int) -> None:
         name, detail, action = self._choose()
+        if number == 1 and self.faults_first:
+            name, detail, action = "faults", "first", partial(self._faults, 0.5, 3)
         step = Step(number, name, detail)
         self.log.append(step)
         faulty = self.faulty_steps > 0
@@ -345,9 +351,9 @@ class Simulation(DockerSide):
         host.full = steps + 1  # this step's own count goes first
         return "ok"
 
-    def _faults(self) -> str:
-        self.faulty_steps = self.rng.randint(1, 3) + 1  # this step's own count goes first
-        rate = self.rng.choice((0.1, 0.25, 0.5))
+    def _faults(self, rate: float | None = None, steps: int | None = None) -> str:
+        self.faulty_steps = (steps or self.rng.randint(1, 3)) + 1  # this step's count first
+        rate = rate or self.rng.choice((0.1, 0.25, 0.5))
         self.world.faults.schedule(
             self.rng.randrange(1 << 30), rate, tuple(Fault), delay=self.rng.uniform(0.2, 1.5)
         )

@@ -1,6 +1,6 @@
-"""The short chaos run of CI: 30 random steps per provider (Cinder, whose real server is slow
-to start and to move: 12) and for the share kind (see docs/chaos.md); the long one is
-`scripts/chaos --provider P --steps 1000 --seed S`."""
+"""The short chaos run of CI: 15 random steps per provider (Cinder, whose real server is slow
+to start and to move: 8), the first arming API faults, and 20 for the share kind (see
+docs/chaos.md); the long one is `scripts/chaos --provider P --steps 1000 --seed S`."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from tests.support.processes import unmount_all_under
 
 pytestmark = pytest.mark.integration
 
-STEPS = 30
-SHORTER = {"cinder": 12}
+STEPS = 15
+SHORTER = {"cinder": 8}
 SEED = 20261207
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_random_moves_and_faults_break_no_invariant(provider: str) -> None:
     steps = SHORTER.get(provider, STEPS)
-    report = Simulation(provider, seed=SEED, steps=steps, hosts=3).run()
+    report = Simulation(provider, seed=SEED, steps=steps, hosts=3, faults_first=True).run()
     assert report.steps == steps and report.lost == 0 and report.leaks == []
     assert report.acked > 0, "the workload never wrote"
     assert report.moves["start"] + report.moves["move"] + report.moves["failover"] > 0
@@ -35,8 +35,8 @@ def test_random_moves_and_faults_break_no_invariant(provider: str) -> None:
 
 
 def test_share_writers_keep_every_acknowledged_record() -> None:
-    report = ShareSimulation(seed=SEED, steps=STEPS, hosts=3).run()
-    assert report.steps == STEPS and report.lost == 0 and report.leaks == []
+    report = ShareSimulation(seed=SEED, steps=20, hosts=3).run()
+    assert report.steps == 20 and report.lost == 0 and report.leaks == []
     assert report.acked > 0, "no writer ever wrote"
     assert report.moves["start"] > 1
 
