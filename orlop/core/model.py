@@ -66,6 +66,10 @@ class ConfigError(OrlopError):
     """The configuration file or environment is invalid."""
 
 
+class StateFull(OrlopError):
+    """The disk of Orlop's state directory is full: nothing was recorded or changed."""
+
+
 NAME_RULE = "[a-zA-Z0-9][a-zA-Z0-9_.-]*"
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 MAX_NAME_LENGTH = 255

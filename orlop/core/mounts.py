@@ -90,7 +90,11 @@ class Mounts:
             volume.fault = ""
             volume.mountpoint = path
             volume.mount_ids.add(mount_id)
-            registry.save(volume, add_mount=mount_id, durable=False)
+            try:
+                registry.save(volume, add_mount=mount_id, durable=False)
+            except Exception:  # not recorded (a full state disk): Docker never unmounts it
+                volume.mount_ids.discard(mount_id)
+                raise
             host = self.registry.events.host
             self.registry.events.emit(
                 "mounted",

@@ -244,6 +244,8 @@ class VolumeService:
             log.exception("cleaning up the failed create of %s", volume.name)
             return
         self.store.delete(volume.driver, volume.name)
+        # A discovery pass that listed the storage before this undo must not adopt it now.
+        self.discovery.removed(volume.driver, volume.name)
 
     @observed("remove")
     @traced("remove")

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from orlop.core.model import State, Usage, Volume, rfc3339
+from orlop.core.model import State, StateFull, Usage, Volume, rfc3339
 
 SCHEMA_VERSION = 1
 
@@ -151,13 +151,23 @@ class Store:
         if durable != self._durable:
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._durable = durable
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")  # may fail too (a full disk): then roll back
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as error:
+            if "full" not in str(error):
+                raise
+            where = os.path.dirname(os.path.abspath(self.path))
+            raise StateFull(
+                f"Orlop's state disk is full ({where}: {error}): nothing was recorded or "
+                "changed; free space there and repeat the request"
+            ) from error
 
     # reads ------------------------------------------------------------------------------
     def load(self) -> list[Volume]:

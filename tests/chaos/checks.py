@@ -118,21 +118,21 @@ def fsck_clean(device: str) -> str | None:
     return f"e2fsck -fn {device} exited {result.returncode}:\n{result.stdout}{result.stderr}"
 
 
-def leaks(world: World, root: Path, devices: Sequence[str]) -> list[str]:
-    """What the run left behind, after every host stopped (empty: nothing)."""
+def mounts_under_root(root: Path, devices: Sequence[str] = ()) -> list[str]:
+    """Mounts at or below `root`, or of one of `devices`: "mountpoint (source)"."""
     found = []
     with open("/proc/self/mountinfo") as table:
         for line in table:
             fields = line.split()
             source = line.split(" - ", 1)[1].split()[1]
             if fields[4].startswith(str(root)) or source in devices:
-                found.append(f"mount {fields[4]} ({source})")
-    for disk in world.all_disks():
-        found.append(f"disk {disk.id} (attached to {disk.holders or 'nobody'})")
-    listing = run(["losetup", "--list", "--noheadings", "-O", "NAME,BACK-FILE"], timeout=30)
-    for line in listing.stdout.splitlines():
-        if str(root) in line:
-            found.append(f"loop device {line.strip()}")
+                found.append(f"{fields[4]} ({source})")
+    return found
+
+
+def processes_of(root: Path) -> list[str]:
+    """Processes (but this one) whose command line names `root`: "pid: command"."""
+    found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
@@ -142,5 +142,18 @@ def leaks(world: World, root: Path, devices: Sequence[str]) -> list[str]:
             continue
         if str(root).encode() in cmdline:
             shown = cmdline.replace(b"\0", b" ").decode(errors="replace")[:120]
-            found.append(f"process {pid}: {shown}")
+            found.append(f"{pid}: {shown}")
+    return found
+
+
+def leaks(world: World, root: Path, devices: Sequence[str]) -> list[str]:
+    """What the run left behind, after every host stopped (empty: nothing)."""
+    found = [f"mount {m}" for m in mounts_under_root(root, devices)]
+    for disk in world.all_disks():
+        found.append(f"disk {disk.id} (attached to {disk.holders or 'nobody'})")
+    listing = run(["losetup", "--list", "--noheadings", "-O", "NAME,BACK-FILE"], timeout=30)
+    for line in listing.stdout.splitlines():
+        if str(root) in line:
+            found.append(f"loop device {line.strip()}")
+    found += [f"process {p}" for p in processes_of(root)]
     return found

@@ -2,6 +2,7 @@
 
     scripts/chaos --provider ebs --seed 1 --steps 1000 [--hosts 3] [--verbose]
     scripts/chaos ebs --steps 100 --seed 7          (the provider may come first)
+    scripts/chaos sshfs --steps 100 --seed 7        (the share kind: a multi-writer volume)
 
 Prints the figures table; exit status 0 when no invariant broke, 1 with the seed and the
 step log that reproduce the violation.
@@ -15,14 +16,17 @@ import os
 import sys
 
 from tests.chaos.checks import Violation
+from tests.chaos.share import ShareSimulation
 from tests.chaos.sim import Simulation
 from tests.chaos.worlds import PROVIDERS
+
+KINDS = (*PROVIDERS, ShareSimulation.kind)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/chaos", description=__doc__.split("\n")[0])
-    parser.add_argument("provider_arg", nargs="?", metavar="PROVIDER", choices=PROVIDERS)
-    parser.add_argument("--provider", choices=PROVIDERS)
+    parser.add_argument("provider_arg", nargs="?", metavar="PROVIDER", choices=KINDS)
+    parser.add_argument("--provider", choices=KINDS)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--hosts", type=int, default=3)
@@ -30,14 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     provider = args.provider or args.provider_arg
     if provider is None:
-        parser.error(f"name a provider: --provider {{{','.join(PROVIDERS)}}}")
+        parser.error(f"name a provider: --provider {{{','.join(KINDS)}}}")
     if args.hosts < 3:
         parser.error("--hosts must be at least 3")
     if os.geteuid() != 0:
         print("scripts/chaos: needs root (loop devices, mounts)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
-    simulation = Simulation(provider, args.seed, args.steps, args.hosts, verbose=args.verbose)
+    simulation: Simulation | ShareSimulation
+    if provider == ShareSimulation.kind:
+        simulation = ShareSimulation(args.seed, args.steps, args.hosts, verbose=args.verbose)
+    else:
+        simulation = Simulation(provider, args.seed, args.steps, args.hosts, verbose=args.verbose)
     try:
         report = simulation.run()
     except Violation:

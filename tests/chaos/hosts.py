@@ -28,6 +28,10 @@ class DaemonGone(Exception):
     """The host's Orlop is down, or died while answering."""
 
 
+class CallTimedOut(DaemonGone):
+    """The host's Orlop is alive but did not answer in time (Docker gives up likewise)."""
+
+
 class Writer:
     """The workload process; `acked` are the numbers it acknowledged (after fsync)."""
 
@@ -67,15 +71,24 @@ class Writer:
 
 
 class SimHost:
-    def __init__(self, index: int, host: Host, kind: str, root: Path) -> None:
+    def __init__(
+        self,
+        index: int,
+        host: Host,
+        kind: str,
+        root: Path,
+        options: dict[str, str] | None = None,
+    ) -> None:
         self.index = index
         self.host = host
         self.instance = host.instance
-        config = {"backend": kind, "options": {"fs": "ext4"}, "settings": host.settings}
+        options = {"fs": "ext4"} if options is None else options
+        config = {"backend": kind, "options": options, "settings": host.settings}
         self.daemon = OrlopDaemon({DRIVER: config}, root=str(root))
         self.pending: list[str] = []  # mount IDs whose Unmount this host still owes Docker
         self.mountpoint: str | None = None  # the volume's, as its Orlop said
         self.failpoint: str | None = None  # armed in the running daemon
+        self.full = 0  # steps its state disk stays full (hostfaults.fill)
 
     @property
     def name(self) -> str:
@@ -111,6 +124,12 @@ class SimHost:
         client = PluginClient(self.daemon.socket(DRIVER), timeout=timeout)
         try:
             answer = client.call(method, **body)
+        except TimeoutError:
+            if self.up:  # alive, still at it: Docker gives up on the call, as here
+                raise CallTimedOut(
+                    f"{self.name}'s Orlop did not answer {method} within {timeout:g} s"
+                ) from None
+            raise DaemonGone(f"{self.name}'s Orlop died during {method}") from None
         except (OSError, http.client.HTTPException) as error:
             with contextlib.suppress(Exception):
                 self.daemon.wait(timeout=5)

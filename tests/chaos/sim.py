@@ -28,100 +28,37 @@ import shutil
 import signal
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from tests.chaos import checks
+from orlop.core.options import parse_size
+from orlop.host.run import run
+from tests.chaos import checks, hostfaults
 from tests.chaos.checks import Violation
-from tests.chaos.hosts import RECORDS, DaemonGone, SimHost, Writer
+from tests.chaos.datapath import DataPath
+from tests.chaos.docker import VOLUME, DockerSide, MoveFailed
+from tests.chaos.hosts import RECORDS, CallTimedOut, DaemonGone, SimHost, Writer
+from tests.chaos.report import Report, Step
 from tests.chaos.worlds import World, open_world
 from tests.chaos.writer import parse
 from tests.support.faults import Fault
 from tests.support.processes import unmount_all_under
 
-VOLUME = "chaos-data"
+IDLE = "chaos-idle"  # made at the start, never mounted: what Get asks of while a disk fails
 FAILPOINTS = (
     "block.after_attach_device",
     "block.after_mount",
     "block.after_unmount",
     "block.after_detach_device",
 )
-MOVE_BOUND = 10.0  # seconds a calm move may take beyond the provider's own detach + attach
+# Seconds a calm move may take beyond the provider's own detach + attach: 20, as this 2-core
+# machine is shared by 8 sessions (load 10+: one HTTPS call through the proxy took up to 1.5 s).
+MOVE_BOUND = 20.0
 FAULT_BOUND = 40.0  # … and a move whose API calls met faults (retries, slow answers)
-ATTEMPTS = 4
 
 
-class MoveFailed(Exception):
-    pass
-
-
-@dataclass
-class Step:
-    number: int
-    move: str
-    detail: str = ""
-    outcome: str = ""
-    seconds: float = 0.0
-
-    def line(self) -> str:
-        took = f"{self.seconds:6.2f}s"
-        return f"{self.number:5d}  {self.move:<9} {self.detail:<34} {took}  {self.outcome}"
-
-
-@dataclass
-class Report:
-    provider: str
-    seed: int
-    steps: int = 0
-    acked: int = 0
-    lost: int = 0
-    leaks: list[str] = field(default_factory=list)
-    calm_moves: list[float] = field(default_factory=list)
-    fault_moves: list[float] = field(default_factory=list)
-    bare: float = 0.0
-    moves: Counter[str] = field(default_factory=Counter)
-    faults_met: Counter[str] = field(default_factory=Counter)
-    failpoints_hit: int = 0
-    failed_calls: int = 0
-    seconds: float = 0.0
-
-    def table(self) -> str:
-        def pct(values: list[float], q: float) -> str:
-            if not values:
-                return "-"
-            ordered = sorted(values)
-            return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))]:.2f}s"
-
-        rows = [
-            ("provider / seed", f"{self.provider} / {self.seed}"),
-            ("steps run", str(self.steps)),
-            ("violations", "0"),
-            ("records acknowledged / lost", f"{self.acked} / {self.lost}"),
-            ("leaks", str(len(self.leaks))),
-            ("bare detach+attach (server)", f"{self.bare:.2f}s"),
-            (
-                "calm moves: n, p50, p99",
-                f"{len(self.calm_moves)}, {pct(self.calm_moves, 0.5)}, "
-                f"{pct(self.calm_moves, 0.99)}",
-            ),
-            (
-                "moves under faults: n, p50, p99",
-                f"{len(self.fault_moves)}, {pct(self.fault_moves, 0.5)}, "
-                f"{pct(self.fault_moves, 0.99)}",
-            ),
-            ("moves made", ", ".join(f"{k} {v}" for k, v in sorted(self.moves.items()))),
-            ("API faults met", ", ".join(f"{k} {v}" for k, v in sorted(self.faults_met.items()))),
-            ("failpoints reached", str(self.failpoints_hit)),
-            ("plugin calls that failed (retried)", str(self.failed_calls)),
-            ("wall time", f"{self.seconds:.1f}s"),
-        ]
-        width = max(len(name) for name, _ in rows)
-        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-
-class Simulation:
+class Simulation(DockerSide):
     def __init__(
         self,
         provider: str,
@@ -130,9 +67,13 @@ class Simulation:
         hosts: int = 3,
         out: Callable[[str], None] = print,
         verbose: bool = False,
+        faults_first: bool = False,
     ) -> None:
+        """`faults_first`: the first step arms API faults (rate 0.5 for 3 steps), so that a
+        short run surely meets some."""
         if hosts < 3:
             raise ValueError("a chaos run needs at least 3 hosts")
+        self.faults_first = faults_first
         self.provider, self.seed, self.steps, self.count = provider, seed, steps, hosts
         self.rng = random.Random(seed)
         self.out, self.verbose = out, verbose
@@ -148,6 +89,9 @@ class Simulation:
         self.fsck_due = False
         self.ids = 0
         self.record_seed = f"chaos-{seed}"
+        self.datapath = DataPath()
+        self.idle = IDLE
+        self.eio_allowed = False  # the writer's disk failed reads: an EIO end is no violation
 
     # running -------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -156,6 +100,7 @@ class Simulation:
         with contextlib.ExitStack() as stack:
             stack.callback(shutil.rmtree, self.root, ignore_errors=True)
             self.world: World = open_world(self.provider, stack, self.root)
+            stack.callback(self.datapath.close)
             for index in range(self.count):
                 home = self.root / f"host{index}"
                 (home / "orlop").mkdir(parents=True)
@@ -163,8 +108,15 @@ class Simulation:
                 self.hosts.append(SimHost(index, host, self.world.kind, home / "orlop"))
             stack.callback(self._teardown)
             for sim_host in self.hosts:
+                hostfaults.mount_state_disk(sim_host)
                 sim_host.start()
             self.report.bare = self.world.bare_move(self.hosts[0].host, self.hosts[1].host)
+            answer = self.hosts[0].call("Create", Name=IDLE, Opts=self.world.create_options)
+            if answer.get("Err"):
+                raise Violation(f"Create {IDLE} failed: {answer['Err']}")
+            idle = {disk.id for disk in self.world.disks(IDLE)}
+            size = parse_size(self.world.create_options["size"])
+            self.datapath.install(self.world.presenter, exclude=idle, size=size)
             try:
                 for number in range(1, self.steps + 1):
                     self._step(number)
@@ -193,6 +145,8 @@ class Simulation:
 
     def _step(self, number: int) -> None:
         name, detail, action = self._choose()
+        if number == 1 and self.faults_first:
+            name, detail, action = "faults", "first", partial(self._faults, 0.5, 3)
         step = Step(number, name, detail)
         self.log.append(step)
         faulty = self.faulty_steps > 0
@@ -200,6 +154,9 @@ class Simulation:
         began = time.monotonic()
         try:
             step.outcome = action() or "ok"
+        except CallTimedOut as late:
+            step.outcome = f"timed out: {late}"
+            self.report.timed_out += 1
         except DaemonGone as gone:
             step.outcome = f"orlop died: {gone}"
         except MoveFailed as failed:
@@ -222,6 +179,7 @@ class Simulation:
                 self.world.faults.calm()
         self.report.moves[name] += 1
         self.report.steps = number
+        self._full_window()
         self._check()
         if self.verbose:
             self.out(step.line())
@@ -240,44 +198,83 @@ class Simulation:
                         raise Violation(said)
                     self.fsck_due = False
 
+    def _full_window(self) -> None:
+        for host in self.hosts:
+            if not host.full:
+                continue
+            host.full -= 1
+            self.report.state_full += 1
+            if not host.full:
+                hostfaults.empty(host)
+                if host.up:
+                    for mount_id in list(host.pending):
+                        self._unmount(host, mount_id)
+
     # choosing ----------------------------------------------------------------------------
     def _choose(self) -> tuple[str, str, Callable[[], str | None]]:
+        # Each action binds its own arguments (partial): a lambda would see the last value of
+        # a name reused below (a move sent to the host a later option picked).
         rng, up = self.rng, [h for h in self.hosts if h.up]
         down = [h for h in self.hosts if not h.up]
         options: list[tuple[float, str, str, Callable[[], str | None]]] = []
         work = self.work_host
-        if work is None and up:
+        owes_full = any(h.full and h.pending and h.up for h in self.hosts)
+        if work is None and up and not owes_full:
             target = rng.choice(up)
-            options.append((5, "start", target.name, lambda: self._start(target)))
+            options.append((5, "start", target.name, partial(self._start, target)))
         if work is not None and work.up:
             others = [h for h in up if h is not work]
-            options.append((2, "stop", work.name, lambda: self._stop(signal.SIGTERM)))
+            options.append((2, "stop", work.name, partial(self._stop, signal.SIGTERM)))
             if others:
                 target = rng.choice(others)
                 options.append(
-                    (4, "move", f"{work.name}->{target.name}", lambda: self._move(target))
+                    (4, "move", f"{work.name}->{target.name}", partial(self._move, target))
                 )
         if work is not None and not work.up:
             others = [h for h in up if h is not work]
             if others:
                 target = rng.choice(others)
                 options.append(
-                    (4, "failover", f"{work.name}->{target.name}", lambda: self._move(target))
+                    (4, "failover", f"{work.name}->{target.name}", partial(self._move, target))
                 )
         if self.writer is not None and work is not None:
             options.append((1, "kill", f"writer on {work.name}", self._kill_writer))
         if up:
             victim = work if work is not None and work.up and rng.random() < 0.6 else rng.choice(up)
-            options.append((1.5, "kill", f"orlop on {victim.name}", lambda: self._kill(victim)))
+            options.append((1.5, "kill", f"orlop on {victim.name}", partial(self._kill, victim)))
             if victim is work and self.writer is not None:
-                options.append((1, "kill", f"host {victim.name}", lambda: self._kill_host(victim)))
+                options.append((1, "kill", f"host {victim.name}", partial(self._kill_host, victim)))
         if down:
             target = rng.choice(down)
             failpoint = rng.choice(FAILPOINTS) if rng.random() < 0.25 else None
             what = f"{target.name}" + (f" +{failpoint}" if failpoint else "")
-            options.append((3, "restart", what, lambda: self._restart(target, failpoint)))
+            options.append((3, "restart", what, partial(self._restart, target, failpoint)))
         if not self.faulty_steps:
             options.append((1.5, "faults", "", self._faults))
+        faulty = self.datapath.key is not None and self.datapath.key in self.presenter_keys()
+        if work is not None and work.up and self.writer is not None and faulty:
+            fault = rng.choice(("stall", "errors"))
+            seconds = rng.uniform(1.0, 3.0)
+            options.append(
+                (
+                    1,
+                    "disk",
+                    f"{fault} {seconds:.1f}s on {work.name}",
+                    partial(hostfaults.disk_fault, self, fault, seconds),
+                )
+            )
+        idle = [h for h in up if h is not work and not h.full and not h.pending]
+        if idle:
+            target = rng.choice(idle)
+            steps = rng.randint(1, 3)
+            options.append(
+                (
+                    1,
+                    "full",
+                    f"state of {target.name}, {steps} steps",
+                    partial(self._fill, target, steps),
+                )
+            )
         weights = [weight for weight, *_ in options]
         _, name, detail, action = rng.choices(options, weights)[0]
         return name, detail, action
@@ -345,78 +342,22 @@ class Simulation:
             self._unmount(host, mount_id)
         return f"ok ({len(owed)} Unmount sent)" if owed else "ok"
 
-    def _faults(self) -> str:
-        self.faulty_steps = self.rng.randint(1, 3) + 1  # this step's own count goes first
-        rate = self.rng.choice((0.1, 0.25, 0.5))
+    def presenter_keys(self) -> set[str]:
+        """The disk of the run's volume now (its presenter key), if it is the faulty one."""
+        return {disk.id for disk in self.world.disks(VOLUME)}
+
+    def _fill(self, host: SimHost, steps: int) -> str:
+        hostfaults.fill(host)
+        host.full = steps + 1  # this step's own count goes first
+        return "ok"
+
+    def _faults(self, rate: float | None = None, steps: int | None = None) -> str:
+        self.faulty_steps = (steps or self.rng.randint(1, 3)) + 1  # this step's count first
+        rate = rate or self.rng.choice((0.1, 0.25, 0.5))
         self.world.faults.schedule(
             self.rng.randrange(1 << 30), rate, tuple(Fault), delay=self.rng.uniform(0.2, 1.5)
         )
         return f"ok (rate {rate} for {self.faulty_steps - 1} steps)"
-
-    # Docker's side -----------------------------------------------------------------------
-    def _end_writer(self, sig: int) -> None:
-        assert self.writer is not None
-        writer, self.writer = self.writer, None
-        said = writer.end(sig)
-        self.acked.update(writer.acked)
-        self.report.acked = len(self.acked)
-        if writer.process.returncode == 3:
-            raise Violation(f"the writer met an I/O error: {said.strip()}")
-
-    def _mount(self, host: SimHost, preempt: bool) -> tuple[str, str]:
-        options = {"preempt": "true" if preempt else "false"}
-        if not self.made:
-            options.update(self.world.create_options)
-        error = ""
-        for attempt in range(ATTEMPTS):
-            if attempt == ATTEMPTS - 1:
-                self.world.faults.calm()
-            elif attempt:
-                time.sleep(0.2)
-            answer = host.call("Create", Name=VOLUME, Opts=options)
-            if answer.get("Err"):
-                error = f"Create: {answer['Err']}"
-                self.report.failed_calls += 1
-                continue
-            self.made = True
-            self.ids += 1
-            mount_id = f"{host.name}-m{self.ids}"
-            try:
-                answer = host.call("Mount", Name=VOLUME, ID=mount_id)
-            except DaemonGone:
-                self._failpoint(host)
-                host.pending.append(mount_id)  # did it record the ID? Unmount it to be sure
-                raise
-            if not answer.get("Err"):
-                return mount_id, str(answer["Mountpoint"])
-            error = f"Mount: {answer['Err']}"
-            self.report.failed_calls += 1
-        raise Violation(f"{host.name} could not mount {VOLUME} with the API calm: {error}")
-
-    def _unmount(self, host: SimHost, mount_id: str) -> None:
-        error = ""
-        if mount_id not in host.pending:
-            host.pending.append(mount_id)
-        for attempt in range(ATTEMPTS):
-            if attempt == ATTEMPTS - 1:
-                self.world.faults.calm()
-            elif attempt:
-                time.sleep(0.2)
-            try:
-                answer = host.call("Unmount", Name=VOLUME, ID=mount_id)
-            except DaemonGone:
-                self._failpoint(host)
-                raise
-            if not answer.get("Err"):
-                host.pending.remove(mount_id)
-                return
-            error = answer["Err"]
-            self.report.failed_calls += 1
-        raise Violation(f"{host.name} could not unmount {VOLUME} with the API calm: {error}")
-
-    def _failpoint(self, host: SimHost) -> None:
-        if host.failpoint and f"failpoint {host.failpoint} reached" in host.daemon.log():
-            self.report.failpoints_hit += 1
 
     # the end -----------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -424,6 +365,9 @@ class Simulation:
         self.log.append(step)
         self.world.faults.calm()
         self.faulty_steps = 0
+        for host in self.hosts:
+            host.full = 0
+            hostfaults.empty(host)
         if self.work_host is not None:
             self._stop(signal.SIGTERM if self.work_host.up else signal.SIGKILL)
         for host in self.hosts:
@@ -439,12 +383,14 @@ class Simulation:
         self._check()
         if self.fsck_due:
             raise Violation("the volume was never free for fsck at the end")
-        answer = reader.call("Remove", Name=VOLUME)
-        if answer.get("Err"):
-            raise Violation(f"Remove at the end failed: {answer['Err']}")
+        for name in (VOLUME, IDLE):
+            answer = reader.call("Remove", Name=name)
+            if answer.get("Err"):
+                raise Violation(f"Remove {name} at the end failed: {answer['Err']}")
         checks.settled(lambda: self._gone(), timeout=15)
         for host in self.hosts:
             host.terminate()
+            run(["umount", str(host.daemon.state_dir)], timeout=60)
         devices = list(self.world.presenter.devices.values())
         self.report.leaks = checks.leaks(self.world, self.root, devices)
         step.outcome = "ok"

@@ -5,6 +5,7 @@ repeat only on throttling (a write that failed may have happened: the caller exa
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -18,12 +19,14 @@ from orlop.backends.cloud.api import (
     DiskSpec,
     Identity,
     Snapshot,
+    record_of,
 )
 from orlop.backends.cloud.waiting import call_with_retries
 from orlop.core.model import BackendError, InvalidOption
 from orlop.ops.counters import counted_provider_call
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def recorded_id(volume: VolumeRef) -> str | None:
@@ -78,12 +81,32 @@ class CloudCalls:
     def must_get(self, volume: VolumeRef) -> Disk:
         disk_id = self.disk_id(volume)
         disk = self.get(disk_id)
+        if disk is None and volume.record.get("adopted"):
+            disk = self._made_again(volume, disk_id)
         if disk is None:
             raise BackendError(
                 f"{self.word} {disk_id} of volume {volume.name} no longer exists in the cloud; "
                 "remove the volume from Orlop"
             )
         return disk
+
+    def _made_again(self, volume: VolumeRef, gone: str) -> Disk | None:
+        """An adopted volume (another host made it) whose disk is gone, and one disk of its
+        name in the namespace now: that host undid a create this host had already listed,
+        and made the disk again. Follow it (the record changes in place: the service saves
+        it with the next change); with none or several, the caller's error stands."""
+        found = [d for d in self.find(volume.name) if d.state != "deleting"]
+        if len(found) != 1:
+            return None
+        log.info(
+            "%s %s of %s is gone; %s carries the name now: using it",
+            self.word,
+            gone,
+            volume.name,
+            found[0].id,
+        )
+        volume.record.update({**record_of(found[0]), "adopted": True})
+        return found[0]
 
     # writes ---------------------------------------------------------------------------------
     def create(self, spec: DiskSpec) -> Disk:

@@ -38,15 +38,21 @@ class DevicePresenter:
         self.shown: dict[str, list[Path]] = {}  # disk key → links now present
         self.appeared: Counter[str] = Counter()  # how often each disk was shown
         self.lock = threading.Lock()
+        # Where a new disk's data lives: None, a sparse image of its own under `root`; a
+        # chaos run sets it to back one disk by a FaultyDisk (a file that fails on demand).
+        self.backing: Callable[[str, int], Path | None] | None = None
 
     def device_for(self, key: str, size: int) -> str:
         """The loop device of disk `key`, made (or grown to `size` bytes) as needed."""
         with self.lock:
             image = self.root / f"{_safe(key)}.img"
             if key not in self.devices:
-                with open(image, "wb") as file:
-                    file.truncate(size)
-                device = run(["losetup", "--find", "--show", str(image)]).stdout.strip()
+                backing = self.backing(key, size) if self.backing is not None else None
+                if backing is None:
+                    with open(image, "wb") as file:
+                        file.truncate(size)
+                device = run(["losetup", "--find", "--show", str(backing or image)]).stdout
+                device = device.strip()
                 self.devices[key], self.sizes[key] = device, size
             elif size > self.sizes[key]:  # the cloud grew the disk: so does the device
                 with open(image, "r+b") as file:
