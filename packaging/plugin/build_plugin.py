@@ -19,7 +19,6 @@ packages from the index pip is configured with. Everything else is offline.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import fcntl
 import glob
@@ -45,20 +44,15 @@ from orlop.managed.csi import csi_manifest  # noqa: E402
 from orlop.managed.kinds import PluginKind, plugin_kind  # noqa: E402
 from orlop.managed.manifest import manifest  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import trim_rules as trim  # noqa: E402
+
 SUITE = "bookworm"
 PYTHON = "python3.11"  # bookworm's; the wheels are installed by this host's python3.11
 SITE_PACKAGES = f"usr/local/lib/{PYTHON}/dist-packages"  # on Debian python3's sys.path
 BASE_PACKAGES = ("python3", "ca-certificates")
 # Debian packages a kind needs that its doctor checks do not name (explicit, by kind).
 EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {}
-# botocore ships the API models of ~400 AWS services; Orlop calls these.
-BOTOCORE_SERVICES = ("ec2", "s3", "sts", "sso", "sso-oidc")
-# Parts of client libraries Orlop never imports: pydo's asyncio twin of its 21 MB generated
-# client (Orlop calls pydo.Client), isilon-sdk's OneFS API versions but the one Orlop uses.
-UNUSED_PARTS = ("pydo/aio", "isilon_sdk/v9_[!5]_*", "isilon_sdk/v9_[0-9][0-9]_*", "*/tests")
-# Generated API clients, mostly docstrings (pydo's operations: 21 MB, 3 MB without them);
-# nothing in them reads __doc__. Their source and byte-code are written without docstrings.
-GENERATED_CLIENTS = ("pydo", "google/cloud/compute_v1", "isilon_sdk")
 HERE = Path(__file__).resolve().parent
 TRIM_LIST = HERE / "trim.txt"
 DEFAULT_CACHE = "/var/cache/orlop/plugin"
@@ -152,7 +146,8 @@ def _discard(path: Path) -> None:
 
 def base_rootfs(kind: PluginKind, cache: Path, mirror: str) -> Path:
     packages = debian_packages(kind)
-    key = digest("base", SUITE, "minbase", packages, TRIM_LIST.read_text())
+    rules = trim.rules(TRIM_LIST.read_text(), "rootfs")
+    key = digest("base", SUITE, "minbase", packages, rules.text())
     final = cache / f"base-{key}"
     if final.is_dir():
         log(f"Debian root filesystem from cache ({final.name})")
@@ -176,30 +171,18 @@ def base_rootfs(kind: PluginKind, cache: Path, mirror: str) -> Path:
             ],
             timeout=DEBOOTSTRAP_TIMEOUT,
         )
-        trim(target)
+        trim_rootfs(target)
         target.rename(final)
     log(f"Debian root filesystem built in {time.monotonic() - started:.0f} s")
     return final
 
 
-def trim(rootfs: Path) -> None:
+def trim_rootfs(rootfs: Path) -> None:
     """Remove what a plugin never reads: docs (copyright files stay), caches, apt lists, …"""
-    for pattern in TRIM_LIST.read_text().splitlines():
-        pattern = pattern.split("#", 1)[0].strip()
-        if not pattern:
-            continue  # a blank line would match the root filesystem itself
-        for match in glob.glob(str(rootfs / pattern)):
-            _remove(Path(match))
+    trim.apply(rootfs, trim.rules(TRIM_LIST.read_text(), "rootfs"))
     for path in (rootfs / "usr/share/doc").rglob("*"):
         if path.is_file() and path.name != "copyright":
             path.unlink()
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
@@ -207,7 +190,8 @@ def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
     Orlop often) + Orlop's wheel."""
     extras = [kind.backend] if kind.backend in _optional() else []
     extras.append("csi")  # the CSI frontend's gRPC and protobuf (any kind may serve CSI)
-    deps = dependencies_rootfs(base, cache, extras)
+    rules = trim.rules(TRIM_LIST.read_text(), "python", kind.name)
+    deps = dependencies_rootfs(base, cache, extras, rules)
     key = digest("orlop", deps.name, source_digest())
     final = cache / f"rootfs-{kind.name}-{key}"
     if final.is_dir():
@@ -225,14 +209,16 @@ def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
     return final
 
 
-def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
+def dependencies_rootfs(base: Path, cache: Path, extras: list[str], rules: trim.Rules) -> Path:
+    """The base + the pinned dependencies of Orlop and `extras`, trimmed by `rules` (the
+    kind's [python] rules of trim.txt), shared objects stripped, byte-compiled."""
     requirements = sorted(_project().get("dependencies", []))
     for extra in extras:
         # An extra may name another (orlop[cinder]); only third-party pins go in this layer.
         requirements += sorted(r for r in _optional()[extra] if not r.startswith("orlop"))
     without_deps = _no_deps()
-    key = digest("deps", base.name, requirements, BOTOCORE_SERVICES, Path(__file__).read_text())
-    key = digest(key, without_deps)
+    builder = Path(__file__).read_text() + (HERE / "trim_rules.py").read_text()
+    key = digest("deps", base.name, requirements, without_deps, rules.text(), builder)
     final = cache / f"deps-{key}"
     if final.is_dir():
         os.utime(final)
@@ -244,12 +230,7 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
         site = target / SITE_PACKAGES
         _pip(site, *requirements)
         _pip(site, *without_deps, deps=False)  # ember-csi: the CSI descriptor only
-        botocore = site / "botocore" / "data"
-        if botocore.is_dir():
-            for service in botocore.iterdir():
-                if service.is_dir() and service.name not in BOTOCORE_SERVICES:
-                    shutil.rmtree(service)
-        lean_dependencies(site)
+        trim.apply(site, rules)
         shared = [str(p) for p in site.rglob("*.so")]
         if shared and shutil.which("strip"):
             run(["strip", "--strip-unneeded", *shared], timeout=300)
@@ -258,31 +239,6 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
     seconds = time.monotonic() - started
     log(f"{len(requirements)} Python dependencies installed in {seconds:.0f} s")
     return final
-
-
-def lean_dependencies(site: Path) -> None:
-    """Remove what Orlop never imports, and the docstrings of generated clients."""
-    for pattern in UNUSED_PARTS:
-        for match in glob.glob(str(site / pattern)):
-            _remove(Path(match))
-    for tree in GENERATED_CLIENTS:
-        for module in (site / tree).rglob("*.py"):
-            module.write_text(without_docstrings(module.read_text()))
-
-
-def without_docstrings(source: str) -> str:
-    """`source` without its module, class and function docstrings (what -OO drops)."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            first = node.body[0] if node.body else None
-            if (
-                isinstance(first, ast.Expr)
-                and isinstance(first.value, ast.Constant)
-                and isinstance(first.value.value, str)
-            ):
-                node.body = node.body[1:] or [ast.Pass()]
-    return ast.unparse(tree) + "\n"
 
 
 def _project() -> dict[str, Any]:
@@ -314,7 +270,7 @@ def _pip(site: Path, *requirements: str, deps: bool = True) -> None:
         ],
         timeout=PIP_TIMEOUT,
     )  # fmt: skip
-    _remove(site / "bin")  # console scripts pointing at this host's python
+    shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts for this host's python
 
 
 def _compile(rootfs: Path, tree: Path) -> None:
@@ -453,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"the root filesystem's size limit, measured every build (default {ROOTFS_LIMIT_MB})",
     )  # fmt: skip
     parser.add_argument(
-        "--enforce-size", action="store_true", help="fail, not just say so, above --size-limit"
+        "--allow-oversize", action="store_true", help="say so, but build, above --size-limit"
     )
     parser.add_argument("--stage-dir", help="where to stage (default: a temporary directory)")
     # --csi: a CSI plugin for Swarm's cluster volumes (orlop/managed/csi.py, docs/csi.md)
@@ -476,9 +432,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             stage(kind, rootfs, staging, args.drop_capability, csi=args.csi)
             prune(cache)
         within, line = size_verdict(kind.name, size_of(rootfs), args.size_limit)
-        log(f"{line} ({rootfs})")
-        if not within and args.enforce_size:
-            raise SystemExit(f"build-plugin: {line}")
+        site = rootfs / SITE_PACKAGES
+        log(f"{line} (dist-packages {size_of(site) / 1e6:.0f} MB; {rootfs})")
+        if not within:
+            log(f"the largest in {SITE_PACKAGES} (trim them in {TRIM_LIST}):")
+            for size, entry in trim.largest(site, 30):
+                log(f"  {size / 1e6:6.1f} MB  {entry}")
+            if not args.allow_oversize:
+                raise SystemExit(f"build-plugin: {line}; trim it or pass --allow-oversize")
         if args.no_create:
             handed_over = True
             print(staging)

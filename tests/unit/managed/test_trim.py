@@ -1,0 +1,144 @@
+"""trim.txt never removes what Orlop loads for a kind (no build: this venv's packages).
+
+For each kind a fresh interpreter imports what the plugin does (the entry point, the daemon,
+the CSI server) and every module of the kind's backend package together with every absolute
+module those modules import, at the top or inside a function (the cloud clients are imported
+at first use), plus the modules a client library loads by name when first called (CLIENT_CALLS).
+An audit hook records every file opened; no file under site-packages may be one the kind's
+[python] rules remove.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from orlop.managed.kinds import plugin_kinds
+
+ROOT = Path(__file__).resolve().parents[3]
+SITE = Path(sysconfig.get_paths()["purelib"])
+ALL_KINDS = sorted(plugin_kinds())
+# What a client library loads lazily when Orlop first calls it: modules, then code.
+CLIENT_CALLS = {
+    "cinder": "import openstack.block_storage.v3._proxy, openstack.compute.v2._proxy",
+    # botocore's models are data files, read when a client is made (ebs: ec2 and sts; s3).
+    "ebs": "import boto3; [boto3.client(s, region_name='eu-west-1') for s in ('ec2', 'sts')]",
+    "s3": "import boto3; boto3.client('s3', region_name='eu-west-1')",
+    "gce": "from google.cloud import compute_v1; compute_v1.DisksClient",
+}
+PROBE = r"""
+import ast, importlib, json, pkgutil, sys
+opened = set()
+sys.addaudithook(lambda event, args: opened.add(str(args[0]))
+                 if event == "open" and isinstance(args[0], str) else None)
+import orlop.daemon, orlop.managed.start, orlop.managed.env, orlop.frontends.csi.server
+from orlop.managed.kinds import plugin_kind
+kind = plugin_kind(sys.argv[1])
+kind.variables()
+package = kind.backend_class().__module__.rsplit(".", 1)[0]
+names = {package} | {m.name for m in pkgutil.walk_packages(
+    importlib.import_module(package).__path__, package + ".")}
+wanted = set()
+for name in sorted(names):
+    module = importlib.import_module(name)
+    for node in ast.walk(ast.parse(open(module.__file__).read())):
+        if isinstance(node, ast.Import):
+            wanted.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            wanted.add(node.module)
+failed = []
+for name in sorted(wanted):
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        failed.append(f"{name}: {error}")
+exec(sys.argv[2])
+files = opened | {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
+print(json.dumps({"files": sorted(f for f in files if f), "failed": failed}))
+"""
+
+
+def _trim() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "trim_rules", ROOT / "packaging" / "plugin" / "trim_rules.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("trim_rules", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return sys.modules["trim_rules"]
+
+
+def _loaded(kind: str) -> tuple[list[str], list[str]]:
+    """The site-packages files a kind's plugin loads (relative), and imports that failed."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, kind, CLIENT_CALLS.get(kind, "")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.splitlines()[-1])
+    inside = [Path(f) for f in found["files"] if f.startswith(str(SITE) + "/")]
+    return [str(p.relative_to(SITE)) for p in inside], found["failed"]
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_trim_rules_keep_every_file_the_kind_loads(kind: str) -> None:
+    trim = _trim()
+    rules = trim.rules((ROOT / "packaging" / "plugin" / "trim.txt").read_text(), "python", kind)
+    files, failed = _loaded(kind)
+    assert not failed, failed  # this venv has every client: all of them import
+    assert len(files) > 50  # pydantic, botocore, the kind's client: the probe saw them
+    removed = [f for f in files if rules.removes(f)]
+    assert removed == [], f"trim.txt removes files the {kind} plugin loads: {removed[:20]}"
+
+
+def test_the_rules_remove_what_they_say(tmp_path: Path) -> None:
+    trim = _trim()
+    text = (
+        "[rootfs]\nusr/share/man\n"
+        "[python]\n*/tests\nbotocore/data/*/\n!botocore/data/ec2\n"
+        "[python powerscale]\nisilon_sdk/v[0-9]*\n!isilon_sdk/v9_5_0\ndocstrings isilon_sdk\n"
+    )
+    made = [
+        "botocore/data/ec2/2016-11-15/service-2.json.gz",
+        "botocore/data/iam/2010-05-08/service-2.json.gz",
+        "botocore/data/endpoints.json.gz",
+        "isilon_sdk/v9_5_0/api.py",
+        "isilon_sdk/v9_10_0/api.py",
+        "isilon_sdk/__init__.py",
+        "openstack/tests/unit/x.py",
+    ]
+    for path in made:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text('"""doc"""\nX = 1\n')
+    powerscale = trim.rules(text, "python", "powerscale")
+    assert [powerscale.removes(p) for p in made] == [False, True, False, False, True, False, True]
+    assert trim.rules(text, "python", "gce").removes("isilon_sdk/v9_10_0/api.py") is False
+    assert trim.rules(text, "rootfs").remove == ["usr/share/man"]
+    trim.apply(tmp_path, powerscale)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [p for p in sorted(made) if not powerscale.removes(p)]
+    assert (tmp_path / "isilon_sdk/v9_5_0/api.py").read_text() == "X = 1\n"
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("usr/share/man\n", "before any [section]"),
+        ("[rootfs block]\nx\n", "the same for every kind"),
+        ("[site]\nx\n", "[rootfs] or [python KIND"),
+        ("[python]\n/usr/lib\n", "must be relative"),
+        ("[python]\na/../b\n", "must be relative"),
+    ],
+)
+def test_bad_trim_rules_are_refused_with_the_line(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match=r"trim\.txt line") as raised:
+        _trim().parse(text)
+    assert error in str(raised.value)
