@@ -147,7 +147,7 @@ def _discard(path: Path) -> None:
 def base_rootfs(kind: PluginKind, cache: Path, mirror: str) -> Path:
     packages = debian_packages(kind)
     rules = trim.rules(TRIM_LIST.read_text(), "rootfs")
-    key = digest("base", SUITE, "minbase", packages, rules.text())
+    key = digest("base", SUITE, "minbase", packages, rules.text(with_sourceless=False))
     final = cache / f"base-{key}"
     if final.is_dir():
         log(f"Debian root filesystem from cache ({final.name})")
@@ -185,13 +185,15 @@ def trim_rootfs(rootfs: Path) -> None:
             path.unlink()
 
 
-def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
+def orlop_rootfs(kind: PluginKind, base: Path, cache: Path, csi: bool = False) -> Path:
     """The base + Orlop's dependencies (a cached layer of its own: they change rarely,
     Orlop often) + Orlop's wheel."""
     extras = [kind.backend] if kind.backend in _optional() else []
-    extras.append("csi")  # the CSI frontend's gRPC and protobuf (any kind may serve CSI)
-    rules = trim.rules(TRIM_LIST.read_text(), "python", kind.name)
-    deps = dependencies_rootfs(base, cache, extras, rules)
+    if csi:  # the CSI frontend's gRPC and protobuf: a volume plugin never serves CSI
+        extras.append("csi")
+    text = TRIM_LIST.read_text()
+    rules = (trim.rules(text, "rootfs"), trim.rules(text, "python", kind.name))
+    deps = dependencies_rootfs(base, cache, extras, rules, _no_deps() if csi else [])
     key = digest("orlop", deps.name, source_digest())
     final = cache / f"rootfs-{kind.name}-{key}"
     if final.is_dir():
@@ -209,16 +211,24 @@ def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
     return final
 
 
-def dependencies_rootfs(base: Path, cache: Path, extras: list[str], rules: trim.Rules) -> Path:
+def dependencies_rootfs(
+    base: Path,
+    cache: Path,
+    extras: list[str],
+    rules: tuple[trim.Rules, trim.Rules],
+    without_deps: list[str],
+) -> Path:
     """The base + the pinned dependencies of Orlop and `extras`, trimmed by `rules` (the
-    kind's [python] rules of trim.txt), shared objects stripped, byte-compiled."""
+    kind's [python] rules of trim.txt; [rootfs]'s sourceless ones too: this layer
+    byte-compiles), shared objects stripped, byte-compiled."""
+    system, python = rules
     requirements = sorted(_project().get("dependencies", []))
     for extra in extras:
         # An extra may name another (orlop[cinder]); only third-party pins go in this layer.
         requirements += sorted(r for r in _optional()[extra] if not r.startswith("orlop"))
-    without_deps = _no_deps()
     builder = Path(__file__).read_text() + (HERE / "trim_rules.py").read_text()
-    key = digest("deps", base.name, requirements, without_deps, rules.text(), builder)
+    key = digest("deps", base.name, requirements, without_deps, system.text(), python.text())
+    key = digest(key, builder)
     final = cache / f"deps-{key}"
     if final.is_dir():
         os.utime(final)
@@ -229,11 +239,14 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str], rules: trim.
         run(["cp", "-a", "--reflink=auto", str(base), str(target)], timeout=600)
         site = target / SITE_PACKAGES
         _pip(site, *requirements)
-        _pip(site, *without_deps, deps=False)  # ember-csi: the CSI descriptor only
-        trim.apply(site, rules)
+        if without_deps:
+            _pip(site, *without_deps, deps=False)  # ember-csi: the CSI descriptor only
+        trim.apply(site, python)
         shared = [str(p) for p in site.rglob("*.so")]
         if shared and shutil.which("strip"):
             run(["strip", "--strip-unneeded", *shared], timeout=300)
+        trim.make_sourceless(target, system, "")
+        trim.make_sourceless(site, python, f"/{SITE_PACKAGES}")
         _compile(target, site)
         target.rename(final)
     seconds = time.monotonic() - started
@@ -296,25 +309,48 @@ def install_orlop(rootfs: Path, work: Path) -> None:
     _compile(rootfs, site / "orlop")
 
 
+# Run in the root filesystem: every executable and shared object finds the libraries it
+# links (what trim.txt removed from /usr/lib is no one's).
+LINKED_CHECK = r"""
+import os, subprocess
+broken = []
+for top in ("/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec", "/usr/local/lib"):
+    for directory, _, files in os.walk(top):
+        for name in files:
+            path = os.path.join(directory, name)
+            if os.path.islink(path):
+                continue
+            with open(path, "rb") as file:
+                if file.read(4) != b"\x7fELF":
+                    continue
+            out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+            broken += [f"{path}: {ln.strip()}" for ln in out.splitlines() if "not found" in ln]
+sys.exit(f"missing libraries: {broken[:20]}" if broken else 0)
+"""
+
+
 def verify(kind: PluginKind, rootfs: Path) -> None:
     """Start Python in the root filesystem: Orlop, the backend and its client library import,
-    and every tool the backend runs is there."""
+    every tool the backend runs is there, and nothing lacks a library it links."""
+    # trim_rules.PROBE: the backend's modules and every module they import, at the top or
+    # at first use (the cloud client), as the trimmed tree has them; then its tools.
     script = (
         "import shutil, sys\n"
-        "import orlop.daemon, orlop.managed.env, orlop.managed.start\n"
-        "from orlop.managed.kinds import plugin_kind\n"
-        f"kind = plugin_kind({kind.name!r})\n"
-        "kind.variables()  # imports the backend and its client library\n"
+        f"exec({trim.PROBE!r})\n"
+        "if failed:\n"
+        "    sys.exit(f'imports that fail: {failed}')\n"
         "missing = [t for t in kind.tools() if not shutil.which(t)]\n"
-        "sys.exit(f'missing tools: {missing}' if missing else 0)\n"
+        "if missing:\n"
+        "    sys.exit(f'missing tools: {missing}')\n"
+        f"exec({LINKED_CHECK!r})\n"
     )
     from orlop.managed.manifest import PATH
 
     try:
         run(
             ["chroot", str(rootfs), "/usr/bin/env", "-i", f"PATH={PATH}",
-             f"ORLOP_PLUGIN_KIND={kind.name}", "/usr/bin/python3", "-c", script],
-            timeout=120,
+             f"ORLOP_PLUGIN_KIND={kind.name}", "/usr/bin/python3", "-c", script, kind.name, ""],
+            timeout=600,
         )  # fmt: skip
     except CommandError as error:
         message = f"build-plugin: the {kind.name} root filesystem is broken: {error}"
@@ -428,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with locked(cache):  # staged under the lock: pruning never removes what is linked
             base = base_rootfs(kind, cache, args.mirror or debian_mirror())
-            rootfs = orlop_rootfs(kind, base, cache)
+            rootfs = orlop_rootfs(kind, base, cache, csi=args.csi)
             stage(kind, rootfs, staging, args.drop_capability, csi=args.csi)
             prune(cache)
         within, line = size_verdict(kind.name, size_of(rootfs), args.size_limit)

@@ -10,6 +10,11 @@ relative to dist-packages). In a section, a line is
     docstrings PATTERN   rewrite the modules under the matched directories without their
                          docstrings (generated clients: most of their bytes; nothing reads
                          __doc__ there)
+    prune-imports FILE   drop FILE's `from .x import …` of modules the rules removed, and
+                         their names from its __all__ (a package that imports all of its
+                         generated services while Orlop calls a few)
+    sourceless PATTERN   ship the matched modules byte-compiled only (`name.pyc` beside
+                         where `name.py` was): tracebacks there show no source lines
 
 and `#` starts a comment. Globs are `glob`'s: `*` stays within one path component.
 """
@@ -17,11 +22,48 @@ and `#` starts a comment. Globs are `glob`'s: `*` stays within one path componen
 from __future__ import annotations
 
 import ast
+import contextlib
 import fnmatch
 import glob
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# What a kind's plugin loads, run by a Python that has the kind's packages (the trimmed
+# tree, in build_plugin.verify; this checkout's venv, in tests/unit/managed/test_trim.py):
+# argv[1] the kind, argv[2] code to run last (a client's first call). Every file opened is
+# recorded; the JSON line printed last says which, and which imports failed.
+PROBE = r"""
+import ast, importlib, json, pkgutil, sys
+opened = set()
+sys.addaudithook(lambda event, args: opened.add(str(args[0]))
+                 if event == "open" and isinstance(args[0], str) else None)
+import orlop.daemon, orlop.managed.start, orlop.managed.env
+from orlop.managed.kinds import plugin_kind
+kind = plugin_kind(sys.argv[1])
+kind.variables()
+package = kind.backend_class().__module__.rsplit(".", 1)[0]
+names = {package} | {m.name for m in pkgutil.walk_packages(
+    importlib.import_module(package).__path__, package + ".")}
+wanted = set()
+for name in sorted(names):
+    module = importlib.import_module(name)
+    source = module.__spec__.loader.get_source(name) or ""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            wanted.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            wanted.add(node.module)
+failed = []
+for name in sorted(wanted):
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        failed.append(f"{name}: {error}")
+exec(sys.argv[2])
+files = opened | {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
+print(json.dumps({"files": sorted(f for f in files if f), "failed": failed}))
+"""
 
 
 @dataclass
@@ -29,11 +71,18 @@ class Rules:
     remove: list[str] = field(default_factory=list)
     keep: list[str] = field(default_factory=list)
     docstrings: list[str] = field(default_factory=list)
+    prune_imports: list[str] = field(default_factory=list)
+    sourceless: list[str] = field(default_factory=list)
 
-    def text(self) -> str:
-        """The rules in a stable form (a cache key)."""
+    def text(self, with_sourceless: bool = True) -> str:
+        """The rules in a stable form (a cache key; sourceless applies where a layer
+        byte-compiles, so a layer that does not compile leaves it out of its key)."""
         lines = [*self.remove, *(f"!{k}" for k in self.keep)]
-        return "\n".join([*lines, *(f"docstrings {d}" for d in self.docstrings)])
+        lines += [f"docstrings {d}" for d in self.docstrings]
+        lines += [f"prune-imports {f}" for f in self.prune_imports]
+        if with_sourceless:
+            lines += [f"sourceless {p}" for p in self.sourceless]
+        return "\n".join(lines)
 
     def kept(self, relative: str) -> bool:
         """Whether a keep rule names `relative` itself."""
@@ -100,8 +149,9 @@ def parse(text: str) -> dict[tuple[str, tuple[str, ...]], Rules]:
             raise ValueError(f"trim.txt line {number}: {line!r} must be relative, without ..")
         if line.startswith("!"):
             current.keep.append(line[1:])
-        elif line.startswith("docstrings "):
-            current.docstrings.append(line.removeprefix("docstrings ").strip())
+        elif line.startswith(("docstrings ", "prune-imports ", "sourceless ")):
+            directive, argument = line.split(None, 1)
+            getattr(current, directive.replace("-", "_")).append(argument.strip())
         else:
             current.remove.append(line)
     return sections
@@ -115,6 +165,8 @@ def rules(text: str, where: str, kind: str | None = None) -> Rules:
             merged.remove += found.remove
             merged.keep += found.keep
             merged.docstrings += found.docstrings
+            merged.prune_imports += found.prune_imports
+            merged.sourceless += found.sourceless
     return merged
 
 
@@ -127,6 +179,66 @@ def apply(root: Path, rules: Rules) -> None:
         for tree in glob.glob(str(root / pattern)):
             for module in Path(tree).rglob("*.py"):
                 module.write_text(without_docstrings(module.read_text()))
+    for name in rules.prune_imports:
+        for module in glob.glob(f"{root}/{name}"):
+            path = Path(module)
+            path.write_text(without_missing_imports(path.read_text(), path.parent))
+
+
+def without_missing_imports(source: str, package: Path) -> str:
+    """`source` (a package's __init__ in `package`) without its top-level `from .x import
+    names` where .x is gone, and without those names in a literal `__all__`."""
+    tree = ast.parse(source)
+    dropped: set[str] = set()
+    body = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            target = package.joinpath(*node.module.split("."))
+            if not target.is_dir() and not target.with_suffix(".py").exists():
+                dropped.update(alias.asname or alias.name for alias in node.names)
+                continue
+        body.append(node)
+    for node in body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            and isinstance(node.value, (ast.Tuple, ast.List))
+        ):
+            node.value.elts = [
+                e
+                for e in node.value.elts
+                if not (isinstance(e, ast.Constant) and e.value in dropped)
+            ]
+    tree.body = body
+    return ast.unparse(tree) + "\n"
+
+
+def make_sourceless(root: Path, rules: Rules, inside: str) -> None:
+    """Byte-compile what the sourceless rules match to `name.pyc` beside `name.py` (the
+    path in tracebacks: `inside`, where `root` is in the plugin) and remove the source."""
+    import compileall
+    import py_compile
+
+    for pattern in rules.sourceless:
+        for match in sorted(glob.glob(f"{root}/{pattern}")):
+            path = Path(match)
+            shown = f"{inside}/{path.relative_to(root)}"
+            if path.is_dir():
+                # A module that does not compile (a template, Python 2) keeps its source.
+                compileall.compile_dir(path, ddir=shown, legacy=True, quiet=2, workers=0)
+                sources = list(path.rglob("*.py"))
+                caches = list(path.rglob("__pycache__"))
+            elif path.suffix == ".py":
+                with contextlib.suppress(py_compile.PyCompileError, SyntaxError):
+                    py_compile.compile(str(path), str(path) + "c", shown, doraise=True)
+                sources, caches = [path], []
+            else:
+                continue
+            for source in sources:
+                if source.with_suffix(".pyc").exists():
+                    source.unlink()
+            for cache in caches:
+                shutil.rmtree(cache, ignore_errors=True)
 
 
 def _prune(root: Path, path: Path, rules: Rules) -> None:

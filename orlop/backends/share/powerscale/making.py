@@ -16,13 +16,15 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orlop.backends.share.naming import share_name
-from orlop.backends.share.powerscale.client import OneFs
 from orlop.backends.share.powerscale.labels import Mark
 from orlop.core.failpoints import failpoint
 from orlop.core.model import BackendError, Conflict
+
+if TYPE_CHECKING:  # the SDK is imported at the first call (client.py), not at start
+    from orlop.backends.share.powerscale.client import OneFs
 
 POLL_SECONDS = 0.2
 Record = dict[str, Any]

@@ -11,11 +11,12 @@ hosts may make the same volume at once, is `VolumeMaker` (making.py).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from orlop.backends.base import BackendContext, VolumeRef
@@ -25,19 +26,22 @@ from orlop.backends.share.clients import NfsTarget, SmbTarget
 from orlop.backends.share.naming import share_name
 from orlop.backends.share.powerscale.labels import Mark, volume_at
 from orlop.backends.share.powerscale.limits import DEFAULT_SIZE, NFS_ONLY, OPTIONS
+from orlop.backends.share.powerscale.making import VolumeMaker
 from orlop.backends.share.powerscale.settings import PowerScaleSettings, password_of
+from orlop.backends.share.powerscale.snapshots import PowerScaleSnapshots
 from orlop.backends.share.provider import Prove, Target, Walk, target_text
 from orlop.core.model import ConfigError, InvalidOption, NotFound, Usage
 
-try:
+if TYPE_CHECKING:
     from orlop.backends.share.powerscale.client import OneFs
-    from orlop.backends.share.powerscale.making import VolumeMaker
-    from orlop.backends.share.powerscale.snapshots import PowerScaleSnapshots
-except ModuleNotFoundError as missing:  # the SDK is an optional extra
+
+# The SDK (an optional extra) is imported at the first call: its 1,500 modules take
+# seconds, which a managed plugin's start cannot spend. Whether it is there is known now.
+if importlib.util.find_spec("isilon_sdk") is None:
     raise ConfigError(
-        f"backend powerscale needs the Python package isilon-sdk ({missing}): "
-        "pip install 'orlop[powerscale]' (scripts/setup installs it)"
-    ) from None
+        "backend powerscale needs the Python package isilon-sdk (No module named "
+        "'isilon_sdk'): pip install 'orlop[powerscale]' (scripts/setup installs it)"
+    )
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ class PowerScaleProvider:
         timeout = timeout_of(volume) if volume is not None else 20.0
         with self._api_lock:
             if self._api is None:
+                from orlop.backends.share.powerscale.client import OneFs
+
                 settings = self.settings
                 self._api = OneFs(
                     settings.url,

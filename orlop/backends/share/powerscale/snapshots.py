@@ -7,14 +7,14 @@ from its path, so snapshots another host took are listed too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-import isilon_sdk.v9_5_0 as isi  # type: ignore[import-untyped]
+from typing import TYPE_CHECKING, Any
 
 from orlop.backends.base import VolumeRef
-from orlop.backends.share.powerscale.client import OneFs
 from orlop.backends.share.powerscale.labels import volume_at
 from orlop.core.model import NotFound, rfc3339
+
+if TYPE_CHECKING:  # the SDK (1,500 modules) is imported at the first call, not at start
+    from orlop.backends.share.powerscale.client import OneFs
 
 
 class PowerScaleSnapshots:
@@ -24,6 +24,8 @@ class PowerScaleSnapshots:
         self.base_path = base_path
 
     def create(self, volume: VolumeRef, name: str) -> dict[str, Any]:
+        import isilon_sdk.v9_5_0 as isi  # type: ignore[import-untyped]
+
         api, path = self.api(volume), volume.record["path"]
         made = api.call(
             f"snapshotting {path}",
