@@ -172,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{peer_mb:>7.0f} {peer_command:>13.2f} {peer_answer:>8.2f}"
         )
     print(
+        f"{'peer: rclone':<13} {peer_mb:>9.0f} {peer_mb / LIMIT_MB:>7.0%} {'':>6} | "
+        f"{peer_command:>8.2f} {peer_answer:>8.2f}"
+    )
+    print(
         "\nenable s: the `docker plugin enable` command (dockerd waits 0.5 s before it first "
         "dials the socket); → List s: until the socket answers. Peer: rclone serve docker."
     )
