@@ -149,3 +149,36 @@ def test_bad_trim_rules_are_refused_with_the_line(text: str, error: str) -> None
     with pytest.raises(ValueError, match=r"trim\.txt line") as raised:
         _trim().parse(text)
     assert error in str(raised.value)
+
+
+def test_prune_imports_and_sourceless_leave_an_importable_package(tmp_path: Path) -> None:
+    trim = _trim()
+    package = tmp_path / "gen"
+    for service in ("disks", "routers", "zones"):
+        (package / "services" / service).mkdir(parents=True)
+        (package / "services" / service / "__init__.py").write_text(f"NAME = {service!r}\n")
+    (package / "services" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text(
+        "from .services.disks import NAME as DisksClient\n"
+        "from .services.routers import NAME as RoutersClient\n"
+        "from .services.zones import NAME as ZonesClient\n"
+        "__all__ = ('DisksClient', 'RoutersClient', 'ZonesClient', 'Other')\n"
+        "Other = 1\n"
+    )
+    text = (
+        "[python]\ngen/services/*\n!gen/services/__init__.py\n!gen/services/disks\n"
+        "!gen/services/zones\nprune-imports gen/__init__.py\nsourceless gen\n"
+    )
+    rules = trim.rules(text, "python", "gce")
+    trim.apply(tmp_path, rules)
+    trim.make_sourceless(tmp_path, rules, "/site")
+    assert not (package / "services" / "routers").exists()
+    assert not list(package.rglob("*.py")) and not list(package.rglob("__pycache__"))
+    assert (package / "__init__.pyc").is_file()
+    script = "import gen; print(gen.__all__, gen.DisksClient, gen.ZonesClient, gen.__file__)"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:4] == ["('DisksClient',", "'ZonesClient',", "'Other')", "disks"]
+    assert result.stdout.strip().endswith("gen/__init__.pyc")
