@@ -13,6 +13,8 @@ relative to dist-packages). In a section, a line is
     prune-imports FILE   drop FILE's `from .x import …` of modules the rules removed, and
                          their names from its __all__ (a package that imports all of its
                          generated services while Orlop calls a few)
+    unlinked PATTERN     remove the matched shared libraries that no executable or library
+                         left in the tree links (`readelf -d`: NEEDED, transitively)
     sourceless PATTERN   ship the matched modules byte-compiled only (`name.pyc` beside
                          where `name.py` was): tracebacks there show no source lines
 
@@ -72,6 +74,7 @@ class Rules:
     keep: list[str] = field(default_factory=list)
     docstrings: list[str] = field(default_factory=list)
     prune_imports: list[str] = field(default_factory=list)
+    unlinked: list[str] = field(default_factory=list)
     sourceless: list[str] = field(default_factory=list)
 
     def text(self, with_sourceless: bool = True) -> str:
@@ -80,6 +83,7 @@ class Rules:
         lines = [*self.remove, *(f"!{k}" for k in self.keep)]
         lines += [f"docstrings {d}" for d in self.docstrings]
         lines += [f"prune-imports {f}" for f in self.prune_imports]
+        lines += [f"unlinked {u}" for u in self.unlinked]
         if with_sourceless:
             lines += [f"sourceless {p}" for p in self.sourceless]
         return "\n".join(lines)
@@ -149,7 +153,7 @@ def parse(text: str) -> dict[tuple[str, tuple[str, ...]], Rules]:
             raise ValueError(f"trim.txt line {number}: {line!r} must be relative, without ..")
         if line.startswith("!"):
             current.keep.append(line[1:])
-        elif line.startswith(("docstrings ", "prune-imports ", "sourceless ")):
+        elif line.startswith(("docstrings ", "prune-imports ", "unlinked ", "sourceless ")):
             directive, argument = line.split(None, 1)
             getattr(current, directive.replace("-", "_")).append(argument.strip())
         else:
@@ -166,6 +170,7 @@ def rules(text: str, where: str, kind: str | None = None) -> Rules:
             merged.keep += found.keep
             merged.docstrings += found.docstrings
             merged.prune_imports += found.prune_imports
+            merged.unlinked += found.unlinked
             merged.sourceless += found.sourceless
     return merged
 
@@ -179,10 +184,60 @@ def apply(root: Path, rules: Rules) -> None:
         for tree in glob.glob(str(root / pattern)):
             for module in Path(tree).rglob("*.py"):
                 module.write_text(without_docstrings(module.read_text()))
+    if rules.unlinked:
+        remove_unlinked(root, rules.unlinked)
     for name in rules.prune_imports:
         for module in glob.glob(f"{root}/{name}"):
             path = Path(module)
             path.write_text(without_missing_imports(path.read_text(), path.parent))
+
+
+def remove_unlinked(root: Path, patterns: list[str]) -> list[Path]:
+    """Remove the libraries `patterns` match that nothing else left under `root` links,
+    directly or through another library kept; what was removed."""
+    candidates = {Path(m) for p in patterns for m in glob.glob(f"{root}/{p}")}
+    others = [
+        path
+        for path in root.rglob("*")
+        if path not in candidates and path.is_file() and not path.is_symlink() and _elf(path)
+    ]
+    needed = _needed(others)
+    kept: set[Path] = set()
+    while True:
+        wanted = {c for c in candidates - kept if c.name in needed}
+        wanted |= {c.resolve() for c in wanted if c.is_symlink()} & candidates
+        if not wanted - kept:
+            break
+        kept |= wanted
+        needed |= _needed([c for c in wanted if not c.is_symlink()])
+    removed = sorted(candidates - kept)
+    for path in removed:
+        _remove(path)
+    return removed
+
+
+def _elf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def _needed(paths: list[Path]) -> set[str]:
+    """The NEEDED entries of these ELF files (readelf, from binutils: the build has it)."""
+    import subprocess
+
+    found: set[str] = set()
+    for start in range(0, len(paths), 200):
+        out = subprocess.run(
+            ["readelf", "-d", *map(str, paths[start : start + 200])],
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        for line in out.splitlines():
+            if "(NEEDED)" in line and "[" in line:
+                found.add(line.rsplit("[", 1)[1].rstrip("]"))
+    return found
 
 
 def without_missing_imports(source: str, package: Path) -> str:

@@ -182,3 +182,30 @@ def test_prune_imports_and_sourceless_leave_an_importable_package(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:4] == ["('DisksClient',", "'ZonesClient',", "'Other')", "disks"]
     assert result.stdout.strip().endswith("gen/__init__.pyc")
+
+
+@pytest.mark.skipif(not shutil.which("readelf"), reason="readelf is binutils' (setup installs it)")
+def test_unlinked_libraries_go_and_linked_ones_stay(tmp_path: Path) -> None:
+    """Real ELF files of this host: openssl links libssl, which links libcrypto (kept
+    through libssl too); nothing links libz, so it goes, with its symlink."""
+    lib = Path("/lib/x86_64-linux-gnu")
+    needed = ["libssl.so.3", "libcrypto.so.3", "libz.so.1"]
+    if not Path("/usr/bin/openssl").is_file() or not all((lib / n).exists() for n in needed):
+        pytest.skip("this host lacks openssl, libssl 3 or libz")
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "lib").mkdir()
+    shutil.copy2("/usr/bin/openssl", tmp_path / "usr/bin/openssl")
+    shutil.copy2(lib / "libssl.so.3", tmp_path / "lib/libssl.so.3")
+    shutil.copy2(lib / "libcrypto.so.3", tmp_path / "lib/libcrypto.so.3")
+    shutil.copy2((lib / "libz.so.1").resolve(), tmp_path / "lib/libz.so.1.real")
+    (tmp_path / "lib/libz.so.1").symlink_to("libz.so.1.real")
+    trim = _trim()
+    rules = trim.rules("[rootfs]\nunlinked lib/lib*\n", "rootfs")
+    trim.apply(tmp_path, rules)
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == [
+        "libcrypto.so.3",
+        "libssl.so.3",
+    ]
+    (tmp_path / "usr/bin/openssl").unlink()
+    trim.apply(tmp_path, rules)  # now nothing links libssl, so nothing links libcrypto
+    assert list((tmp_path / "lib").iterdir()) == []
