@@ -209,3 +209,15 @@ def test_unlinked_libraries_go_and_linked_ones_stay(tmp_path: Path) -> None:
     (tmp_path / "usr/bin/openssl").unlink()
     trim.apply(tmp_path, rules)  # now nothing links libssl, so nothing links libcrypto
     assert list((tmp_path / "lib").iterdir()) == []
+
+
+def test_only_ebs_keeps_botocore_and_its_models() -> None:
+    trim = _trim()
+    text = (ROOT / "packaging" / "plugin" / "trim.txt").read_text()
+    model = "botocore/data/ec2/2016-11-15/service-2.json.gz"
+    ebs = trim.rules(text, "python", "ebs")
+    assert not ebs.removes(model) and not ebs.removes("botocore/client.py")
+    assert ebs.removes("botocore/data/iam/2010-05-08/service-2.json.gz")
+    for kind in sorted(set(ALL_KINDS) - {"ebs"}):
+        rules = trim.rules(text, "python", kind)
+        assert rules.removes(model) and rules.removes("boto3/__init__.py"), kind
