@@ -50,9 +50,10 @@ def main() -> None:
     name = socket_name(os.environ.get("ORLOP_PLUGIN_KIND", ""))
     path = os.path.join(PLUGIN_DIR, name) if name else None
     if path is not None:
+        listener = bind(path)  # before any other import: asyncio alone takes 0.1-0.4 s
         from orlop.frontends.http import adopt_socket
 
-        adopt_socket(path, bind(path))
+        adopt_socket(path, listener)
     from orlop.core.model import OrlopError
 
     try:

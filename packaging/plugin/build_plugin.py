@@ -19,7 +19,6 @@ packages from the index pip is configured with. Everything else is offline.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import fcntl
 import glob
@@ -45,20 +44,15 @@ from orlop.managed.csi import csi_manifest  # noqa: E402
 from orlop.managed.kinds import PluginKind, plugin_kind  # noqa: E402
 from orlop.managed.manifest import manifest  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import trim_rules as trim  # noqa: E402
+
 SUITE = "bookworm"
 PYTHON = "python3.11"  # bookworm's; the wheels are installed by this host's python3.11
 SITE_PACKAGES = f"usr/local/lib/{PYTHON}/dist-packages"  # on Debian python3's sys.path
 BASE_PACKAGES = ("python3", "ca-certificates")
 # Debian packages a kind needs that its doctor checks do not name (explicit, by kind).
 EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {}
-# botocore ships the API models of ~400 AWS services; Orlop calls these.
-BOTOCORE_SERVICES = ("ec2", "s3", "sts", "sso", "sso-oidc")
-# Parts of client libraries Orlop never imports: pydo's asyncio twin of its 21 MB generated
-# client (Orlop calls pydo.Client), isilon-sdk's OneFS API versions but the one Orlop uses.
-UNUSED_PARTS = ("pydo/aio", "isilon_sdk/v9_[!5]_*", "isilon_sdk/v9_[0-9][0-9]_*", "*/tests")
-# Generated API clients, mostly docstrings (pydo's operations: 21 MB, 3 MB without them);
-# nothing in them reads __doc__. Their source and byte-code are written without docstrings.
-GENERATED_CLIENTS = ("pydo", "google/cloud/compute_v1", "isilon_sdk")
 HERE = Path(__file__).resolve().parent
 TRIM_LIST = HERE / "trim.txt"
 DEFAULT_CACHE = "/var/cache/orlop/plugin"
@@ -152,7 +146,8 @@ def _discard(path: Path) -> None:
 
 def base_rootfs(kind: PluginKind, cache: Path, mirror: str) -> Path:
     packages = debian_packages(kind)
-    key = digest("base", SUITE, "minbase", packages, TRIM_LIST.read_text())
+    rules = trim.rules(TRIM_LIST.read_text(), "rootfs")
+    key = digest("base", SUITE, "minbase", packages, rules.text(with_sourceless=False))
     final = cache / f"base-{key}"
     if final.is_dir():
         log(f"Debian root filesystem from cache ({final.name})")
@@ -176,38 +171,29 @@ def base_rootfs(kind: PluginKind, cache: Path, mirror: str) -> Path:
             ],
             timeout=DEBOOTSTRAP_TIMEOUT,
         )
-        trim(target)
+        trim_rootfs(target)
         target.rename(final)
     log(f"Debian root filesystem built in {time.monotonic() - started:.0f} s")
     return final
 
 
-def trim(rootfs: Path) -> None:
+def trim_rootfs(rootfs: Path) -> None:
     """Remove what a plugin never reads: docs (copyright files stay), caches, apt lists, …"""
-    for pattern in TRIM_LIST.read_text().splitlines():
-        pattern = pattern.split("#", 1)[0].strip()
-        if not pattern:
-            continue  # a blank line would match the root filesystem itself
-        for match in glob.glob(str(rootfs / pattern)):
-            _remove(Path(match))
+    trim.apply(rootfs, trim.rules(TRIM_LIST.read_text(), "rootfs"))
     for path in (rootfs / "usr/share/doc").rglob("*"):
         if path.is_file() and path.name != "copyright":
             path.unlink()
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
+def orlop_rootfs(kind: PluginKind, base: Path, cache: Path, csi: bool = False) -> Path:
     """The base + Orlop's dependencies (a cached layer of its own: they change rarely,
     Orlop often) + Orlop's wheel."""
     extras = [kind.backend] if kind.backend in _optional() else []
-    extras.append("csi")  # the CSI frontend's gRPC and protobuf (any kind may serve CSI)
-    deps = dependencies_rootfs(base, cache, extras)
+    if csi:  # the CSI frontend's gRPC and protobuf: a volume plugin never serves CSI
+        extras.append("csi")
+    text = TRIM_LIST.read_text()
+    rules = (trim.rules(text, "rootfs"), trim.rules(text, "python", kind.name))
+    deps = dependencies_rootfs(base, cache, extras, rules, _no_deps() if csi else [])
     key = digest("orlop", deps.name, source_digest())
     final = cache / f"rootfs-{kind.name}-{key}"
     if final.is_dir():
@@ -225,14 +211,24 @@ def orlop_rootfs(kind: PluginKind, base: Path, cache: Path) -> Path:
     return final
 
 
-def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
+def dependencies_rootfs(
+    base: Path,
+    cache: Path,
+    extras: list[str],
+    rules: tuple[trim.Rules, trim.Rules],
+    without_deps: list[str],
+) -> Path:
+    """The base + the pinned dependencies of Orlop and `extras`, trimmed by `rules` (the
+    kind's [python] rules of trim.txt; [rootfs]'s sourceless ones too: this layer
+    byte-compiles), shared objects stripped, byte-compiled."""
+    system, python = rules
     requirements = sorted(_project().get("dependencies", []))
     for extra in extras:
         # An extra may name another (orlop[cinder]); only third-party pins go in this layer.
         requirements += sorted(r for r in _optional()[extra] if not r.startswith("orlop"))
-    without_deps = _no_deps()
-    key = digest("deps", base.name, requirements, BOTOCORE_SERVICES, Path(__file__).read_text())
-    key = digest(key, without_deps)
+    builder = Path(__file__).read_text() + (HERE / "trim_rules.py").read_text()
+    key = digest("deps", base.name, requirements, without_deps, system.text(), python.text())
+    key = digest(key, builder)
     final = cache / f"deps-{key}"
     if final.is_dir():
         os.utime(final)
@@ -243,46 +239,19 @@ def dependencies_rootfs(base: Path, cache: Path, extras: list[str]) -> Path:
         run(["cp", "-a", "--reflink=auto", str(base), str(target)], timeout=600)
         site = target / SITE_PACKAGES
         _pip(site, *requirements)
-        _pip(site, *without_deps, deps=False)  # ember-csi: the CSI descriptor only
-        botocore = site / "botocore" / "data"
-        if botocore.is_dir():
-            for service in botocore.iterdir():
-                if service.is_dir() and service.name not in BOTOCORE_SERVICES:
-                    shutil.rmtree(service)
-        lean_dependencies(site)
+        if without_deps:
+            _pip(site, *without_deps, deps=False)  # ember-csi: the CSI descriptor only
+        trim.apply(site, python)
         shared = [str(p) for p in site.rglob("*.so")]
         if shared and shutil.which("strip"):
             run(["strip", "--strip-unneeded", *shared], timeout=300)
+        trim.make_sourceless(target, system, "")
+        trim.make_sourceless(site, python, f"/{SITE_PACKAGES}")
         _compile(target, site)
         target.rename(final)
     seconds = time.monotonic() - started
     log(f"{len(requirements)} Python dependencies installed in {seconds:.0f} s")
     return final
-
-
-def lean_dependencies(site: Path) -> None:
-    """Remove what Orlop never imports, and the docstrings of generated clients."""
-    for pattern in UNUSED_PARTS:
-        for match in glob.glob(str(site / pattern)):
-            _remove(Path(match))
-    for tree in GENERATED_CLIENTS:
-        for module in (site / tree).rglob("*.py"):
-            module.write_text(without_docstrings(module.read_text()))
-
-
-def without_docstrings(source: str) -> str:
-    """`source` without its module, class and function docstrings (what -OO drops)."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            first = node.body[0] if node.body else None
-            if (
-                isinstance(first, ast.Expr)
-                and isinstance(first.value, ast.Constant)
-                and isinstance(first.value.value, str)
-            ):
-                node.body = node.body[1:] or [ast.Pass()]
-    return ast.unparse(tree) + "\n"
 
 
 def _project() -> dict[str, Any]:
@@ -314,7 +283,7 @@ def _pip(site: Path, *requirements: str, deps: bool = True) -> None:
         ],
         timeout=PIP_TIMEOUT,
     )  # fmt: skip
-    _remove(site / "bin")  # console scripts pointing at this host's python
+    shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts for this host's python
 
 
 def _compile(rootfs: Path, tree: Path) -> None:
@@ -340,25 +309,48 @@ def install_orlop(rootfs: Path, work: Path) -> None:
     _compile(rootfs, site / "orlop")
 
 
+# Run in the root filesystem: every executable and shared object finds the libraries it
+# links (what trim.txt removed from /usr/lib is no one's).
+LINKED_CHECK = r"""
+import os, subprocess
+broken = []
+for top in ("/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec", "/usr/local/lib"):
+    for directory, _, files in os.walk(top):
+        for name in files:
+            path = os.path.join(directory, name)
+            if os.path.islink(path):
+                continue
+            with open(path, "rb") as file:
+                if file.read(4) != b"\x7fELF":
+                    continue
+            out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+            broken += [f"{path}: {ln.strip()}" for ln in out.splitlines() if "not found" in ln]
+sys.exit(f"missing libraries: {broken[:20]}" if broken else 0)
+"""
+
+
 def verify(kind: PluginKind, rootfs: Path) -> None:
     """Start Python in the root filesystem: Orlop, the backend and its client library import,
-    and every tool the backend runs is there."""
+    every tool the backend runs is there, and nothing lacks a library it links."""
+    # trim_rules.PROBE: the backend's modules and every module they import, at the top or
+    # at first use (the cloud client), as the trimmed tree has them; then its tools.
     script = (
         "import shutil, sys\n"
-        "import orlop.daemon, orlop.managed.env, orlop.managed.start\n"
-        "from orlop.managed.kinds import plugin_kind\n"
-        f"kind = plugin_kind({kind.name!r})\n"
-        "kind.variables()  # imports the backend and its client library\n"
+        f"exec({trim.PROBE!r})\n"
+        "if failed:\n"
+        "    sys.exit(f'imports that fail: {failed}')\n"
         "missing = [t for t in kind.tools() if not shutil.which(t)]\n"
-        "sys.exit(f'missing tools: {missing}' if missing else 0)\n"
+        "if missing:\n"
+        "    sys.exit(f'missing tools: {missing}')\n"
+        f"exec({LINKED_CHECK!r})\n"
     )
     from orlop.managed.manifest import PATH
 
     try:
         run(
             ["chroot", str(rootfs), "/usr/bin/env", "-i", f"PATH={PATH}",
-             f"ORLOP_PLUGIN_KIND={kind.name}", "/usr/bin/python3", "-c", script],
-            timeout=120,
+             f"ORLOP_PLUGIN_KIND={kind.name}", "/usr/bin/python3", "-c", script, kind.name, ""],
+            timeout=600,
         )  # fmt: skip
     except CommandError as error:
         message = f"build-plugin: the {kind.name} root filesystem is broken: {error}"
@@ -472,13 +464,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with locked(cache):  # staged under the lock: pruning never removes what is linked
             base = base_rootfs(kind, cache, args.mirror or debian_mirror())
-            rootfs = orlop_rootfs(kind, base, cache)
+            rootfs = orlop_rootfs(kind, base, cache, csi=args.csi)
             stage(kind, rootfs, staging, args.drop_capability, csi=args.csi)
             prune(cache)
         within, line = size_verdict(kind.name, size_of(rootfs), args.size_limit)
-        log(f"{line} ({rootfs})")
-        if not within and args.enforce_size:
-            raise SystemExit(f"build-plugin: {line}")
+        site = rootfs / SITE_PACKAGES
+        log(f"{line} (dist-packages {size_of(site) / 1e6:.0f} MB; {rootfs})")
+        if not within:
+            log(f"the largest in {SITE_PACKAGES} (trim them in {TRIM_LIST}):")
+            for size, entry in trim.largest(site, 30):
+                log(f"  {size / 1e6:6.1f} MB  {entry}")
+            if args.enforce_size:
+                raise SystemExit(f"build-plugin: {line}; trim it (see {TRIM_LIST})")
         if args.no_create:
             handed_over = True
             print(staging)

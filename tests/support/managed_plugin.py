@@ -57,6 +57,18 @@ def build_stamp(dockerd: Dockerd, name: str) -> dict[str, object]:
     return stamp
 
 
+def rootfs_bytes(dockerd: Dockerd, name: str) -> int:
+    """The size of the plugin's root filesystem as `dockerd` holds it (files and links)."""
+    path = dockerd.root / "data" / "plugins" / plugin_id(dockerd, name) / "rootfs"
+    total = 0
+    for directory, _, files in os.walk(path):
+        for file in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(directory, file)).st_size
+    assert total > 10_000_000, f"{path} holds {total} bytes: not a root filesystem"
+    return total
+
+
 def volumes_of(dockerd: Dockerd, driver: str) -> set[str]:
     """Volumes of one driver (other test runs' legacy plugin sockets add their own)."""
     out = dockerd.run("volume", "ls", "-q", "--filter", f"driver={driver}").stdout

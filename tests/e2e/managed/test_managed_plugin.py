@@ -29,6 +29,7 @@ from tests.support.managed_plugin import (
     plugin_id,
     plugin_socket,
     release_loop_devices,
+    rootfs_bytes,
     volumes_of,
 )
 from tests.support.mariadb import ensure_mariadb_image, parse_check
@@ -115,6 +116,15 @@ def _rows(engine: Dockerd, container: str) -> int:
         "--skip-column-names", "-e", "SELECT COUNT(*) FROM t.rows", check=False,
     )  # fmt: skip
     return int(result.stdout.strip()) if result.stdout.strip().isdigit() else 0
+
+
+ROOTFS_LIMIT = 150_000_000  # issue 20: every kind's root filesystem at most 150 MB
+
+
+def test_the_root_filesystem_is_within_the_size_limit(engine: Dockerd, plugin: str) -> None:
+    # The build refuses a kind over the limit; this measures what dockerd really holds.
+    size = rootfs_bytes(engine, plugin)
+    assert size <= ROOTFS_LIMIT, f"{plugin}: root filesystem {size / 1e6:.0f} MB > 150 MB"
 
 
 def test_seed_scenario_mariadb_rows_survive_kill_9(

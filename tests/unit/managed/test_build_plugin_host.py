@@ -70,6 +70,7 @@ def test_the_root_filesystem_size_is_checked_against_the_limit() -> None:
 
 def test_dependencies_lose_unused_parts_and_huge_docstrings(tmp_path: Path) -> None:
     builder = _builder()
+    text = builder.TRIM_LIST.read_text()
     for kept in ("pydo/operations", "isilon_sdk/v9_5_0", "botocore/data"):
         (tmp_path / kept).mkdir(parents=True)
     for dropped in ("pydo/aio", "isilon_sdk/v9_10_0", "isilon_sdk/v9_7_0", "keystoneauth1/tests"):
@@ -78,11 +79,14 @@ def test_dependencies_lose_unused_parts_and_huge_docstrings(tmp_path: Path) -> N
     doc = '"""' + "example JSON " * 400_000 + '"""'
     generated.write_text(f"{doc}\nclass Ops:\n    {doc}\n    def get(self):\n        {doc}\n")
     generated.write_text(generated.read_text() + "        return 42\n")
-    builder.lean_dependencies(tmp_path)
+    builder.trim.apply(tmp_path, builder.trim.rules(text, "python", "powerscale"))
+    assert (tmp_path / "isilon_sdk/v9_5_0").is_dir() and (tmp_path / "pydo/aio").is_dir()
+    assert not (tmp_path / "isilon_sdk/v9_10_0").exists()
+    assert not (tmp_path / "keystoneauth1/tests").exists()  # every kind's rule
+    builder.trim.apply(tmp_path, builder.trim.rules(text, "python", "digitalocean"))
     left = {str(p.relative_to(tmp_path)) for p in tmp_path.glob("*/*")}
-    assert left == {"pydo/operations", "isilon_sdk/v9_5_0", "botocore/data"}
+    assert left == {"pydo/operations", "isilon_sdk/v9_5_0"}  # botocore: only ebs keeps it
     assert generated.stat().st_size < 1000
-    assert (tmp_path / "botocore/data").is_dir()  # not a generated client: untouched
     namespace: dict[str, object] = {}
     exec(generated.read_text(), namespace)  # still the same code, minus the docstrings
     assert namespace["Ops"]().get() == 42  # type: ignore[operator]

@@ -349,7 +349,7 @@ def test_trim_never_removes_the_root(tmp_path: Path) -> None:
     for path in made:
         (rootfs / path).parent.mkdir(parents=True, exist_ok=True)
         (rootfs / path).write_text("x")
-    builder.trim(rootfs)
+    builder.trim_rootfs(rootfs)
     left = sorted(str(p.relative_to(rootfs)) for p in rootfs.rglob("*") if p.is_file())
     assert left == ["usr/bin/python3", "usr/share/doc/pkg/copyright"]
 

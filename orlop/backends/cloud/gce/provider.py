@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -52,8 +53,14 @@ from orlop.backends.cloud.gce.snapshots import GceSnapshots
 from orlop.core.model import InvalidOption, NotFound
 from orlop.core.options import GIB, Option, OptionSet, canonical_gib_size, one_of
 
+# The warm-up waits this long first: importing google-cloud-compute holds the GIL for about
+# a second, which would otherwise slow the daemon's own start (a managed plugin's socket
+# answering dockerd). A call before then imports it itself.
+WARM_UP_AFTER = 2.0
+
 
 def _warm_up() -> None:
+    time.sleep(WARM_UP_AFTER)
     # Not installed: host_checks says what to install, and so does the first call.
     with contextlib.suppress(ImportError):
         importlib.import_module("google.cloud.compute_v1")
