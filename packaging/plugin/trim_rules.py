@@ -16,7 +16,8 @@ relative to dist-packages). In a section, a line is
     unlinked PATTERN     remove the matched shared libraries that no executable or library
                          left in the tree links (`readelf -d`: NEEDED, transitively)
     sourceless PATTERN   ship the matched modules byte-compiled only (`name.pyc` beside
-                         where `name.py` was): tracebacks there show no source lines
+                         where `name.py` was): tracebacks there show no source lines; a
+                         source a keep rule names stays (a file read as data)
 
 and `#` starts a comment. Globs are `glob`'s: `*` stays within one path component.
 """
@@ -290,6 +291,8 @@ def make_sourceless(root: Path, rules: Rules, inside: str) -> None:
             else:
                 continue
             for source in sources:
+                if rules.kept(str(source.relative_to(root))):
+                    continue  # read as data, not imported (e.g. the CSI descriptor)
                 if source.with_suffix(".pyc").exists():
                     source.unlink()
             for cache in caches:

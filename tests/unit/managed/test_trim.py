@@ -221,3 +221,25 @@ def test_only_ebs_keeps_botocore_and_its_models() -> None:
     for kind in sorted(set(ALL_KINDS) - {"ebs"}):
         rules = trim.rules(text, "python", kind)
         assert rules.removes(model) and rules.removes("boto3/__init__.py"), kind
+
+
+def test_the_csi_descriptor_keeps_its_source_in_a_sourceless_tree(tmp_path: Path) -> None:
+    """The CSI frontend parses ember-csi's csi_pb2.py as text (orlop/frontends/csi/messages.py):
+    the real trim.txt byte-compiles every dependency but must leave that file as it is."""
+    from orlop.frontends.csi import messages
+
+    trim = _trim()
+    spec = importlib.util.find_spec(messages.DESCRIPTOR_PACKAGE)
+    assert spec is not None and spec.submodule_search_locations
+    installed = Path(next(iter(spec.submodule_search_locations)))
+    package = tmp_path / "ember_csi"
+    (package / "v1_1_0").mkdir(parents=True)
+    shutil.copy2(installed / "__init__.py", package / "__init__.py")
+    shutil.copy2(installed / "v1_1_0" / "__init__.py", package / "v1_1_0" / "__init__.py")
+    shutil.copy2(installed / "v1_1_0" / "csi_pb2.py", package / "v1_1_0" / "csi_pb2.py")
+    rules = trim.rules((ROOT / "packaging" / "plugin" / "trim.txt").read_text(), "python", "ebs")
+    trim.make_sourceless(tmp_path, rules, "/site")
+    assert not (package / "__init__.py").exists() and (package / "__init__.pyc").is_file()
+    kept = package / "v1_1_0" / "csi_pb2.py"
+    assert kept.is_file()
+    assert messages.serialized_descriptor(str(kept)).startswith(b"\n")  # a FileDescriptorProto
