@@ -16,8 +16,9 @@ relative to dist-packages). In a section, a line is
     unlinked PATTERN     remove the matched shared libraries that no executable or library
                          left in the tree links (`readelf -d`: NEEDED, transitively)
     sourceless PATTERN   ship the matched modules byte-compiled only (`name.pyc` beside
-                         where `name.py` was): tracebacks there show no source lines; a
-                         source a keep rule names stays (a file read as data)
+                         where `name.py` was): tracebacks there show no source lines
+    with-source PATTERN  the matched files keep their source where a sourceless rule
+                         matches them (a module read as data, not imported)
 
 and `#` starts a comment. Globs are `glob`'s: `*` stays within one path component.
 """
@@ -77,6 +78,7 @@ class Rules:
     prune_imports: list[str] = field(default_factory=list)
     unlinked: list[str] = field(default_factory=list)
     sourceless: list[str] = field(default_factory=list)
+    with_source: list[str] = field(default_factory=list)
 
     def text(self, with_sourceless: bool = True) -> str:
         """The rules in a stable form (a cache key; sourceless applies where a layer
@@ -87,6 +89,7 @@ class Rules:
         lines += [f"unlinked {u}" for u in self.unlinked]
         if with_sourceless:
             lines += [f"sourceless {p}" for p in self.sourceless]
+            lines += [f"with-source {p}" for p in self.with_source]
         return "\n".join(lines)
 
     def kept(self, relative: str) -> bool:
@@ -154,7 +157,9 @@ def parse(text: str) -> dict[tuple[str, tuple[str, ...]], Rules]:
             raise ValueError(f"trim.txt line {number}: {line!r} must be relative, without ..")
         if line.startswith("!"):
             current.keep.append(line[1:])
-        elif line.startswith(("docstrings ", "prune-imports ", "unlinked ", "sourceless ")):
+        elif line.startswith(
+            ("docstrings ", "prune-imports ", "unlinked ", "sourceless ", "with-source ")
+        ):
             directive, argument = line.split(None, 1)
             getattr(current, directive.replace("-", "_")).append(argument.strip())
         else:
@@ -173,6 +178,7 @@ def rules(text: str, where: str, kind: str | None = None) -> Rules:
             merged.prune_imports += found.prune_imports
             merged.unlinked += found.unlinked
             merged.sourceless += found.sourceless
+            merged.with_source += found.with_source
     return merged
 
 
@@ -291,7 +297,8 @@ def make_sourceless(root: Path, rules: Rules, inside: str) -> None:
             else:
                 continue
             for source in sources:
-                if rules.kept(str(source.relative_to(root))):
+                relative = str(source.relative_to(root))
+                if any(_matches(relative, pattern) for pattern in rules.with_source):
                     continue  # read as data, not imported (e.g. the CSI descriptor)
                 if source.with_suffix(".pyc").exists():
                     source.unlink()

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef, tool_check
+from orlop.backends.base import BackendContext, Capabilities, Check, VolumeRef
 from orlop.backends.block.provider import DeviceProvider, ProviderSpec
 from orlop.backends.cloud.adopt import ORLOP_LABELS, Adoption
 from orlop.backends.cloud.api import (
@@ -73,8 +73,7 @@ def disks_spec(cloud_class: type[CloudProvider]) -> ProviderSpec:
         settings_model=cloud_class.settings_model,
         capabilities=Capabilities(scope="global", exclusive_attach=True, snapshot=snapshots),
         make=_maker(cloud_class),
-        # fsfreeze: snapshots of mounted volumes hold a clean filesystem.
-        host_checks=lambda: [*cloud_class.host_checks(), tool_check("fsfreeze", "util-linux")],
+        host_checks=cloud_class.host_checks,
     )
 
 

@@ -20,7 +20,7 @@ from orlop.backends.cloud.api import (
 )
 from orlop.backends.cloud.layer import CloudDisks
 from orlop.core.model import Conflict, InvalidOption, validate_name
-from orlop.host.run import run
+from orlop.host import fsfreeze
 
 
 class DiskSnapshots:
@@ -61,12 +61,8 @@ class DiskSnapshots:
         if filesystem.mounted_fs(target) is None:
             return take().as_dict()
         # A cloud fixes a snapshot's content when its create call returns: thaw right after.
-        run(["fsfreeze", "--freeze", target], timeout=60)
-        try:
-            made = take()
-        finally:
-            run(["fsfreeze", "--unfreeze", target], timeout=60)
-        return made.as_dict()
+        with fsfreeze.frozen(target):
+            return take().as_dict()
 
     def list_snapshots(self, volume: str | None) -> list[dict[str, Any]]:
         self.cloud()  # this kind's own message when it has none
