@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orlop.cli.client import AdminClient
 from orlop.core.model import OrlopError
+from tests.servers.sshd.server import silent_listener
 from tests.support.daemon import OrlopDaemon
 from tests.support.late import reserve_port
 
@@ -128,28 +128,8 @@ def endpoint(mode: str) -> Iterator[int]:
     if mode == "refused":
         yield reserve_port()
         return
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                held.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(5)
-        for connection in held:
-            connection.close()
-        server.close()
+    with silent_listener() as port:
+        yield port
 
 
 def activate(path: str, deadline: float) -> bool:
